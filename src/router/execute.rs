@@ -1,0 +1,358 @@
+//! The retry / failover / context-window fallback loop, shared by completions and streams.
+//!
+//! One attempt at a time: pick a deployment (never one that failed this request while another
+//! is healthy), try it, and on failure decide — fall back to a larger window (overflow), fail
+//! over at once to another healthy deployment, wait and retry the same one when it is the only
+//! one, or give up. Cooldowns follow from what each failure says.
+
+use std::time::{Duration, Instant};
+
+use super::backoff::wait_before_retry;
+use super::deployment::{Deployment, InFlight};
+use super::select::{select, Needs, Selection};
+use super::state::{now_ms, Cooldown, Timing};
+use super::Router;
+use crate::errors::{Error, Status};
+use crate::log;
+use crate::providers::BoxFuture;
+use crate::types::{ChatChunk, ChatRequest, ChatResponse, LlmrMeta, StreamAssembler};
+
+/// Where a stream's chunks go. Returns `false` when the caller wants no more (cancel).
+pub trait ChunkSink: Send {
+    fn deliver<'a>(&'a mut self, chunk: &'a ChatChunk) -> BoxFuture<'a, bool>;
+}
+
+/// A failed attempt: `final_` when it must not be retried anywhere (a stream that already
+/// delivered chunks, or the caller cancelled).
+struct Failed {
+    err: Error,
+    final_: bool,
+}
+
+type AttemptResult = Result<(ChatResponse, Timing), Failed>;
+
+impl Router {
+    /// A chat completion, routed.
+    pub async fn complete(&self, req: &ChatRequest) -> Result<ChatResponse, Error> {
+        self.run(req, None).await
+    }
+
+    /// A streamed chat completion, routed: chunks with content or tool-call deltas go to `sink`
+    /// in order; the whole answer comes back assembled.
+    pub async fn stream(&self, req: &ChatRequest, sink: &mut dyn ChunkSink) -> Result<ChatResponse, Error> {
+        self.run(req, Some(sink)).await
+    }
+
+    async fn attempt(
+        &self,
+        d: &Deployment,
+        req: &ChatRequest,
+        timeout: Duration,
+        sink: Option<&mut (dyn ChunkSink + '_)>,
+    ) -> AttemptResult {
+        let started = Instant::now();
+        let Some(sink) = sink else {
+            return match d.client.complete(req, timeout).await {
+                Ok(resp) => {
+                    let out = resp.usage.map_or(0, |u| u.completion_tokens);
+                    let total_ms = ms_since(started);
+                    Ok((resp, Timing { total_ms, output_tokens: out, ttft_ms: None, connect_ms: None }))
+                }
+                Err(err) => Err(Failed { err, final_: false }),
+            };
+        };
+        let mut stream = d
+            .client
+            .open_stream(req, timeout)
+            .await
+            .map_err(|err| Failed { err, final_: false })?;
+        let connect_ms = ms_since(started);
+        let mut assembler = StreamAssembler::default();
+        let mut ttft_ms = None;
+        while let Some(next) = stream.next_chunk().await {
+            let chunk = match next {
+                Ok(c) => c,
+                Err(mut err) => {
+                    let delivered = ttft_ms.is_some();
+                    if delivered && err.status != Status::Timeout {
+                        // What was delivered stays delivered; the rest is lost upstream.
+                        err.status = Status::Upstream;
+                        err.message = format!("stream broke after it began: {}", err.message);
+                    }
+                    return Err(Failed { err, final_: delivered });
+                }
+            };
+            assembler.push(&chunk);
+            if chunk.has_payload() {
+                if ttft_ms.is_none() {
+                    ttft_ms = Some(ms_since(started));
+                }
+                if !sink.deliver(&chunk).await {
+                    return Err(Failed {
+                        err: Error::new(Status::Cancelled, "the stream was cancelled by its callback"),
+                        final_: true,
+                    });
+                }
+            }
+        }
+        let resp = assembler.into_response();
+        let out = resp.usage.map_or(0, |u| u.completion_tokens);
+        Ok((resp, Timing { total_ms: ms_since(started), output_tokens: out, ttft_ms, connect_ms: Some(connect_ms) }))
+    }
+
+    async fn run(&self, req: &ChatRequest, mut sink: Option<&mut (dyn ChunkSink + '_)>) -> Result<ChatResponse, Error> {
+        let started = Instant::now();
+        let group_name = req.group();
+        let Some(members) = self.group(group_name) else {
+            let known: Vec<&str> = self.groups.iter().map(|(n, _)| *n).collect();
+            return Err(Error::invalid(format!(
+                "unknown model group `{group_name}`: use one of {}",
+                known.join(", ")
+            )));
+        };
+        let overall = req.timeout.map_or(self.settings.timeout, Duration::from_secs_f64);
+        let deadline = started + overall;
+        let tokens = req.estimate_prompt_tokens();
+        let stream = sink.is_some();
+        let mut failed: Vec<usize> = Vec::new();
+        let mut window_above: Option<u64> = None;
+        let mut retries = 0u32;
+        let mut attempts = 0u32;
+        let mut fallbacks: Vec<String> = Vec::new();
+        let mut last: Option<(Error, usize)> = None;
+
+        loop {
+            let now = now_ms();
+            let needs = Needs { tokens, window_above, failed: &failed, stream };
+            let i = match select(self.settings.routing_strategy, &self.deployments, members, &needs, now) {
+                Selection::Picked(i) => i,
+                Selection::AllCooling(secs) => {
+                    let mut e = Error::new(
+                        Status::RateLimited,
+                        format!("every deployment of `{group_name}` is cooling down; the first is back in {secs:.1}s"),
+                    )
+                    .with_retry_after(Some(secs));
+                    if let Some((l, _)) = &last {
+                        e.message.push_str(&format!(" (last error: {})", l.message));
+                    }
+                    return Err(self.finish_error(e, last.map(|l| l.1), attempts, started));
+                }
+                Selection::AllAtLimit(secs) => {
+                    let e = Error::new(
+                        Status::RateLimited,
+                        format!("every deployment of `{group_name}` is at its rpm/tpm limit for this minute; the window frees up in {secs:.1}s"),
+                    )
+                    .with_retry_after(Some(secs));
+                    return Err(self.finish_error(e, last.map(|l| l.1), attempts, started));
+                }
+                Selection::NoWindow => {
+                    let e = match last {
+                        Some((mut e, i)) if e.status == Status::ContextOverflow => {
+                            e.message.push_str(" (no deployment with a larger context window is left)");
+                            return Err(self.finish_error(e, Some(i), attempts, started));
+                        }
+                        _ => Error::new(
+                            Status::ContextOverflow,
+                            format!("no deployment of `{group_name}` has a context window for about {tokens} prompt tokens"),
+                        ),
+                    };
+                    return Err(self.finish_error(e, None, attempts, started));
+                }
+            };
+            let d = &self.deployments[i];
+
+            // Only when no other healthy deployment is left does the same one get retried: wait first.
+            if let Some((e, _)) = last.as_ref().filter(|_| failed.contains(&i)) {
+                let wait = wait_before_retry(retries.saturating_sub(1), e.retry_after, self.settings.retry_after);
+                if Instant::now() + wait >= deadline {
+                    d.state.settle(tokens, 0, now_ms());
+                    let (e, li) = last.expect("checked above");
+                    return Err(self.finish_error(e, Some(li), attempts, started));
+                }
+                tokio::time::sleep(wait).await;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                d.state.settle(tokens, 0, now_ms());
+                let e = Error::new(Status::Timeout, format!("request timed out after {:.3}s", overall.as_secs_f64()));
+                return Err(self.finish_error(e, last.map(|l| l.1), attempts, started));
+            }
+            let timeout = d.cfg.timeout.map_or(remaining, |t| t.min(remaining));
+
+            attempts += 1;
+            d.counters.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let in_flight = InFlight::enter(&*d.state);
+            let result = self.attempt(d, req, timeout, sink.as_deref_mut()).await;
+            drop(in_flight);
+
+            match result {
+                Ok((mut resp, timing)) => {
+                    let usage = resp.usage.unwrap_or_default();
+                    let now = now_ms();
+                    d.state.settle(tokens, usage.total_tokens.max(usage.prompt_tokens), now);
+                    d.state.record_timing(timing);
+                    let cost = d.cost(usage.prompt_tokens, usage.completion_tokens);
+                    d.counters.success(usage.prompt_tokens, usage.completion_tokens, cost);
+                    let latency_ms = ms_since(started);
+                    if log::enabled(log::Level::Debug) {
+                        log::debug(
+                            "request completed",
+                            &[
+                                ("deployment_id", (&*d.cfg.id).into()),
+                                ("provider", (&*d.cfg.prefix).into()),
+                                ("stream", stream.into()),
+                                ("attempts", attempts.into()),
+                                ("fallbacks", fallbacks.clone().into()),
+                                ("status", "ok".into()),
+                                ("latency_ms", latency_ms.into()),
+                                ("time_to_first_chunk_ms", timing.ttft_ms.into()),
+                                ("connect_ms", timing.connect_ms.into()),
+                                ("prompt_tokens", usage.prompt_tokens.into()),
+                                ("completion_tokens", usage.completion_tokens.into()),
+                            ],
+                        );
+                    }
+                    resp.llmr = Some(LlmrMeta {
+                        deployment_id: d.cfg.id.to_string(),
+                        provider: d.cfg.prefix.to_string(),
+                        attempts,
+                        latency_ms: (latency_ms * 1000.0).round() / 1000.0,
+                        time_to_first_chunk_ms: timing.ttft_ms.map(|t| (t * 1000.0).round() / 1000.0),
+                        fallbacks,
+                    });
+                    if resp.model.is_empty() {
+                        resp.model.clone_from(&d.cfg.model);
+                    }
+                    return Ok(resp);
+                }
+                Err(Failed { mut err, final_ }) => {
+                    d.state.settle(tokens, 0, now_ms());
+                    self.note_failure(i, &err, members.len());
+                    if err.deployment_id.is_none() {
+                        err.deployment_id = Some(d.cfg.id.clone());
+                    }
+                    if final_ {
+                        return Err(self.finish_error(err, Some(i), attempts, started));
+                    }
+                    let give_up = match err.status {
+                        Status::ContextOverflow => {
+                            let w = d.max_input_tokens.unwrap_or(0).max(window_above.unwrap_or(0));
+                            window_above = Some(w);
+                            fallbacks.push(format!("context_window:{}", d.cfg.id));
+                            false
+                        }
+                        _ if err.status == Status::Auth || err.quota => {
+                            // Only another deployment can help: another key, another account.
+                            if !failed.contains(&i) {
+                                failed.push(i);
+                            }
+                            let other = members.iter().any(|m| !failed.contains(m) && !self.deployments[*m].state.is_cooling(now_ms()));
+                            if other && retries < self.settings.num_retries {
+                                retries += 1;
+                                fallbacks.push(format!("failover:{}", d.cfg.id));
+                                false
+                            } else {
+                                true
+                            }
+                        }
+                        Status::RateLimited | Status::Upstream | Status::Timeout => {
+                            if retries < self.settings.num_retries {
+                                retries += 1;
+                                if !failed.contains(&i) {
+                                    failed.push(i);
+                                }
+                                fallbacks.push(format!("retry:{}", d.cfg.id));
+                                false
+                            } else {
+                                true
+                            }
+                        }
+                        _ => true,
+                    };
+                    if give_up {
+                        return Err(self.finish_error(err, Some(i), attempts, started));
+                    }
+                    last = Some((err, i));
+                }
+            }
+        }
+    }
+
+    /// Counts a failure and applies the cooldown rules: at once on 429, 401, 404 or a quota
+    /// refusal when the group has another deployment; after more than `allowed_fails` failures
+    /// within a minute otherwise. A group's only deployment is never cooled down.
+    fn note_failure(&self, i: usize, e: &Error, group_size: usize) {
+        let d = &self.deployments[i];
+        d.counters.failure(e.status);
+        if group_size <= 1 {
+            return;
+        }
+        let now = now_ms();
+        let immediate = matches!(e.http_status, Some(429 | 401 | 404)) || e.quota;
+        let counts = matches!(e.status, Status::RateLimited | Status::Upstream | Status::Timeout | Status::Auth);
+        let why = if immediate {
+            format!("{} ({})", e.status.name(), e.http_status.map_or_else(|| "no HTTP status".into(), |s| format!("HTTP {s}")))
+        } else if counts {
+            let n = d.state.note_failure(now);
+            if n <= self.settings.allowed_fails {
+                return;
+            }
+            format!("{n} failures within a minute (allowed_fails {}), last: {}", self.settings.allowed_fails, e.status.name())
+        } else {
+            return;
+        };
+        let secs = match e.retry_after {
+            Some(r) if immediate && r > 0.0 && r.is_finite() => r.min(86_400.0),
+            _ => d.cooldown_time.as_secs_f64(),
+        };
+        if secs <= 0.0 {
+            return;
+        }
+        let until_ms = now + (secs * 1000.0) as u64;
+        log::warn(
+            "deployment cooling down",
+            &[
+                ("deployment_id", (&*d.cfg.id).into()),
+                ("provider", (&*d.cfg.prefix).into()),
+                ("seconds", secs.into()),
+                ("reason", why.as_str().into()),
+            ],
+        );
+        d.state.cool_down(Cooldown { until_ms, status: e.status, http_status: e.http_status, reason: why });
+    }
+
+    /// Fills in who answered and how often, scrubs keys, logs the outcome.
+    fn finish_error(&self, mut e: Error, last: Option<usize>, attempts: u32, started: Instant) -> Error {
+        if let Some(i) = last {
+            let d = &self.deployments[i];
+            if e.deployment_id.is_none() {
+                e.deployment_id = Some(d.cfg.id.clone());
+            }
+            if e.provider.is_none() {
+                e.provider = Some(d.cfg.prefix.clone());
+            }
+        }
+        if attempts > 0 {
+            e.attempts = Some(attempts);
+        }
+        self.redact(&mut e.message);
+        if log::enabled(log::Level::Debug) {
+            log::debug(
+                "request failed",
+                &[
+                    ("deployment_id", e.deployment_id.as_deref().into()),
+                    ("attempts", attempts.into()),
+                    ("status", e.status.name().into()),
+                    ("http_status", e.http_status.into()),
+                    ("latency_ms", ms_since(started).into()),
+                    ("message", e.message.as_str().into()),
+                ],
+            );
+        }
+        e
+    }
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}

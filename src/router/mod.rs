@@ -1,0 +1,129 @@
+//! The router: groups of deployments (`auto`, `auto-large`), selection, and the retry /
+//! failover / context-window fallback loop. It knows no wire format and nothing of C.
+
+mod backoff;
+mod counters;
+pub mod deployment;
+mod execute;
+mod report;
+mod select;
+pub mod state;
+
+use std::sync::Arc;
+
+use crate::config::{Config, RouterSettings};
+use crate::errors::Error;
+use crate::log;
+use crate::providers;
+
+pub use deployment::Deployment;
+pub use execute::ChunkSink;
+
+/// The group every usable deployment joins (the seed's `model_name: "auto"`).
+pub const AUTO: &str = "auto";
+/// Deployments whose context window is larger than the smallest: the fallback of `auto`.
+pub const AUTO_LARGE: &str = "auto-large";
+
+pub struct Router {
+    pub deployments: Vec<Deployment>,
+    /// `auto` and, when some window is larger than the smallest, `auto-large`.
+    groups: Vec<(&'static str, Vec<usize>)>,
+    pub settings: RouterSettings,
+    /// The smallest known context window (the seed's profile).
+    pub profile_max_input_tokens: Option<u64>,
+    /// Every configured key, to scrub from anything leaving the library.
+    secrets: Vec<Arc<str>>,
+}
+
+impl Router {
+    /// Builds a router from a parsed config. `previous` hands over the live state of
+    /// deployments whose id survives (hot reload).
+    pub fn build(
+        config: Config,
+        http: &reqwest::Client,
+        previous: Option<&Router>,
+    ) -> Result<Router, Error> {
+        let Config {
+            deployments: configs,
+            settings,
+            warnings,
+        } = config;
+        for w in &warnings {
+            log::warn("config entry skipped", &[("detail", w.as_str().into())]);
+        }
+        let mut deployments = Vec::with_capacity(configs.len());
+        let mut secrets = Vec::new();
+        let mut skipped = warnings;
+        for cfg in configs {
+            let facts = deployment::model_facts(&cfg);
+            let client = match providers::build_client(&cfg, facts.max_output_tokens, http) {
+                Ok(c) => c,
+                Err(why) => {
+                    let w = format!("global_llm_configs[{}] (id {}): skipped: {why}", cfg.index, cfg.id);
+                    log::warn("config entry skipped", &[("detail", w.as_str().into())]);
+                    skipped.push(w);
+                    continue;
+                }
+            };
+            if let Some(k) = &cfg.api_key {
+                secrets.push(k.shared());
+            }
+            let state = previous
+                .and_then(|p| p.deployments.iter().find(|d| d.cfg.id == cfg.id))
+                .map(|d| (d.state.clone(), d.counters.clone()));
+            deployments.push(Deployment::new(cfg, client, facts, settings.cooldown_time, state));
+        }
+        if deployments.is_empty() {
+            return Err(Error::config(format!(
+                "config: no usable deployment in `global_llm_configs`: {}",
+                skipped.join("; ")
+            )));
+        }
+        let all: Vec<usize> = (0..deployments.len()).collect();
+        let profile_max_input_tokens = deployments.iter().filter_map(|d| d.max_input_tokens).min();
+        let mut groups = vec![(AUTO, all)];
+        if let Some(min) = profile_max_input_tokens {
+            let large: Vec<usize> = (0..deployments.len())
+                .filter(|&i| deployments[i].max_input_tokens.is_some_and(|w| w > min))
+                .collect();
+            if !large.is_empty() {
+                groups.push((AUTO_LARGE, large));
+            }
+        }
+        secrets.sort();
+        secrets.dedup();
+        let router = Router {
+            deployments,
+            groups,
+            settings,
+            profile_max_input_tokens,
+            secrets,
+        };
+        log::info(
+            "router initialized",
+            &[
+                ("deployments", router.deployments.len().into()),
+                ("routing_strategy", router.settings.routing_strategy.name().into()),
+                ("context_window_fallbacks", router.has_large_group().into()),
+            ],
+        );
+        Ok(router)
+    }
+
+    /// The members of a group, by name.
+    pub fn group(&self, name: &str) -> Option<&[usize]> {
+        self.groups
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, m)| m.as_slice())
+    }
+
+    pub fn has_large_group(&self) -> bool {
+        self.groups.len() > 1
+    }
+
+    /// Scrubs every configured key from an outgoing text.
+    pub fn redact(&self, text: &mut String) {
+        crate::errors::redact(text, &self.secrets);
+    }
+}

@@ -1,0 +1,130 @@
+//! Choosing a deployment for one attempt.
+//!
+//! Every strategy is "lowest score wins" over the deployments that can take the request; ties go
+//! to a random one so that equal deployments share the load. The winner's rpm/tpm are reserved
+//! before the request is sent; if that fails, the next best is tried.
+
+use crate::config::RoutingStrategy;
+
+use super::deployment::Deployment;
+
+/// The outcome of a selection.
+#[derive(Debug, PartialEq)]
+pub enum Selection {
+    /// This deployment, its rpm/tpm already reserved.
+    Picked(usize),
+    /// Every deployment that could take the request is cooling down; the first is back in this
+    /// many seconds.
+    AllCooling(f64),
+    /// Every one is at its rpm/tpm for this minute; the window frees up in this many seconds.
+    AllAtLimit(f64),
+    /// None has a context window that can take the request.
+    NoWindow,
+}
+
+/// What the request needs of a deployment.
+pub struct Needs<'a> {
+    /// Estimated prompt tokens (also what gets reserved against tpm).
+    pub tokens: u64,
+    /// After an overflow: only windows strictly larger than this.
+    pub window_above: Option<u64>,
+    /// Deployments that failed this request: avoided while another is healthy.
+    pub failed: &'a [usize],
+    /// A stream: latency-based routing ranks by time to first chunk.
+    pub stream: bool,
+}
+
+pub fn select(
+    strategy: RoutingStrategy,
+    deployments: &[Deployment],
+    members: &[usize],
+    needs: &Needs<'_>,
+    now: u64,
+) -> Selection {
+    // 1. The context window. After an overflow only strictly larger windows qualify (the seed's
+    // auto-large); before it, the pre-call check skips windows clearly too small — unless none is
+    // large enough, when the largest are tried and the provider decides.
+    let fits = |d: &Deployment| match (needs.window_above, d.max_input_tokens) {
+        (Some(above), Some(w)) => w > above,
+        (Some(_), None) => false,
+        (None, Some(w)) => w >= needs.tokens,
+        (None, None) => true,
+    };
+    let mut eligible: Vec<usize> = members.iter().copied().filter(|&i| fits(&deployments[i])).collect();
+    if eligible.is_empty() {
+        if needs.window_above.is_some() {
+            return Selection::NoWindow;
+        }
+        let largest = members.iter().filter_map(|&i| deployments[i].max_input_tokens).max();
+        eligible = members
+            .iter()
+            .copied()
+            .filter(|&i| deployments[i].max_input_tokens == largest)
+            .collect();
+        if eligible.is_empty() {
+            return Selection::NoWindow;
+        }
+    }
+
+    // 2. Cooldowns.
+    let before = eligible.len();
+    let mut first_back: Option<u64> = None;
+    eligible.retain(|&i| {
+        let s = &deployments[i].state;
+        if s.is_cooling(now) {
+            if let Some(c) = s.cooldown(now) {
+                first_back = Some(first_back.map_or(c.until_ms, |f| f.min(c.until_ms)));
+            }
+            false
+        } else {
+            true
+        }
+    });
+    if eligible.is_empty() && before > 0 {
+        let secs = first_back.map_or(0.0, |t| t.saturating_sub(now) as f64 / 1000.0);
+        return Selection::AllCooling(secs);
+    }
+
+    // 3. Not the ones that failed this request, while another is healthy.
+    if eligible.iter().any(|i| !needs.failed.contains(i)) {
+        eligible.retain(|i| !needs.failed.contains(i));
+    }
+
+    // 4. Best score first; reserve; on a full window, the next best.
+    let mut scored: Vec<(f64, u32, usize)> = eligible
+        .iter()
+        .map(|&i| (score(strategy, &deployments[i], needs.stream, now), fastrand::u32(..), i))
+        .collect();
+    scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut soonest_free = f64::INFINITY;
+    for (_, _, i) in scored {
+        let d = &deployments[i];
+        match d.state.reserve(d.cfg.rpm, d.cfg.tpm, needs.tokens, now) {
+            Ok(()) => return Selection::Picked(i),
+            Err(secs) => soonest_free = soonest_free.min(secs),
+        }
+    }
+    Selection::AllAtLimit(if soonest_free.is_finite() { soonest_free } else { 0.0 })
+}
+
+fn score(strategy: RoutingStrategy, d: &Deployment, stream: bool, now: u64) -> f64 {
+    match strategy {
+        // Lowest tokens used this minute.
+        RoutingStrategy::UsageBased => d.state.usage(now).tokens as f64,
+        // Weighted random: an exponential race (the lowest of Exp(share) draws) picks each
+        // deployment with probability proportional to its share.
+        RoutingStrategy::SimpleShuffle => {
+            let u = fastrand::f64().max(f64::MIN_POSITIVE);
+            -u.ln() / d.share.max(f64::MIN_POSITIVE)
+        }
+        RoutingStrategy::LeastBusy => f64::from(d.state.in_flight()),
+        // Lowest recent latency per output token (time to first chunk for streams); unmeasured
+        // deployments first, so that they get measured.
+        RoutingStrategy::LatencyBased => {
+            let l = d.state.latency();
+            let v = if stream { l.ttft_ewma_ms.or(l.per_token_ewma_ms) } else { l.per_token_ewma_ms.or(l.ttft_ewma_ms) };
+            v.unwrap_or(0.0)
+        }
+    }
+}
+

@@ -1,0 +1,188 @@
+//! An incremental Server-Sent Events decoder: bytes in, whole events out, whatever the read
+//! boundaries. Handles `\n`, `\r\n` and `\r` line ends, multi-line `data:`, comments and `event:`.
+
+/// One event: its name (empty for the default `message`) and its data lines joined with `\n`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// Largest event llmr accepts; a stream that never ends an event is a broken stream.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    line: Vec<u8>,
+    event: String,
+    data: String,
+    has_data: bool,
+    /// The previous byte was `\r`: a following `\n` belongs to the same line end.
+    after_cr: bool,
+}
+
+impl SseDecoder {
+    pub fn new() -> SseDecoder {
+        SseDecoder::default()
+    }
+
+    /// Feeds bytes; calls `on_event` for each completed event, in order. Stops and returns the
+    /// callback's error, or an error if an event grows past [`MAX_EVENT_BYTES`].
+    pub fn feed<E>(
+        &mut self,
+        mut bytes: &[u8],
+        mut on_event: impl FnMut(SseEvent) -> Result<(), E>,
+        too_big: impl Fn() -> E,
+    ) -> Result<(), E> {
+        while !bytes.is_empty() {
+            if self.after_cr && bytes[0] == b'\n' {
+                bytes = &bytes[1..];
+                self.after_cr = false;
+                continue;
+            }
+            self.after_cr = false;
+            match bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(pos) => {
+                    self.line.extend_from_slice(&bytes[..pos]);
+                    self.after_cr = bytes[pos] == b'\r';
+                    bytes = &bytes[pos + 1..];
+                    if let Some(ev) = self.end_line() {
+                        on_event(ev)?;
+                    }
+                }
+                None => {
+                    self.line.extend_from_slice(bytes);
+                    bytes = &[];
+                }
+            }
+            if self.line.len() + self.data.len() > MAX_EVENT_BYTES {
+                return Err(too_big());
+            }
+        }
+        Ok(())
+    }
+
+    /// At end of input: an event whose blank line never came is still delivered (some servers
+    /// close right after the last `data:` line).
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        if !self.line.is_empty() {
+            if let Some(ev) = self.end_line() {
+                return Some(ev);
+            }
+        }
+        self.take_event()
+    }
+
+    fn end_line(&mut self) -> Option<SseEvent> {
+        if self.line.is_empty() {
+            return self.take_event();
+        }
+        let line = std::mem::take(&mut self.line);
+        let text = String::from_utf8_lossy(&line);
+        if text.starts_with(':') {
+            self.line = line;
+            self.line.clear();
+            return None; // comment / keep-alive
+        }
+        let (field, value) = match text.find(':') {
+            Some(i) => {
+                let v = &text[i + 1..];
+                (&text[..i], v.strip_prefix(' ').unwrap_or(v))
+            }
+            None => (&text[..], ""),
+        };
+        match field {
+            "data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
+            }
+            "event" => {
+                self.event.clear();
+                self.event.push_str(value);
+            }
+            _ => {} // id, retry and unknown fields do not matter here
+        }
+        drop(text);
+        self.line = line;
+        self.line.clear();
+        None
+    }
+
+    fn take_event(&mut self) -> Option<SseEvent> {
+        if !self.has_data && self.event.is_empty() {
+            return None;
+        }
+        self.has_data = false;
+        Some(SseEvent {
+            event: std::mem::take(&mut self.event),
+            data: std::mem::take(&mut self.data),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_in_pieces(input: &[u8], piece: usize) -> Vec<SseEvent> {
+        let mut d = SseDecoder::new();
+        let mut out = Vec::new();
+        for c in input.chunks(piece) {
+            d.feed(
+                c,
+                |e| {
+                    out.push(e);
+                    Ok::<(), ()>(())
+                },
+                || (),
+            )
+            .unwrap();
+        }
+        out.extend(d.finish());
+        out
+    }
+
+    #[test]
+    fn events_survive_any_split() {
+        let input = b": keep-alive\n\nevent: message_start\ndata: {\"a\":1}\n\ndata: line1\r\ndata: line2\r\n\r\ndata: [DONE]\n\n";
+        for piece in 1..input.len() {
+            let ev = decode_in_pieces(input, piece);
+            assert_eq!(ev.len(), 3, "piece size {piece}");
+            assert_eq!(ev[0].event, "message_start");
+            assert_eq!(ev[0].data, "{\"a\":1}");
+            assert_eq!(ev[1].data, "line1\nline2");
+            assert_eq!(ev[2].data, "[DONE]");
+        }
+    }
+
+    #[test]
+    fn bare_cr_line_ends_and_no_space_after_colon() {
+        let ev = decode_in_pieces(b"data:x\r\rdata:y\r\r", 3);
+        assert_eq!(ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["x", "y"]);
+    }
+
+    #[test]
+    fn last_event_without_blank_line_is_delivered() {
+        let ev = decode_in_pieces(b"data: {\"x\":2}", 4);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].data, "{\"x\":2}");
+    }
+
+    #[test]
+    fn oversize_event_is_an_error() {
+        let mut d = SseDecoder::new();
+        let big = vec![b'a'; 1024 * 1024];
+        let mut r = Ok(());
+        d.feed(b"data: ", |_| Ok::<(), &str>(()), || "big").unwrap();
+        for _ in 0..20 {
+            r = d.feed(&big, |_| Ok(()), || "big");
+            if r.is_err() {
+                break;
+            }
+        }
+        assert_eq!(r, Err("big"));
+    }
+}

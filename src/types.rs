@@ -1,0 +1,652 @@
+//! The OpenAI-shaped types every provider translates to and from.
+//!
+//! A request is parsed once into [`ChatRequest`]: the fields a provider may need to translate are
+//! typed; everything else rides in `extra` and passes through untouched to OpenAI-compatible hosts.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::errors::Error;
+
+/// A chat-completion request: the OpenAI body plus llmr's own `timeout`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ChatRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub messages: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// A string or an array of strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Seconds; overrides the router's timeout for this request. Never sent upstream.
+    #[serde(default, skip_serializing)]
+    pub timeout: Option<f64>,
+    /// Ignored: the function called decides. Never sent as given.
+    #[serde(default, skip_serializing)]
+    pub stream: Option<Value>,
+    /// Every other field, passed through to OpenAI-compatible providers.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Request fields that are typed above; a deployment's default params must not duplicate them.
+pub const TYPED_REQUEST_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "stop",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "user",
+    "timeout",
+    "stream",
+];
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Message {
+    pub role: String,
+    /// A string, an array of content parts, or null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct ToolCall {
+    #[serde(default)]
+    pub id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct FunctionCall {
+    #[serde(default)]
+    pub name: String,
+    /// Always a JSON string on the wire; an object given by the caller is serialised (the seed's
+    /// leniency), and text that is not valid JSON is kept as it is.
+    #[serde(default, deserialize_with = "arguments_as_string")]
+    pub arguments: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Tool {
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionDef,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct FunctionDef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn function_type() -> String {
+    "function".to_owned()
+}
+
+fn arguments_as_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+impl ChatRequest {
+    /// Parses and checks a request body. Errors name the offending field.
+    pub fn from_json(json: &str) -> Result<ChatRequest, Error> {
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let mut req: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() {
+                Error::invalid(format!("request JSON: {inner}"))
+            } else {
+                Error::invalid(format!("request JSON at `{path}`: {inner}"))
+            }
+        })?;
+        req.normalize()?;
+        Ok(req)
+    }
+
+    /// The seed's lenient input: a tool message whose content is not a string is sent serialised.
+    fn normalize(&mut self) -> Result<(), Error> {
+        if self.messages.is_empty() {
+            return Err(Error::invalid("request JSON: `messages` must not be empty"));
+        }
+        for (i, m) in self.messages.iter_mut().enumerate() {
+            if m.role.is_empty() {
+                return Err(Error::invalid(format!(
+                    "request JSON at `messages[{i}].role`: must not be empty"
+                )));
+            }
+            if m.role == "tool" {
+                if let Some(c) = &m.content {
+                    if !c.is_string() && !c.is_null() {
+                        m.content = Some(Value::String(c.to_string()));
+                    }
+                }
+            }
+        }
+        if let Some(t) = self.timeout {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::invalid(
+                    "request JSON at `timeout`: must be a positive number of seconds",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The group asked for; `"auto"` unless the caller named one.
+    pub fn group(&self) -> &str {
+        self.model.as_deref().unwrap_or("auto")
+    }
+
+    /// The output cap the caller asked for, whichever name it used.
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// A fast, deliberately generous estimate of the prompt's tokens (about 4 bytes a token),
+    /// tools included; used to skip deployments whose window is clearly too small.
+    pub fn estimate_prompt_tokens(&self) -> u64 {
+        let mut bytes: usize = 0;
+        for m in &self.messages {
+            bytes += 16; // role and framing
+            match &m.content {
+                Some(Value::String(s)) => bytes += s.len(),
+                Some(Value::Array(parts)) => {
+                    for p in parts {
+                        if let Some(t) = p.get("text").and_then(Value::as_str) {
+                            bytes += t.len();
+                        } else {
+                            bytes += 256; // images and other parts: a token cost we cannot see
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Some(calls) = &m.tool_calls {
+                for c in calls {
+                    bytes += c.function.name.len() + c.function.arguments.len() + 16;
+                }
+            }
+        }
+        if let Some(tools) = &self.tools {
+            for t in tools {
+                bytes += t.function.name.len() + 16;
+                bytes += t.function.description.as_deref().map_or(0, str::len);
+                // Schemas are small; a rough size without serialising them.
+                bytes += t.function.parameters.as_ref().map_or(0, json_size_hint);
+            }
+        }
+        (bytes as u64).div_ceil(4)
+    }
+}
+
+/// An approximate serialised size of a JSON value, without allocating.
+fn json_size_hint(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 8,
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => 2 + a.iter().map(|x| json_size_hint(x) + 1).sum::<usize>(),
+        Value::Object(o) => {
+            2 + o
+                .iter()
+                .map(|(k, x)| k.len() + 4 + json_size_hint(x))
+                .sum::<usize>()
+        }
+    }
+}
+
+/// Text of a message's content: a string, or the text parts of an array joined.
+pub fn content_text(content: &Option<Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => {
+            let mut out = String::new();
+            for p in parts {
+                if let Some(t) = p.get("text").and_then(Value::as_str) {
+                    out.push_str(t);
+                }
+            }
+            out
+        }
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ChatResponse {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default = "completion_object")]
+    pub object: String,
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub created: u64,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub choices: Vec<Choice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llmr: Option<LlmrMeta>,
+}
+
+fn completion_object() -> String {
+    "chat.completion".to_owned()
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Choice {
+    #[serde(default)]
+    pub index: u32,
+    #[serde(default)]
+    pub message: ResponseMessage,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ResponseMessage {
+    #[serde(default = "assistant_role")]
+    pub role: String,
+    #[serde(default, deserialize_with = "lenient_content")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+}
+
+impl Default for ResponseMessage {
+    fn default() -> Self {
+        ResponseMessage {
+            role: assistant_role(),
+            content: None,
+            tool_calls: None,
+            refusal: None,
+            reasoning_content: None,
+        }
+    }
+}
+
+fn assistant_role() -> String {
+    "assistant".to_owned()
+}
+
+/// Some compatible hosts send content as an array of text parts.
+fn lenient_content<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(v) => Some(content_text(&Some(v))),
+    })
+}
+
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)).unwrap_or(0),
+        _ => 0,
+    })
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Usage {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+}
+
+/// What llmr adds to every answer: who answered and what it took.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct LlmrMeta {
+    pub deployment_id: String,
+    pub provider: String,
+    pub attempts: u32,
+    pub latency_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_first_chunk_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream chunks
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ChatChunk {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default = "chunk_object")]
+    pub object: String,
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub created: u64,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub choices: Vec<ChunkChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+fn chunk_object() -> String {
+    "chat.completion.chunk".to_owned()
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ChunkChoice {
+    #[serde(default)]
+    pub index: u32,
+    #[serde(default)]
+    pub delta: Delta,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Delta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct ToolCallDelta {
+    #[serde(default)]
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionDelta>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct FunctionDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+}
+
+impl ChatChunk {
+    /// A chunk the caller sees: one that carries content or tool-call deltas.
+    pub fn has_payload(&self) -> bool {
+        self.choices.iter().any(|c| {
+            c.delta.content.as_deref().is_some_and(|s| !s.is_empty())
+                || c.delta.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+                || c.delta.reasoning_content.as_deref().is_some_and(|s| !s.is_empty())
+        })
+    }
+}
+
+/// Builds the whole answer of a stream, chunk by chunk, as a `chat.completion`.
+#[derive(Debug, Default)]
+pub struct StreamAssembler {
+    id: String,
+    created: u64,
+    model: String,
+    content: String,
+    reasoning: String,
+    saw_content: bool,
+    tool_calls: Vec<ToolCall>,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+}
+
+impl StreamAssembler {
+    pub fn push(&mut self, chunk: &ChatChunk) {
+        if self.id.is_empty() && !chunk.id.is_empty() {
+            self.id.clone_from(&chunk.id);
+        }
+        if self.created == 0 {
+            self.created = chunk.created;
+        }
+        if self.model.is_empty() && !chunk.model.is_empty() {
+            self.model.clone_from(&chunk.model);
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+        for c in &chunk.choices {
+            if let Some(t) = &c.delta.content {
+                self.saw_content = true;
+                self.content.push_str(t);
+            }
+            if let Some(t) = &c.delta.reasoning_content {
+                self.reasoning.push_str(t);
+            }
+            if let Some(calls) = &c.delta.tool_calls {
+                for d in calls {
+                    self.push_tool_delta(d);
+                }
+            }
+            if c.finish_reason.is_some() {
+                self.finish_reason.clone_from(&c.finish_reason);
+            }
+        }
+    }
+
+    fn push_tool_delta(&mut self, d: &ToolCallDelta) {
+        let i = d.index as usize;
+        // Indices are dense in practice; a sparse one gets empty calls filled in before it.
+        while self.tool_calls.len() <= i.min(1024) {
+            self.tool_calls.push(ToolCall {
+                kind: function_type(),
+                ..ToolCall::default()
+            });
+        }
+        let Some(call) = self.tool_calls.get_mut(i) else {
+            return;
+        };
+        if let Some(id) = &d.id {
+            if call.id.is_empty() {
+                call.id.clone_from(id);
+            }
+        }
+        if let Some(f) = &d.function {
+            if let Some(n) = &f.name {
+                call.function.name.push_str(n);
+            }
+            if let Some(a) = &f.arguments {
+                call.function.arguments.push_str(a);
+            }
+        }
+    }
+
+    pub fn finish_reason(&self) -> Option<&str> {
+        self.finish_reason.as_deref()
+    }
+
+    pub fn into_response(self) -> ChatResponse {
+        let tool_calls = if self.tool_calls.is_empty() {
+            None
+        } else {
+            Some(self.tool_calls)
+        };
+        let finish_reason = self.finish_reason.or_else(|| {
+            Some(if tool_calls.is_some() { "tool_calls" } else { "stop" }.to_owned())
+        });
+        ChatResponse {
+            id: self.id,
+            object: completion_object(),
+            created: self.created,
+            model: self.model,
+            choices: vec![Choice {
+                index: 0,
+                message: ResponseMessage {
+                    role: assistant_role(),
+                    content: if self.saw_content || tool_calls.is_none() {
+                        Some(self.content)
+                    } else {
+                        None
+                    },
+                    tool_calls,
+                    refusal: None,
+                    reasoning_content: if self.reasoning.is_empty() {
+                        None
+                    } else {
+                        Some(self.reasoning)
+                    },
+                },
+                finish_reason,
+            }],
+            usage: self.usage,
+            llmr: None,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, for `created`.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_request_and_keeps_unknown_fields() {
+        let r = ChatRequest::from_json(
+            r#"{"messages":[{"role":"user","content":"hi"}],"seed":7,"response_format":{"type":"json_object"},"timeout":3}"#,
+        )
+        .unwrap();
+        assert_eq!(r.group(), "auto");
+        assert_eq!(r.extra["seed"], 7);
+        assert!(r.extra.contains_key("response_format"));
+        assert_eq!(r.timeout, Some(3.0));
+        let sent = serde_json::to_value(&r).unwrap();
+        assert!(sent.get("timeout").is_none(), "timeout is llmr's, never sent");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = ChatRequest::from_json(r#"{"messages":[{"role":5}]}"#).unwrap_err();
+        assert!(e.message.contains("messages[0].role"), "{}", e.message);
+        let e = ChatRequest::from_json(r#"{"model":"auto"}"#).unwrap_err();
+        assert!(e.message.contains("messages"), "{}", e.message);
+        let e = ChatRequest::from_json(r#"{"messages":[]}"#).unwrap_err();
+        assert!(e.message.contains("empty"), "{}", e.message);
+        let e = ChatRequest::from_json(r#"{"messages":"hi"}"#).unwrap_err();
+        assert!(e.message.contains("messages"), "{}", e.message);
+        assert!(ChatRequest::from_json("[1,2").is_err());
+    }
+
+    #[test]
+    fn lenient_input_like_the_seed() {
+        let r = ChatRequest::from_json(
+            r#"{"messages":[
+              {"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":{"x":1}}}]},
+              {"role":"tool","tool_call_id":"c1","content":{"ok":true}},
+              {"role":"narrator","content":"passes through"}]}"#,
+        )
+        .unwrap();
+        let args = &r.messages[0].tool_calls.as_ref().unwrap()[0].function.arguments;
+        assert_eq!(args, r#"{"x":1}"#);
+        assert_eq!(r.messages[1].content, Some(Value::String(r#"{"ok":true}"#.into())));
+        assert_eq!(r.messages[2].role, "narrator");
+    }
+
+    #[test]
+    fn assembles_text_and_tool_calls_from_chunks() {
+        let mut a = StreamAssembler::default();
+        let chunks = [
+            r#"{"id":"x","created":5,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"lo"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","type":"function","function":{"name":"get","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+        ];
+        for c in chunks {
+            a.push(&serde_json::from_str::<ChatChunk>(c).unwrap());
+        }
+        let r = a.into_response();
+        assert_eq!(r.id, "x");
+        assert_eq!(r.choices[0].message.content.as_deref(), Some("Hello"));
+        let calls = r.choices[0].message.tool_calls.as_ref().unwrap();
+        assert_eq!(calls[0].function.name, "get");
+        assert_eq!(calls[0].function.arguments, r#"{"a":1}"#);
+        assert_eq!(r.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(r.usage, Some(Usage::new(3, 4)));
+    }
+
+    #[test]
+    fn estimate_grows_with_prompt_and_tools() {
+        let small = ChatRequest::from_json(r#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let big = ChatRequest::from_json(&format!(
+            r#"{{"messages":[{{"role":"user","content":"{}"}}],"tools":[{{"type":"function","function":{{"name":"f","parameters":{{"type":"object"}}}}}}]}}"#,
+            "a".repeat(4000)
+        ))
+        .unwrap();
+        assert!(small.estimate_prompt_tokens() < 10);
+        assert!(big.estimate_prompt_tokens() >= 1000);
+    }
+}
