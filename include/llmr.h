@@ -43,6 +43,12 @@
 #define LLMR_VERSION_PATCH 0
 
 /**
+ * `max_tokens` is required; this is sent when neither the request, the deployment nor the
+ * model table gives a cap.
+ */
+#define DEFAULT_MAX_TOKENS 4096
+
+/**
  * The outcome of a call: one of the `LLMR_*` values below. Values are stable and never reused.
  */
 typedef int32_t llmr_status;
@@ -134,6 +140,10 @@ extern "C" {
  * on failure; the caller frees it with `llmr_string_free`.
  *
  * Must not be called from a thread that drives an async runtime (use the async functions).
+ *
+ * # Safety
+ * Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+ * pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
  */
 llmr_status llmr_complete(const char *request_json, char **response_out);
 
@@ -150,6 +160,10 @@ llmr_status llmr_complete(const char *request_json, char **response_out);
  *
  * A failure before the first chunk fails over like a completion; a failure after it ends the
  * stream with `LLMR_ERR_UPSTREAM` (or `LLMR_ERR_TIMEOUT` for an idle gap).
+ *
+ * # Safety
+ * Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+ * pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
  */
 llmr_status llmr_stream(const char *request_json, llmr_chunk_cb on_chunk, void *user_data, char **result_out);
 
@@ -158,6 +172,10 @@ llmr_status llmr_stream(const char *request_json, llmr_chunk_cb on_chunk, void *
  * max_input_tokens, groups), routing_strategy, router_settings, context_window_fallbacks and
  * the profile (smallest `max_input_tokens`). Never holds an API key.
  * `info_out`: may be NULL; the caller frees it with `llmr_string_free`.
+ *
+ * # Safety
+ * Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+ * pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
  */
 llmr_status llmr_router_info(char **info_out);
 
@@ -165,6 +183,10 @@ llmr_status llmr_router_info(char **info_out);
  * The live view as JSON: per deployment, requests, successes, failures by status, in flight,
  * requests and tokens this minute, latency, time to first chunk, cooldown (until when, why).
  * Never holds an API key. `stats_out`: may be NULL; free it with `llmr_string_free`.
+ *
+ * # Safety
+ * Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+ * pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
  */
 llmr_status llmr_stats(char **stats_out);
 
@@ -183,6 +205,10 @@ const char *llmr_version(void);
  * `config_json`: UTF-8, NUL-terminated; borrowed for the call.
  * `error_out`: may be NULL; on failure receives an error JSON the caller frees with
  * `llmr_string_free`; set to NULL on success.
+ *
+ * # Safety
+ * Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+ * pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
  */
 llmr_status llmr_init(const char *config_json, char **error_out);
 
@@ -211,6 +237,10 @@ bool llmr_is_auto_mode(int64_t llm_config_id);
 /**
  * Frees a string the library returned through a `char **` out-parameter. NULL is ignored.
  * Only strings from llmr go here: never `free()` them, never pass other memory.
+ *
+ * # Safety
+ * Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+ * pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
  */
 void llmr_string_free(char *s);
 

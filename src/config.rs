@@ -255,12 +255,33 @@ fn parse_settings(s: &Map<String, Value>) -> Result<RouterSettings, Error> {
                     bad(k, "must be one of usage-based-routing, simple-shuffle, least-busy, latency-based-routing")
                 })?;
             }
-            "num_retries" => out.num_retries = whole(v, 0, 100).ok_or_else(|| bad(k, "must be a whole number from 0 to 100"))?,
-            "allowed_fails" => out.allowed_fails = whole(v, 0, 10_000).ok_or_else(|| bad(k, "must be a whole number from 0 to 10000"))?,
-            "cooldown_time" => out.cooldown_time = seconds(v, true).ok_or_else(|| bad(k, "must be a number of seconds from 0 to 86400"))?,
-            "retry_after" => out.retry_after = seconds(v, true).ok_or_else(|| bad(k, "must be a number of seconds from 0 to 86400"))?,
-            "timeout" => out.timeout = seconds(v, false).ok_or_else(|| bad(k, "must be a positive number of seconds up to 86400"))?,
-            "redis_url" => out.redis_url = Some(v.as_str().ok_or_else(|| bad(k, "must be a string"))?.to_owned()),
+            "num_retries" => {
+                out.num_retries = whole(v, 0, 100)
+                    .ok_or_else(|| bad(k, "must be a whole number from 0 to 100"))?
+            }
+            "allowed_fails" => {
+                out.allowed_fails = whole(v, 0, 10_000)
+                    .ok_or_else(|| bad(k, "must be a whole number from 0 to 10000"))?
+            }
+            "cooldown_time" => {
+                out.cooldown_time = seconds(v, true)
+                    .ok_or_else(|| bad(k, "must be a number of seconds from 0 to 86400"))?
+            }
+            "retry_after" => {
+                out.retry_after = seconds(v, true)
+                    .ok_or_else(|| bad(k, "must be a number of seconds from 0 to 86400"))?
+            }
+            "timeout" => {
+                out.timeout = seconds(v, false)
+                    .ok_or_else(|| bad(k, "must be a positive number of seconds up to 86400"))?
+            }
+            "redis_url" => {
+                out.redis_url = Some(
+                    v.as_str()
+                        .ok_or_else(|| bad(k, "must be a string"))?
+                        .to_owned(),
+                )
+            }
             // Unknown settings are LiteLLM's that llmr does not need; ignoring them keeps configs portable.
             _ => {}
         }
@@ -296,7 +317,9 @@ fn resolve_secret(field: &str, v: &str) -> Result<Option<Secret>, String> {
     if let Some(name) = v.strip_prefix("os.environ/") {
         return match std::env::var(name) {
             Ok(val) if !val.is_empty() => Ok(Some(Secret::new(&val))),
-            _ => Err(format!("`{field}` names the environment variable {name}, which is not set")),
+            _ => Err(format!(
+                "`{field}` names the environment variable {name}, which is not set"
+            )),
         };
     }
     Ok((!v.is_empty()).then(|| Secret::new(v)))
@@ -334,7 +357,9 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
     let field = |k: &str| -> Result<Option<f64>, String> {
         Ok(opt_positive(params, k)?.or(opt_positive(o, k)?))
     };
-    let model = opt_str(o, "model_name")?.ok_or("no `model_name`")?.to_owned();
+    let model = opt_str(o, "model_name")?
+        .ok_or("no `model_name`")?
+        .to_owned();
     let provider_name = opt_str(o, "provider")?;
     let custom_provider = opt_str(o, "custom_provider")?;
     let api_base = opt_str(params, "api_base")?
@@ -370,7 +395,11 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
             return Err(spec.note.to_owned());
         }
     }
-    let key_field = if params.contains_key("api_key") { "litellm_params.api_key" } else { "api_key" };
+    let key_field = if params.contains_key("api_key") {
+        "litellm_params.api_key"
+    } else {
+        "api_key"
+    };
     let api_key = match opt_str(params, "api_key")?.or(opt_str(o, "api_key")?) {
         Some(k) => resolve_secret(key_field, k)?,
         None => None,
@@ -452,13 +481,17 @@ mod tests {
 
     #[test]
     fn custom_provider_replaces_the_prefix() {
-        let c = cfg(r#"[{"provider": "OPENAI", "custom_provider": "my-vllm", "model_name": "llama",
-            "api_key": "k", "api_base": "http://127.0.0.1:9/v1/"}]"#)
+        let c = cfg(
+            r#"[{"provider": "OPENAI", "custom_provider": "my-vllm", "model_name": "llama",
+            "api_key": "k", "api_base": "http://127.0.0.1:9/v1/"}]"#,
+        )
         .unwrap();
         let d = &c.deployments[0];
         assert_eq!(d.model_string(), "my-vllm/llama");
         assert_eq!(d.api_base.as_deref(), Some("http://127.0.0.1:9/v1"));
-        let c = cfg(r#"[{"custom_provider": "anthropic", "model_name": "claude", "api_key": "k"}]"#).unwrap();
+        let c =
+            cfg(r#"[{"custom_provider": "anthropic", "model_name": "claude", "api_key": "k"}]"#)
+                .unwrap();
         assert_eq!(c.deployments[0].spec.key, "ANTHROPIC");
     }
 
@@ -466,7 +499,10 @@ mod tests {
     fn keys_from_the_environment() {
         std::env::set_var("LLMR_TEST_CONFIG_KEY", "sk-from-env");
         let c = cfg(r#"[{"provider": "GROQ", "model_name": "m", "api_key": "os.environ/LLMR_TEST_CONFIG_KEY"}]"#).unwrap();
-        assert_eq!(c.deployments[0].api_key.as_ref().unwrap().expose(), "sk-from-env");
+        assert_eq!(
+            c.deployments[0].api_key.as_ref().unwrap().expose(),
+            "sk-from-env"
+        );
         let e = cfg(r#"[{"provider": "GROQ", "model_name": "m", "api_key": "os.environ/LLMR_TEST_UNSET_VAR"}]"#).unwrap_err();
         assert!(e.message.contains("LLMR_TEST_UNSET_VAR"), "{}", e.message);
     }
@@ -500,11 +536,21 @@ mod tests {
     fn nothing_usable_is_a_precise_config_error() {
         let e = cfg(r#"[{"provider": "OPENAI", "model_name": "gpt-4o"}]"#).unwrap_err();
         assert_eq!(e.status, crate::errors::Status::Config);
-        assert!(e.message.contains("no usable deployment") && e.message.contains("no `api_key`"), "{}", e.message);
+        assert!(
+            e.message.contains("no usable deployment") && e.message.contains("no `api_key`"),
+            "{}",
+            e.message
+        );
         assert!(parse("{").unwrap_err().message.contains("config JSON"));
-        assert!(parse("[]").unwrap_err().message.contains("must be an object"));
+        assert!(parse("[]")
+            .unwrap_err()
+            .message
+            .contains("must be an object"));
         assert!(parse("{}").unwrap_err().message.contains("missing"));
-        assert!(cfg("[]").unwrap_err().message.contains("no usable deployment"));
+        assert!(cfg("[]")
+            .unwrap_err()
+            .message
+            .contains("no usable deployment"));
     }
 
     #[test]
@@ -530,7 +576,10 @@ mod tests {
 
     #[test]
     fn redis_password_is_masked() {
-        assert_eq!(mask_url_password("redis://u:secret@h:6379/0"), "redis://u:***@h:6379/0");
+        assert_eq!(
+            mask_url_password("redis://u:secret@h:6379/0"),
+            "redis://u:***@h:6379/0"
+        );
         assert_eq!(mask_url_password("redis://h:6379"), "redis://h:6379");
     }
 }

@@ -11,8 +11,8 @@ use arc_swap::ArcSwapOption;
 use crate::cancel::CancelToken;
 use crate::config;
 use crate::errors::{Error, Status};
-use crate::router::{ChunkSink, Router};
 use crate::providers::BoxFuture;
+use crate::router::{ChunkSink, Router};
 use crate::types::{ChatChunk, ChatRequest};
 
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -106,9 +106,10 @@ pub fn complete_blocking(request_json: &str) -> Result<String, Error> {
     let req = ChatRequest::from_json(request_json)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     runtime().spawn(async move {
-        let r = router.complete(&req).await.map(|resp| {
-            serde_json::to_string(&resp).expect("a response always serialises")
-        });
+        let r = router
+            .complete(&req)
+            .await
+            .map(|resp| serde_json::to_string(&resp).expect("a response always serialises"));
         let _ = tx.send(r);
     });
     wait(rx)?
@@ -162,7 +163,10 @@ pub fn stream_blocking(
     drop(chunk_rx);
     let r = wait(done_rx)?;
     if stopped {
-        return Err(Error::new(Status::Cancelled, "the stream was cancelled by its callback"));
+        return Err(Error::new(
+            Status::Cancelled,
+            "the stream was cancelled by its callback",
+        ));
     }
     r
 }

@@ -64,7 +64,10 @@ pub fn complete_json(request_json: &str) -> Result<String, Error> {
 
 /// A streamed chat completion (blocking): `on_chunk` gets each chunk's JSON in order and
 /// returns false to stop. Returns the assembled response JSON.
-pub fn stream_json(request_json: &str, on_chunk: impl FnMut(&str) -> bool) -> Result<String, Error> {
+pub fn stream_json(
+    request_json: &str,
+    on_chunk: impl FnMut(&str) -> bool,
+) -> Result<String, Error> {
     global::stream_blocking(request_json, on_chunk)
 }
 

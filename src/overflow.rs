@@ -266,10 +266,16 @@ mod tests {
     #[test]
     fn only_400_413_422_or_stream_events_can_overflow() {
         for status in [None, Some(400), Some(413), Some(422)] {
-            assert!(is_context_overflow(status, None, OPENAI_OVERFLOW), "{status:?}");
+            assert!(
+                is_context_overflow(status, None, OPENAI_OVERFLOW),
+                "{status:?}"
+            );
         }
         for status in [200, 401, 403, 404, 408, 409, 429, 500, 502, 503, 504, 529] {
-            assert!(!is_context_overflow(Some(status), None, OPENAI_OVERFLOW), "{status}");
+            assert!(
+                !is_context_overflow(Some(status), None, OPENAI_OVERFLOW),
+                "{status}"
+            );
             assert!(
                 !is_context_overflow(Some(status), Some("context_length_exceeded"), ""),
                 "{status}"
@@ -301,7 +307,11 @@ mod tests {
             assert!(is_context_overflow(None, Some(code), "anything"), "{code}");
         }
         // GitHub Models answers 413.
-        assert!(is_context_overflow(Some(413), Some("tokens_limit_reached"), ""));
+        assert!(is_context_overflow(
+            Some(413),
+            Some("tokens_limit_reached"),
+            ""
+        ));
     }
 
     #[test]
@@ -329,8 +339,14 @@ mod tests {
             "RESOURCE_EXHAUSTED",
             "1302",
         ] {
-            assert!(!is_context_overflow(Some(400), Some(code), OPENAI_OVERFLOW), "{code}");
-            assert!(!is_context_overflow(None, Some(code), OPENAI_OVERFLOW), "{code}");
+            assert!(
+                !is_context_overflow(Some(400), Some(code), OPENAI_OVERFLOW),
+                "{code}"
+            );
+            assert!(
+                !is_context_overflow(None, Some(code), OPENAI_OVERFLOW),
+                "{code}"
+            );
         }
     }
 
@@ -347,7 +363,10 @@ mod tests {
             "400",
             "",
         ] {
-            assert!(is_context_overflow(Some(400), Some(code), OPENAI_OVERFLOW), "{code}");
+            assert!(
+                is_context_overflow(Some(400), Some(code), OPENAI_OVERFLOW),
+                "{code}"
+            );
             assert!(
                 !is_context_overflow(Some(400), Some(code), "Invalid value for 'temperature'"),
                 "{code}"
@@ -456,6 +475,11 @@ mod tests {
         for mismatch in &mismatches {
             eprintln!("{mismatch}");
         }
-        assert!(mismatches.is_empty(), "{} of {} corpus entries misclassified", mismatches.len(), entries.len());
+        assert!(
+            mismatches.is_empty(),
+            "{} of {} corpus entries misclassified",
+            mismatches.len(),
+            entries.len()
+        );
     }
 }

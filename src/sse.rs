@@ -161,7 +161,10 @@ mod tests {
     #[test]
     fn bare_cr_line_ends_and_no_space_after_colon() {
         let ev = decode_in_pieces(b"data:x\r\rdata:y\r\r", 3);
-        assert_eq!(ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(
+            ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+            ["x", "y"]
+        );
     }
 
     #[test]

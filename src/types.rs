@@ -331,7 +331,10 @@ fn lenient_content<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D:
 
 fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     Ok(match Option::<Value>::deserialize(d)? {
-        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)).unwrap_or(0),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().map(|f| f as u64))
+            .unwrap_or(0),
         _ => 0,
     })
 }
@@ -440,7 +443,10 @@ impl ChatChunk {
         self.choices.iter().any(|c| {
             c.delta.content.as_deref().is_some_and(|s| !s.is_empty())
                 || c.delta.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
-                || c.delta.reasoning_content.as_deref().is_some_and(|s| !s.is_empty())
+                || c.delta
+                    .reasoning_content
+                    .as_deref()
+                    .is_some_and(|s| !s.is_empty())
         })
     }
 }
@@ -530,7 +536,14 @@ impl StreamAssembler {
             Some(self.tool_calls)
         };
         let finish_reason = self.finish_reason.or_else(|| {
-            Some(if tool_calls.is_some() { "tool_calls" } else { "stop" }.to_owned())
+            Some(
+                if tool_calls.is_some() {
+                    "tool_calls"
+                } else {
+                    "stop"
+                }
+                .to_owned(),
+            )
         });
         ChatResponse {
             id: self.id,
@@ -584,7 +597,10 @@ mod tests {
         assert!(r.extra.contains_key("response_format"));
         assert_eq!(r.timeout, Some(3.0));
         let sent = serde_json::to_value(&r).unwrap();
-        assert!(sent.get("timeout").is_none(), "timeout is llmr's, never sent");
+        assert!(
+            sent.get("timeout").is_none(),
+            "timeout is llmr's, never sent"
+        );
     }
 
     #[test]
@@ -609,9 +625,14 @@ mod tests {
               {"role":"narrator","content":"passes through"}]}"#,
         )
         .unwrap();
-        let args = &r.messages[0].tool_calls.as_ref().unwrap()[0].function.arguments;
+        let args = &r.messages[0].tool_calls.as_ref().unwrap()[0]
+            .function
+            .arguments;
         assert_eq!(args, r#"{"x":1}"#);
-        assert_eq!(r.messages[1].content, Some(Value::String(r#"{"ok":true}"#.into())));
+        assert_eq!(
+            r.messages[1].content,
+            Some(Value::String(r#"{"ok":true}"#.into()))
+        );
         assert_eq!(r.messages[2].role, "narrator");
     }
 
@@ -640,7 +661,8 @@ mod tests {
 
     #[test]
     fn estimate_grows_with_prompt_and_tools() {
-        let small = ChatRequest::from_json(r#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let small =
+            ChatRequest::from_json(r#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         let big = ChatRequest::from_json(&format!(
             r#"{{"messages":[{{"role":"user","content":"{}"}}],"tools":[{{"type":"function","function":{{"name":"f","parameters":{{"type":"object"}}}}}}]}}"#,
             "a".repeat(4000)

@@ -12,8 +12,15 @@ use super::{arg_callback, arg_str, clear, ffi_boundary, llmr_chunk_cb, llmr_stat
 /// on failure; the caller frees it with `llmr_string_free`.
 ///
 /// Must not be called from a thread that drives an async runtime (use the async functions).
+///
+/// # Safety
+/// Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+/// pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
-pub unsafe extern "C" fn llmr_complete(request_json: *const c_char, response_out: *mut *mut c_char) -> llmr_status {
+pub unsafe extern "C" fn llmr_complete(
+    request_json: *const c_char,
+    response_out: *mut *mut c_char,
+) -> llmr_status {
     ffi_boundary!(out = response_out, {
         clear(response_out);
         respond(
@@ -35,6 +42,10 @@ pub unsafe extern "C" fn llmr_complete(request_json: *const c_char, response_out
 ///
 /// A failure before the first chunk fails over like a completion; a failure after it ends the
 /// stream with `LLMR_ERR_UPSTREAM` (or `LLMR_ERR_TIMEOUT` for an idle gap).
+///
+/// # Safety
+/// Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+/// pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn llmr_stream(
     request_json: *const c_char,

@@ -20,8 +20,15 @@ pub extern "C" fn llmr_version() -> *const c_char {
 /// `config_json`: UTF-8, NUL-terminated; borrowed for the call.
 /// `error_out`: may be NULL; on failure receives an error JSON the caller frees with
 /// `llmr_string_free`; set to NULL on success.
+///
+/// # Safety
+/// Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+/// pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
-pub unsafe extern "C" fn llmr_init(config_json: *const c_char, error_out: *mut *mut c_char) -> llmr_status {
+pub unsafe extern "C" fn llmr_init(
+    config_json: *const c_char,
+    error_out: *mut *mut c_char,
+) -> llmr_status {
     ffi_boundary!(out = error_out, {
         clear(error_out);
         let r = arg_str(config_json, "config_json").and_then(crate::init);
@@ -63,6 +70,10 @@ pub extern "C" fn llmr_is_auto_mode(llm_config_id: i64) -> bool {
 
 /// Frees a string the library returned through a `char **` out-parameter. NULL is ignored.
 /// Only strings from llmr go here: never `free()` them, never pass other memory.
+///
+/// # Safety
+/// Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+/// pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn llmr_string_free(s: *mut c_char) {
     if s.is_null() {

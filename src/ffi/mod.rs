@@ -61,15 +61,18 @@ pub const LLMR_VERSION_PATCH: u32 = 0;
 /// Stream callback: gets one `chat.completion.chunk` JSON (valid only during the call) and the
 /// `user_data` given with it. Return 0 to go on, non-zero to stop the stream (the call then
 /// ends with `LLMR_ERR_CANCELLED`).
-pub type llmr_chunk_cb =
-    Option<unsafe extern "C" fn(chunk_json: *const c_char, user_data: *mut std::ffi::c_void) -> i32>;
+pub type llmr_chunk_cb = Option<
+    unsafe extern "C" fn(chunk_json: *const c_char, user_data: *mut std::ffi::c_void) -> i32,
+>;
 
 /// Runs an exported function's body, turning a panic into `LLMR_ERR_INTERNAL` (with an error
 /// JSON in `$out` when given) — a panic must never unwind into the caller's frames.
 macro_rules! ffi_boundary {
     (out = $out:expr, $body:block) => {{
         let out: *mut *mut std::ffi::c_char = $out;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> $crate::ffi::llmr_status { $body })) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || -> $crate::ffi::llmr_status { $body },
+        )) {
             Ok(status) => status,
             Err(_) => $crate::ffi::fail(out, $crate::ffi::panic_error()),
         }
@@ -98,9 +101,12 @@ pub(crate) unsafe fn arg_str<'a>(p: *const c_char, name: &str) -> Result<&'a str
     if p.is_null() {
         return Err(Error::invalid(format!("`{name}` is NULL")));
     }
-    CStr::from_ptr(p)
-        .to_str()
-        .map_err(|e| Error::invalid(format!("`{name}` is not valid UTF-8 (byte {})", e.valid_up_to())))
+    CStr::from_ptr(p).to_str().map_err(|e| {
+        Error::invalid(format!(
+            "`{name}` is not valid UTF-8 (byte {})",
+            e.valid_up_to()
+        ))
+    })
 }
 
 /// A required callback: NULL is an `INVALID_ARGUMENT` error.
@@ -183,17 +189,27 @@ mod tests {
 
     #[test]
     fn version_macros_match_the_crate() {
-        assert_eq!(LLMR_VERSION_MAJOR.to_string(), env!("CARGO_PKG_VERSION_MAJOR"));
-        assert_eq!(LLMR_VERSION_MINOR.to_string(), env!("CARGO_PKG_VERSION_MINOR"));
-        assert_eq!(LLMR_VERSION_PATCH.to_string(), env!("CARGO_PKG_VERSION_PATCH"));
+        assert_eq!(
+            LLMR_VERSION_MAJOR.to_string(),
+            env!("CARGO_PKG_VERSION_MAJOR")
+        );
+        assert_eq!(
+            LLMR_VERSION_MINOR.to_string(),
+            env!("CARGO_PKG_VERSION_MINOR")
+        );
+        assert_eq!(
+            LLMR_VERSION_PATCH.to_string(),
+            env!("CARGO_PKG_VERSION_PATCH")
+        );
     }
 
     /// The checked-in header is what cbindgen makes of the current source.
     #[test]
     fn checked_in_header_is_current() {
         let generated = include_str!(concat!(env!("OUT_DIR"), "/llmr.h"));
-        let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/llmr.h"))
-            .expect("include/llmr.h is missing");
+        let checked_in =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/llmr.h"))
+                .expect("include/llmr.h is missing");
         assert!(
             generated == checked_in,
             "include/llmr.h is stale: run `make header` and commit it"

@@ -50,14 +50,21 @@ const POLICY_CODES: &[&str] = &[
 ];
 
 /// Overload / server-side trouble reported inside a 200 stream: retryable like a 5xx.
-const SERVER_KINDS: &[&str] = &["overloaded_error", "api_error", "server_error", "internal_error"];
+const SERVER_KINDS: &[&str] = &[
+    "overloaded_error",
+    "api_error",
+    "server_error",
+    "internal_error",
+];
 
 fn is_one_of(v: Option<&str>, list: &[&str]) -> bool {
     v.is_some_and(|v| list.iter().any(|c| c.eq_ignore_ascii_case(v)))
 }
 
 fn is_content_policy(parts: &ErrorParts) -> bool {
-    if is_one_of(parts.code.as_deref(), POLICY_CODES) || is_one_of(parts.kind.as_deref(), POLICY_CODES) {
+    if is_one_of(parts.code.as_deref(), POLICY_CODES)
+        || is_one_of(parts.kind.as_deref(), POLICY_CODES)
+    {
         return true;
     }
     let m = &parts.message;
@@ -73,8 +80,11 @@ pub fn classify(http_status: Option<u16>, parts: ErrorParts) -> Error {
     let code = parts.code.as_deref();
     let kind = parts.kind.as_deref();
     let overflow = is_context_overflow(http_status, code.or(kind), &parts.message)
-        || (code.is_some() && kind.is_some() && is_context_overflow(http_status, kind, &parts.message));
-    let quota = is_one_of(code, QUOTA_CODES) || is_one_of(kind, QUOTA_CODES) || http_status == Some(402);
+        || (code.is_some()
+            && kind.is_some()
+            && is_context_overflow(http_status, kind, &parts.message));
+    let quota =
+        is_one_of(code, QUOTA_CODES) || is_one_of(kind, QUOTA_CODES) || http_status == Some(402);
     let status = if overflow {
         Status::ContextOverflow
     } else if is_content_policy(&parts) {
@@ -84,9 +94,13 @@ pub fn classify(http_status: Option<u16>, parts: ErrorParts) -> Error {
     } else {
         match http_status {
             Some(s) => status_for_http(s, false, false),
-            None if is_one_of(kind, SERVER_KINDS) || is_one_of(code, SERVER_KINDS) => Status::Upstream,
+            None if is_one_of(kind, SERVER_KINDS) || is_one_of(code, SERVER_KINDS) => {
+                Status::Upstream
+            }
             None if kind.is_some_and(|k| k.contains("invalid_request")) => Status::BadRequest,
-            None if kind.is_some_and(|k| k.contains("authentication") || k.contains("permission")) => {
+            None if kind
+                .is_some_and(|k| k.contains("authentication") || k.contains("permission")) =>
+            {
                 Status::Auth
             }
             None => Status::Upstream,
@@ -131,20 +145,68 @@ mod tests {
 
     #[test]
     fn overflow_policy_rate_limit_and_plain_statuses() {
-        let e = classify(Some(400), parts(Some("context_length_exceeded"), Some("invalid_request_error"), "This model's maximum context length is 8192 tokens."));
+        let e = classify(
+            Some(400),
+            parts(
+                Some("context_length_exceeded"),
+                Some("invalid_request_error"),
+                "This model's maximum context length is 8192 tokens.",
+            ),
+        );
         assert_eq!(e.status, Status::ContextOverflow);
         let e = classify(Some(400), parts(Some("invalid_prompt"), None, "Invalid prompt: your prompt was flagged as potentially violating our usage policy."));
         assert_eq!(e.status, Status::ContentPolicy);
         let e = classify(Some(413), parts(Some("rate_limit_exceeded"), Some("tokens"), "Request too large for model `llama` on tokens per minute (TPM): Limit 6000, Requested 9000"));
-        assert_eq!(e.status, Status::RateLimited, "Groq's 413 TPM is a rate limit, not an overflow");
-        let e = classify(Some(429), parts(Some("insufficient_quota"), None, "You exceeded your current quota"));
+        assert_eq!(
+            e.status,
+            Status::RateLimited,
+            "Groq's 413 TPM is a rate limit, not an overflow"
+        );
+        let e = classify(
+            Some(429),
+            parts(
+                Some("insufficient_quota"),
+                None,
+                "You exceeded your current quota",
+            ),
+        );
         assert_eq!(e.status, Status::RateLimited);
         assert!(e.quota);
-        assert_eq!(classify(Some(401), parts(None, None, "bad key")).status, Status::Auth);
-        assert_eq!(classify(Some(404), parts(Some("model_not_found"), None, "no such model")).status, Status::BadRequest);
-        assert_eq!(classify(Some(503), parts(None, None, "")).status, Status::Upstream);
-        assert_eq!(classify(None, parts(None, Some("overloaded_error"), "Overloaded")).status, Status::Upstream);
-        assert_eq!(classify(None, parts(None, Some("rate_limit_error"), "slow")).status, Status::RateLimited);
-        assert_eq!(classify(None, parts(None, Some("invalid_request_error"), "prompt is too long: 300000 tokens > 200000 maximum")).status, Status::ContextOverflow);
+        assert_eq!(
+            classify(Some(401), parts(None, None, "bad key")).status,
+            Status::Auth
+        );
+        assert_eq!(
+            classify(
+                Some(404),
+                parts(Some("model_not_found"), None, "no such model")
+            )
+            .status,
+            Status::BadRequest
+        );
+        assert_eq!(
+            classify(Some(503), parts(None, None, "")).status,
+            Status::Upstream
+        );
+        assert_eq!(
+            classify(None, parts(None, Some("overloaded_error"), "Overloaded")).status,
+            Status::Upstream
+        );
+        assert_eq!(
+            classify(None, parts(None, Some("rate_limit_error"), "slow")).status,
+            Status::RateLimited
+        );
+        assert_eq!(
+            classify(
+                None,
+                parts(
+                    None,
+                    Some("invalid_request_error"),
+                    "prompt is too long: 300000 tokens > 200000 maximum"
+                )
+            )
+            .status,
+            Status::ContextOverflow
+        );
     }
 }

@@ -33,7 +33,11 @@ impl HttpClient {
     }
 
     async fn send(&self, body: Vec<u8>, stream: bool) -> Result<reqwest::Response, Error> {
-        let url = if stream { &self.ep.stream_url } else { &self.ep.url };
+        let url = if stream {
+            &self.ep.stream_url
+        } else {
+            &self.ep.url
+        };
         let resp = self
             .http
             .post(url)
@@ -205,7 +209,11 @@ fn timeout_error(ep: &Endpoint, after: Duration) -> Error {
 /// A failure below HTTP: connect, reset, TLS, a body cut short. The URL is left out of the
 /// message (some providers put credentials in URLs).
 fn transport_error(e: reqwest::Error, ep: &Endpoint) -> Error {
-    let status = if e.is_timeout() { Status::Timeout } else { Status::Upstream };
+    let status = if e.is_timeout() {
+        Status::Timeout
+    } else {
+        Status::Upstream
+    };
     let what = if e.is_connect() {
         "could not connect to"
     } else if e.is_body() || e.is_decode() {
@@ -260,11 +268,15 @@ pub fn retry_hint_in_text(text: &str) -> Option<f64> {
     });
     let c = re.captures(text)?;
     let n: f64 = c[1].parse().ok()?;
-    Some(if c[2].to_ascii_lowercase().starts_with("ms") || c[2].to_ascii_lowercase().starts_with("milli") {
-        n / 1000.0
-    } else {
-        n
-    })
+    Some(
+        if c[2].to_ascii_lowercase().starts_with("ms")
+            || c[2].to_ascii_lowercase().starts_with("milli")
+        {
+            n / 1000.0
+        } else {
+            n
+        },
+    )
 }
 
 /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to Unix seconds.
@@ -308,17 +320,33 @@ mod tests {
         h.insert("retry-after-ms", "1500".parse().unwrap());
         assert_eq!(retry_after_from_headers(&h), Some(1.5));
         let mut h = HeaderMap::new();
-        h.insert("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap());
-        assert_eq!(retry_after_from_headers(&h), Some(0.0), "a past date means now");
-        assert_eq!(httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777.0));
+        h.insert(
+            "retry-after",
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after_from_headers(&h),
+            Some(0.0),
+            "a past date means now"
+        );
+        assert_eq!(
+            httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777.0)
+        );
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after_from_headers(&h), None);
     }
 
     #[test]
     fn retry_hints_in_messages() {
-        assert_eq!(retry_hint_in_text("Rate limit reached for model x. Please try again in 16.24s. Visit"), Some(16.24));
-        assert_eq!(retry_hint_in_text("Please retry after 3 seconds."), Some(3.0));
+        assert_eq!(
+            retry_hint_in_text("Rate limit reached for model x. Please try again in 16.24s. Visit"),
+            Some(16.24)
+        );
+        assert_eq!(
+            retry_hint_in_text("Please retry after 3 seconds."),
+            Some(3.0)
+        );
         assert_eq!(retry_hint_in_text("Please retry in 20.04s."), Some(20.04));
         assert_eq!(retry_hint_in_text("try again in 250ms"), Some(0.25));
         assert_eq!(retry_hint_in_text("no hint here"), None);

@@ -49,9 +49,10 @@ impl MockClient {
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|t| {
-                    let name = t.get("name").and_then(Value::as_str).ok_or(
-                        "`mock_tool_calls[]` entries need a string `name`",
-                    )?;
+                    let name = t
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .ok_or("`mock_tool_calls[]` entries need a string `name`")?;
                     let args = match t.get("arguments") {
                         None | Some(Value::Null) => "{}".to_owned(),
                         Some(Value::String(s)) => s.clone(),
@@ -73,7 +74,9 @@ impl MockClient {
                     .as_u64()
                     .filter(|ms| *ms <= 600_000)
                     .map(Duration::from_millis)
-                    .ok_or_else(|| format!("`litellm_params.{k}` must be milliseconds from 0 to 600000")),
+                    .ok_or_else(|| {
+                        format!("`litellm_params.{k}` must be milliseconds from 0 to 600000")
+                    }),
             }
         };
         Ok(MockClient {
@@ -112,7 +115,11 @@ impl MockClient {
 
     fn usage(&self, req: &ChatRequest) -> Usage {
         let completion = self.response.split_whitespace().count() as u64
-            + self.tool_calls.iter().map(|(_, a)| a.len() as u64 / 4 + 1).sum::<u64>();
+            + self
+                .tool_calls
+                .iter()
+                .map(|(_, a)| a.len() as u64 / 4 + 1)
+                .sum::<u64>();
         Usage::new(req.estimate_prompt_tokens(), completion)
     }
 
@@ -146,15 +153,26 @@ fn mock_error(v: &Value) -> Result<Error, String> {
         .get("http_status")
         .and_then(Value::as_u64)
         .filter(|s| (400..600).contains(s))
-        .ok_or("`mock_error.http_status` must be an HTTP error status (400-599)")? as u16;
+        .ok_or("`mock_error.http_status` must be an HTTP error status (400-599)")?
+        as u16;
     let message = o
         .get("message")
         .and_then(Value::as_str)
         .unwrap_or("mock deployment told to fail")
         .to_owned();
     let code = o.get("code").and_then(Value::as_str).map(str::to_owned);
-    let mut e = classify(Some(http), ErrorParts { code, kind: None, message });
-    e.retry_after = o.get("retry_after").and_then(Value::as_f64).filter(|r| *r >= 0.0);
+    let mut e = classify(
+        Some(http),
+        ErrorParts {
+            code,
+            kind: None,
+            message,
+        },
+    );
+    e.retry_after = o
+        .get("retry_after")
+        .and_then(Value::as_f64)
+        .filter(|r| *r >= 0.0);
     Ok(e)
 }
 
@@ -182,7 +200,10 @@ impl ChatClient for MockClient {
                 .map(|(i, (name, args))| ToolCall {
                     id: format!("call_mock_{i}"),
                     kind: "function".into(),
-                    function: FunctionCall { name: name.clone(), arguments: args.clone() },
+                    function: FunctionCall {
+                        name: name.clone(),
+                        arguments: args.clone(),
+                    },
                 })
                 .collect();
             let has_tools = !tool_calls.is_empty();
@@ -194,7 +215,11 @@ impl ChatClient for MockClient {
                 choices: vec![Choice {
                     index: 0,
                     message: ResponseMessage {
-                        content: if has_tools { None } else { Some(self.response.clone()) },
+                        content: if has_tools {
+                            None
+                        } else {
+                            Some(self.response.clone())
+                        },
                         tool_calls: has_tools.then_some(tool_calls),
                         ..ResponseMessage::default()
                     },
@@ -228,13 +253,23 @@ impl ChatClient for MockClient {
                 object: "chat.completion.chunk".into(),
                 created,
                 model: self.model.clone(),
-                choices: vec![ChunkChoice { index: 0, delta, finish_reason: finish.map(str::to_owned) }],
+                choices: vec![ChunkChoice {
+                    index: 0,
+                    delta,
+                    finish_reason: finish.map(str::to_owned),
+                }],
                 usage: None,
             };
             let mut chunks = VecDeque::new();
             if self.tool_calls.is_empty() {
                 for word in self.response.split_inclusive(' ') {
-                    chunks.push_back(chunk(Delta { content: Some(word.to_owned()), ..Delta::default() }, None));
+                    chunks.push_back(chunk(
+                        Delta {
+                            content: Some(word.to_owned()),
+                            ..Delta::default()
+                        },
+                        None,
+                    ));
                 }
             } else {
                 for (i, (name, args)) in self.tool_calls.iter().enumerate() {
@@ -244,7 +279,10 @@ impl ChatClient for MockClient {
                                 index: i as u32,
                                 id: Some(format!("call_mock_{i}")),
                                 kind: Some("function".into()),
-                                function: Some(FunctionDelta { name: Some(name.clone()), arguments: Some(args.clone()) }),
+                                function: Some(FunctionDelta {
+                                    name: Some(name.clone()),
+                                    arguments: Some(args.clone()),
+                                }),
                             }]),
                             ..Delta::default()
                         },
@@ -252,11 +290,18 @@ impl ChatClient for MockClient {
                     ));
                 }
             }
-            let finish = if self.tool_calls.is_empty() { "stop" } else { "tool_calls" };
+            let finish = if self.tool_calls.is_empty() {
+                "stop"
+            } else {
+                "tool_calls"
+            };
             let mut last = chunk(Delta::default(), Some(finish));
             last.usage = Some(self.usage(req));
             chunks.push_back(last);
-            Ok(Box::new(MockStream { chunks, delay: self.chunk_delay }) as Box<dyn ChunkStream>)
+            Ok(Box::new(MockStream {
+                chunks,
+                delay: self.chunk_delay,
+            }) as Box<dyn ChunkStream>)
         })
     }
 }

@@ -123,9 +123,17 @@ pub trait StreamParser: Send {
 /// A provider's wire format: pure translation, no I/O.
 pub trait WireFormat: Send + Sync {
     /// URLs and headers of one deployment (called at init).
-    fn endpoint(&self, d: &DeploymentConfig, max_output_tokens: Option<u64>)
-        -> Result<Endpoint, String>;
-    fn request_body(&self, ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Vec<u8>, Error>;
+    fn endpoint(
+        &self,
+        d: &DeploymentConfig,
+        max_output_tokens: Option<u64>,
+    ) -> Result<Endpoint, String>;
+    fn request_body(
+        &self,
+        ep: &Endpoint,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<Vec<u8>, Error>;
     /// A 2xx body. A 200 that carries an error object is an error.
     fn parse_response(&self, ep: &Endpoint, body: &[u8]) -> Result<ChatResponse, Error>;
     /// A non-2xx answer, classified.

@@ -24,7 +24,10 @@ pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
 impl WireFormat for OpenAi {
     fn endpoint(&self, d: &DeploymentConfig, max_output: Option<u64>) -> Result<Endpoint, String> {
         let mut ep = Endpoint::common(d, max_output);
-        let base = match (&d.api_base, d.params.get("account_id").and_then(Value::as_str)) {
+        let base = match (
+            &d.api_base,
+            d.params.get("account_id").and_then(Value::as_str),
+        ) {
             (Some(b), _) => b.clone(),
             (None, Some(account)) if d.spec.key == "CLOUDFLARE" => {
                 format!("https://api.cloudflare.com/client/v4/accounts/{account}/ai/v1")
@@ -37,9 +40,13 @@ impl WireFormat for OpenAi {
         };
         ep.url = format!("{}/chat/completions", base.trim_end_matches('/'));
         ep.stream_url = ep.url.clone();
-        ep.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        ep.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(k) = &d.api_key {
-            ep.headers.insert(AUTHORIZATION, secret_header(&format!("Bearer {}", k.expose()))?);
+            ep.headers.insert(
+                AUTHORIZATION,
+                secret_header(&format!("Bearer {}", k.expose()))?,
+            );
         }
         if let Some(org) = d.params.get("organization").and_then(Value::as_str) {
             ep.headers.insert(
@@ -51,7 +58,12 @@ impl WireFormat for OpenAi {
         Ok(ep)
     }
 
-    fn request_body(&self, ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Vec<u8>, Error> {
+    fn request_body(
+        &self,
+        ep: &Endpoint,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<Vec<u8>, Error> {
         write_body(ep, req, stream)
     }
 
@@ -71,7 +83,10 @@ impl WireFormat for OpenAi {
 impl WireFormat for AzureOpenAi {
     fn endpoint(&self, d: &DeploymentConfig, max_output: Option<u64>) -> Result<Endpoint, String> {
         let mut ep = Endpoint::common(d, max_output);
-        let base = d.api_base.as_deref().ok_or_else(|| d.spec.note.to_owned())?;
+        let base = d
+            .api_base
+            .as_deref()
+            .ok_or_else(|| d.spec.note.to_owned())?;
         let version = d
             .params
             .get("api_version")
@@ -85,7 +100,8 @@ impl WireFormat for AzureOpenAi {
             version
         );
         ep.stream_url = ep.url.clone();
-        ep.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        ep.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(k) = &d.api_key {
             ep.headers.insert("api-key", secret_header(k.expose())?);
         }
@@ -93,7 +109,12 @@ impl WireFormat for AzureOpenAi {
         Ok(ep)
     }
 
-    fn request_body(&self, ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Vec<u8>, Error> {
+    fn request_body(
+        &self,
+        ep: &Endpoint,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<Vec<u8>, Error> {
         write_body(ep, req, stream)
     }
 
@@ -131,7 +152,17 @@ impl Serialize for Body<'_> {
                 }
             )*};
         }
-        opt!(tools, tool_choice, parallel_tool_calls, stop, max_tokens, max_completion_tokens, temperature, top_p, user);
+        opt!(
+            tools,
+            tool_choice,
+            parallel_tool_calls,
+            stop,
+            max_tokens,
+            max_completion_tokens,
+            temperature,
+            top_p,
+            user
+        );
         for (k, v) in &r.extra {
             if k != "stream_options" || self.stream {
                 m.serialize_entry(k, v)?;
@@ -148,7 +179,10 @@ impl Serialize for Body<'_> {
                 && !r.extra.contains_key("stream_options")
                 && !ep.defaults.contains_key("stream_options")
             {
-                m.serialize_entry("stream_options", &serde_json::json!({"include_usage": true}))?;
+                m.serialize_entry(
+                    "stream_options",
+                    &serde_json::json!({"include_usage": true}),
+                )?;
             }
         }
         m.end()
@@ -210,7 +244,11 @@ fn error_parts_of(env: Envelope, body: &[u8]) -> ErrorParts {
             p.kind = e.get("type").and_then(text_of);
             p.code = e.get("code").and_then(text_of);
             // OpenRouter: the upstream's own error is in metadata.raw; its text decides the class.
-            if let Some(raw) = e.get("metadata").and_then(|m| m.get("raw")).and_then(Value::as_str) {
+            if let Some(raw) = e
+                .get("metadata")
+                .and_then(|m| m.get("raw"))
+                .and_then(Value::as_str)
+            {
                 p.message = format!("{}: {raw}", p.message);
             }
             // OpenRouter's moderation refusal.
@@ -236,7 +274,10 @@ fn error_parts_of(env: Envelope, body: &[u8]) -> ErrorParts {
         }
     }
     // A code that only repeats the HTTP status says nothing the status does not.
-    if p.code.as_deref().is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit())) {
+    if p.code
+        .as_deref()
+        .is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()))
+    {
         p.code = None;
     }
     p
@@ -313,12 +354,14 @@ impl OpenAiStream {
                 )));
             }
         };
-        let error_finish = chunk.choices.iter().any(|c| c.finish_reason.as_deref() == Some("error"));
-        if (chunk.choices.is_empty() && chunk.usage.is_none()) || error_finish {
-            if has_error_field(data.as_bytes()) {
+        let error_finish = chunk
+            .choices
+            .iter()
+            .any(|c| c.finish_reason.as_deref() == Some("error"));
+        if ((chunk.choices.is_empty() && chunk.usage.is_none()) || error_finish)
+            && has_error_field(data.as_bytes()) {
                 return Err(classify(None, error_parts(data.as_bytes())));
             }
-        }
         if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
             self.saw_finish = true;
         }
@@ -347,7 +390,9 @@ impl StreamParser for OpenAiStream {
         if self.saw_done || self.saw_finish {
             Ok(())
         } else {
-            Err(Error::upstream("stream ended before it was complete (no finish_reason, no [DONE])"))
+            Err(Error::upstream(
+                "stream ended before it was complete (no finish_reason, no [DONE])",
+            ))
         }
     }
 }
@@ -384,7 +429,10 @@ mod tests {
         )
         .unwrap();
         let body: Value = serde_json::from_slice(&write_body(&ep, &req, true).unwrap()).unwrap();
-        assert_eq!(body["model"], "gpt-4o", "the deployment's model, not the group");
+        assert_eq!(
+            body["model"], "gpt-4o",
+            "the deployment's model, not the group"
+        );
         assert_eq!(body["temperature"], 0.9, "the request wins");
         assert_eq!(body["seed"], 3, "the deployment's default rides along");
         assert_eq!(body["logprobs"], true, "unknown fields pass through");
@@ -398,11 +446,23 @@ mod tests {
     #[test]
     fn error_envelopes() {
         let p = error_parts(br#"{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#);
-        assert_eq!((p.code.as_deref(), p.kind.as_deref(), p.message.as_str()), (Some("context_length_exceeded"), Some("invalid_request_error"), "too long"));
+        assert_eq!(
+            (p.code.as_deref(), p.kind.as_deref(), p.message.as_str()),
+            (
+                Some("context_length_exceeded"),
+                Some("invalid_request_error"),
+                "too long"
+            )
+        );
         let p = error_parts(br#"{"code":"Client specified an invalid argument","error":"This model's maximum prompt length is 131072 but the request contains 200000 tokens."}"#);
         assert!(p.message.starts_with("This model's maximum prompt length"));
-        let p = error_parts(br#"{"object":"error","message":"bad","type":"invalid_request_error","code":"3051"}"#);
-        assert_eq!((p.code.as_deref(), p.message.as_str()), (Some("3051"), "bad"));
+        let p = error_parts(
+            br#"{"object":"error","message":"bad","type":"invalid_request_error","code":"3051"}"#,
+        );
+        assert_eq!(
+            (p.code.as_deref(), p.message.as_str()),
+            (Some("3051"), "bad")
+        );
         let p = error_parts(br#"{"error":{"code":400,"message":"Provider returned error","metadata":{"raw":"prompt is too long: 300000 tokens > 200000 maximum","provider_name":"Anthropic"}}}"#);
         assert_eq!(p.code, None);
         assert!(p.message.contains("prompt is too long"));
@@ -414,7 +474,8 @@ mod tests {
 
     #[test]
     fn a_200_with_an_error_inside_is_an_error() {
-        let e = parse_response(br#"{"error":{"message":"Overloaded","type":"server_error"}}"#).unwrap_err();
+        let e = parse_response(br#"{"error":{"message":"Overloaded","type":"server_error"}}"#)
+            .unwrap_err();
         assert_eq!(e.status, Status::Upstream);
         assert_eq!(e.message, "Overloaded");
         let e = parse_response(b"not json").unwrap_err();
@@ -463,7 +524,8 @@ mod tests {
         assert_eq!(r.unwrap_err().status, Status::Upstream);
         let (_, r) = run_stream("event: error\ndata: {\"error\":{\"message\":\"Rate limit reached\",\"type\":\"rate_limit_error\"}}\n\n");
         assert_eq!(r.unwrap_err().status, Status::RateLimited);
-        let (chunks, r) = run_stream("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n");
+        let (chunks, r) =
+            run_stream("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n");
         assert_eq!(chunks.len(), 1);
         assert!(r.unwrap_err().message.contains("before it was complete"));
         let (_, r) = run_stream("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n\n");

@@ -272,7 +272,11 @@ mod tests {
             assert_eq!(spec.prefix, *prefix, "{key}");
             assert!(by_key(&key.to_lowercase()).is_some(), "case-insensitive");
         }
-        assert_eq!(PROVIDERS.len(), SEED_MAP.len() + 1, "the seed's table plus MOCK");
+        assert_eq!(
+            PROVIDERS.len(),
+            SEED_MAP.len() + 1,
+            "the seed's table plus MOCK"
+        );
         assert!(by_key("mock").is_some());
     }
 

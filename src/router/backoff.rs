@@ -27,15 +27,31 @@ mod tests {
 
     #[test]
     fn honours_short_retry_after_and_the_floor() {
-        assert_eq!(wait_before_retry(0, Some(2.0), Duration::ZERO), Duration::from_secs(2));
-        assert_eq!(wait_before_retry(0, Some(2.0), Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(
+            wait_before_retry(0, Some(2.0), Duration::ZERO),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            wait_before_retry(0, Some(2.0), Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
         let w = wait_before_retry(0, Some(3600.0), Duration::ZERO);
-        assert!(w >= Duration::from_millis(400) && w <= Duration::from_millis(600), "{w:?}");
+        assert!(
+            w >= Duration::from_millis(400) && w <= Duration::from_millis(600),
+            "{w:?}"
+        );
     }
 
     #[test]
     fn grows_exponentially_to_a_cap_with_jitter() {
-        for (retry, lo, hi) in [(0, 0.4, 0.6), (1, 0.8, 1.2), (2, 1.6, 2.4), (3, 3.2, 4.8), (4, 6.4, 9.6), (10, 6.4, 9.6)] {
+        for (retry, lo, hi) in [
+            (0, 0.4, 0.6),
+            (1, 0.8, 1.2),
+            (2, 1.6, 2.4),
+            (3, 3.2, 4.8),
+            (4, 6.4, 9.6),
+            (10, 6.4, 9.6),
+        ] {
             for _ in 0..50 {
                 let w = wait_before_retry(retry, None, Duration::ZERO).as_secs_f64();
                 assert!(w >= lo && w <= hi, "retry {retry}: {w}");

@@ -30,7 +30,8 @@ impl Counters {
     pub fn success(&self, prompt: u64, completion: u64, cost: f64) {
         self.successes.fetch_add(1, Ordering::Relaxed);
         self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
-        self.completion_tokens.fetch_add(completion, Ordering::Relaxed);
+        self.completion_tokens
+            .fetch_add(completion, Ordering::Relaxed);
         self.cost_micros
             .fetch_add((cost * 1e6).round() as u64, Ordering::Relaxed);
     }

@@ -77,9 +77,10 @@ impl Deployment {
             output_cost_per_token: facts.output_cost_per_token,
             share,
             client,
-            state: carried
-                .as_ref()
-                .map_or_else(|| Arc::new(LocalState::default()) as Arc<dyn LiveState>, |c| c.0.clone()),
+            state: carried.as_ref().map_or_else(
+                || Arc::new(LocalState::default()) as Arc<dyn LiveState>,
+                |c| c.0.clone(),
+            ),
             counters: carried.map_or_else(Arc::default, |c| c.1),
             cfg,
         }

@@ -39,7 +39,11 @@ impl Router {
 
     /// A streamed chat completion, routed: chunks with content or tool-call deltas go to `sink`
     /// in order; the whole answer comes back assembled.
-    pub async fn stream(&self, req: &ChatRequest, sink: &mut dyn ChunkSink) -> Result<ChatResponse, Error> {
+    pub async fn stream(
+        &self,
+        req: &ChatRequest,
+        sink: &mut dyn ChunkSink,
+    ) -> Result<ChatResponse, Error> {
         self.run(req, Some(sink)).await
     }
 
@@ -56,7 +60,15 @@ impl Router {
                 Ok(resp) => {
                     let out = resp.usage.map_or(0, |u| u.completion_tokens);
                     let total_ms = ms_since(started);
-                    Ok((resp, Timing { total_ms, output_tokens: out, ttft_ms: None, connect_ms: None }))
+                    Ok((
+                        resp,
+                        Timing {
+                            total_ms,
+                            output_tokens: out,
+                            ttft_ms: None,
+                            connect_ms: None,
+                        },
+                    ))
                 }
                 Err(err) => Err(Failed { err, final_: false }),
             };
@@ -79,7 +91,10 @@ impl Router {
                         err.status = Status::Upstream;
                         err.message = format!("stream broke after it began: {}", err.message);
                     }
-                    return Err(Failed { err, final_: delivered });
+                    return Err(Failed {
+                        err,
+                        final_: delivered,
+                    });
                 }
             };
             assembler.push(&chunk);
@@ -89,7 +104,10 @@ impl Router {
                 }
                 if !sink.deliver(&chunk).await {
                     return Err(Failed {
-                        err: Error::new(Status::Cancelled, "the stream was cancelled by its callback"),
+                        err: Error::new(
+                            Status::Cancelled,
+                            "the stream was cancelled by its callback",
+                        ),
                         final_: true,
                     });
                 }
@@ -97,10 +115,22 @@ impl Router {
         }
         let resp = assembler.into_response();
         let out = resp.usage.map_or(0, |u| u.completion_tokens);
-        Ok((resp, Timing { total_ms: ms_since(started), output_tokens: out, ttft_ms, connect_ms: Some(connect_ms) }))
+        Ok((
+            resp,
+            Timing {
+                total_ms: ms_since(started),
+                output_tokens: out,
+                ttft_ms,
+                connect_ms: Some(connect_ms),
+            },
+        ))
     }
 
-    async fn run(&self, req: &ChatRequest, mut sink: Option<&mut (dyn ChunkSink + '_)>) -> Result<ChatResponse, Error> {
+    async fn run(
+        &self,
+        req: &ChatRequest,
+        mut sink: Option<&mut (dyn ChunkSink + '_)>,
+    ) -> Result<ChatResponse, Error> {
         let started = Instant::now();
         let group_name = req.group();
         let Some(members) = self.group(group_name) else {
@@ -110,7 +140,9 @@ impl Router {
                 known.join(", ")
             )));
         };
-        let overall = req.timeout.map_or(self.settings.timeout, Duration::from_secs_f64);
+        let overall = req
+            .timeout
+            .map_or(self.settings.timeout, Duration::from_secs_f64);
         let deadline = started + overall;
         let tokens = req.estimate_prompt_tokens();
         let stream = sink.is_some();
@@ -123,8 +155,19 @@ impl Router {
 
         loop {
             let now = now_ms();
-            let needs = Needs { tokens, window_above, failed: &failed, stream };
-            let i = match select(self.settings.routing_strategy, &self.deployments, members, &needs, now) {
+            let needs = Needs {
+                tokens,
+                window_above,
+                failed: &failed,
+                stream,
+            };
+            let i = match select(
+                self.settings.routing_strategy,
+                &self.deployments,
+                members,
+                &needs,
+                now,
+            ) {
                 Selection::Picked(i) => i,
                 Selection::AllCooling(secs) => {
                     let mut e = Error::new(
@@ -163,7 +206,11 @@ impl Router {
 
             // Only when no other healthy deployment is left does the same one get retried: wait first.
             if let Some((e, _)) = last.as_ref().filter(|_| failed.contains(&i)) {
-                let wait = wait_before_retry(retries.saturating_sub(1), e.retry_after, self.settings.retry_after);
+                let wait = wait_before_retry(
+                    retries.saturating_sub(1),
+                    e.retry_after,
+                    self.settings.retry_after,
+                );
                 if Instant::now() + wait >= deadline {
                     d.state.settle(tokens, 0, now_ms());
                     let (e, li) = last.expect("checked above");
@@ -174,13 +221,18 @@ impl Router {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 d.state.settle(tokens, 0, now_ms());
-                let e = Error::new(Status::Timeout, format!("request timed out after {:.3}s", overall.as_secs_f64()));
+                let e = Error::new(
+                    Status::Timeout,
+                    format!("request timed out after {:.3}s", overall.as_secs_f64()),
+                );
                 return Err(self.finish_error(e, last.map(|l| l.1), attempts, started));
             }
             let timeout = d.cfg.timeout.map_or(remaining, |t| t.min(remaining));
 
             attempts += 1;
-            d.counters.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            d.counters
+                .attempts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let in_flight = InFlight::enter(&*d.state);
             let result = self.attempt(d, req, timeout, sink.as_deref_mut()).await;
             drop(in_flight);
@@ -189,10 +241,12 @@ impl Router {
                 Ok((mut resp, timing)) => {
                     let usage = resp.usage.unwrap_or_default();
                     let now = now_ms();
-                    d.state.settle(tokens, usage.total_tokens.max(usage.prompt_tokens), now);
+                    d.state
+                        .settle(tokens, usage.total_tokens.max(usage.prompt_tokens), now);
                     d.state.record_timing(timing);
                     let cost = d.cost(usage.prompt_tokens, usage.completion_tokens);
-                    d.counters.success(usage.prompt_tokens, usage.completion_tokens, cost);
+                    d.counters
+                        .success(usage.prompt_tokens, usage.completion_tokens, cost);
                     let latency_ms = ms_since(started);
                     if log::enabled(log::Level::Debug) {
                         log::debug(
@@ -217,7 +271,9 @@ impl Router {
                         provider: d.cfg.prefix.to_string(),
                         attempts,
                         latency_ms: (latency_ms * 1000.0).round() / 1000.0,
-                        time_to_first_chunk_ms: timing.ttft_ms.map(|t| (t * 1000.0).round() / 1000.0),
+                        time_to_first_chunk_ms: timing
+                            .ttft_ms
+                            .map(|t| (t * 1000.0).round() / 1000.0),
                         fallbacks,
                     });
                     if resp.model.is_empty() {
@@ -236,7 +292,10 @@ impl Router {
                     }
                     let give_up = match err.status {
                         Status::ContextOverflow => {
-                            let w = d.max_input_tokens.unwrap_or(0).max(window_above.unwrap_or(0));
+                            let w = d
+                                .max_input_tokens
+                                .unwrap_or(0)
+                                .max(window_above.unwrap_or(0));
                             window_above = Some(w);
                             fallbacks.push(format!("context_window:{}", d.cfg.id));
                             false
@@ -246,7 +305,10 @@ impl Router {
                             if !failed.contains(&i) {
                                 failed.push(i);
                             }
-                            let other = members.iter().any(|m| !failed.contains(m) && !self.deployments[*m].state.is_cooling(now_ms()));
+                            let other = members.iter().any(|m| {
+                                !failed.contains(m)
+                                    && !self.deployments[*m].state.is_cooling(now_ms())
+                            });
                             if other && retries < self.settings.num_retries {
                                 retries += 1;
                                 fallbacks.push(format!("failover:{}", d.cfg.id));
@@ -255,18 +317,15 @@ impl Router {
                                 true
                             }
                         }
-                        Status::RateLimited | Status::Upstream | Status::Timeout => {
-                            if retries < self.settings.num_retries {
+                        Status::RateLimited | Status::Upstream | Status::Timeout
+                            if retries < self.settings.num_retries => {
                                 retries += 1;
                                 if !failed.contains(&i) {
                                     failed.push(i);
                                 }
                                 fallbacks.push(format!("retry:{}", d.cfg.id));
                                 false
-                            } else {
-                                true
                             }
-                        }
                         _ => true,
                     };
                     if give_up {
@@ -289,15 +348,27 @@ impl Router {
         }
         let now = now_ms();
         let immediate = matches!(e.http_status, Some(429 | 401 | 404)) || e.quota;
-        let counts = matches!(e.status, Status::RateLimited | Status::Upstream | Status::Timeout | Status::Auth);
+        let counts = matches!(
+            e.status,
+            Status::RateLimited | Status::Upstream | Status::Timeout | Status::Auth
+        );
         let why = if immediate {
-            format!("{} ({})", e.status.name(), e.http_status.map_or_else(|| "no HTTP status".into(), |s| format!("HTTP {s}")))
+            format!(
+                "{} ({})",
+                e.status.name(),
+                e.http_status
+                    .map_or_else(|| "no HTTP status".into(), |s| format!("HTTP {s}"))
+            )
         } else if counts {
             let n = d.state.note_failure(now);
             if n <= self.settings.allowed_fails {
                 return;
             }
-            format!("{n} failures within a minute (allowed_fails {}), last: {}", self.settings.allowed_fails, e.status.name())
+            format!(
+                "{n} failures within a minute (allowed_fails {}), last: {}",
+                self.settings.allowed_fails,
+                e.status.name()
+            )
         } else {
             return;
         };
@@ -318,11 +389,22 @@ impl Router {
                 ("reason", why.as_str().into()),
             ],
         );
-        d.state.cool_down(Cooldown { until_ms, status: e.status, http_status: e.http_status, reason: why });
+        d.state.cool_down(Cooldown {
+            until_ms,
+            status: e.status,
+            http_status: e.http_status,
+            reason: why,
+        });
     }
 
     /// Fills in who answered and how often, scrubs keys, logs the outcome.
-    fn finish_error(&self, mut e: Error, last: Option<usize>, attempts: u32, started: Instant) -> Error {
+    fn finish_error(
+        &self,
+        mut e: Error,
+        last: Option<usize>,
+        attempts: u32,
+        started: Instant,
+    ) -> Error {
         if let Some(i) = last {
             let d = &self.deployments[i];
             if e.deployment_id.is_none() {

@@ -59,7 +59,10 @@ impl Router {
             let client = match providers::build_client(&cfg, facts.max_output_tokens, http) {
                 Ok(c) => c,
                 Err(why) => {
-                    let w = format!("global_llm_configs[{}] (id {}): skipped: {why}", cfg.index, cfg.id);
+                    let w = format!(
+                        "global_llm_configs[{}] (id {}): skipped: {why}",
+                        cfg.index, cfg.id
+                    );
                     log::warn("config entry skipped", &[("detail", w.as_str().into())]);
                     skipped.push(w);
                     continue;
@@ -71,7 +74,13 @@ impl Router {
             let state = previous
                 .and_then(|p| p.deployments.iter().find(|d| d.cfg.id == cfg.id))
                 .map(|d| (d.state.clone(), d.counters.clone()));
-            deployments.push(Deployment::new(cfg, client, facts, settings.cooldown_time, state));
+            deployments.push(Deployment::new(
+                cfg,
+                client,
+                facts,
+                settings.cooldown_time,
+                state,
+            ));
         }
         if deployments.is_empty() {
             return Err(Error::config(format!(
@@ -103,7 +112,10 @@ impl Router {
             "router initialized",
             &[
                 ("deployments", router.deployments.len().into()),
-                ("routing_strategy", router.settings.routing_strategy.name().into()),
+                (
+                    "routing_strategy",
+                    router.settings.routing_strategy.name().into(),
+                ),
                 ("context_window_fallbacks", router.has_large_group().into()),
             ],
         );

@@ -50,12 +50,19 @@ pub fn select(
         (None, Some(w)) => w >= needs.tokens,
         (None, None) => true,
     };
-    let mut eligible: Vec<usize> = members.iter().copied().filter(|&i| fits(&deployments[i])).collect();
+    let mut eligible: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&i| fits(&deployments[i]))
+        .collect();
     if eligible.is_empty() {
         if needs.window_above.is_some() {
             return Selection::NoWindow;
         }
-        let largest = members.iter().filter_map(|&i| deployments[i].max_input_tokens).max();
+        let largest = members
+            .iter()
+            .filter_map(|&i| deployments[i].max_input_tokens)
+            .max();
         eligible = members
             .iter()
             .copied()
@@ -93,7 +100,13 @@ pub fn select(
     // 4. Best score first; reserve; on a full window, the next best.
     let mut scored: Vec<(f64, u32, usize)> = eligible
         .iter()
-        .map(|&i| (score(strategy, &deployments[i], needs.stream, now), fastrand::u32(..), i))
+        .map(|&i| {
+            (
+                score(strategy, &deployments[i], needs.stream, now),
+                fastrand::u32(..),
+                i,
+            )
+        })
         .collect();
     scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut soonest_free = f64::INFINITY;
@@ -104,7 +117,11 @@ pub fn select(
             Err(secs) => soonest_free = soonest_free.min(secs),
         }
     }
-    Selection::AllAtLimit(if soonest_free.is_finite() { soonest_free } else { 0.0 })
+    Selection::AllAtLimit(if soonest_free.is_finite() {
+        soonest_free
+    } else {
+        0.0
+    })
 }
 
 fn score(strategy: RoutingStrategy, d: &Deployment, stream: bool, now: u64) -> f64 {
@@ -122,9 +139,12 @@ fn score(strategy: RoutingStrategy, d: &Deployment, stream: bool, now: u64) -> f
         // deployments first, so that they get measured.
         RoutingStrategy::LatencyBased => {
             let l = d.state.latency();
-            let v = if stream { l.ttft_ewma_ms.or(l.per_token_ewma_ms) } else { l.per_token_ewma_ms.or(l.ttft_ewma_ms) };
+            let v = if stream {
+                l.ttft_ewma_ms.or(l.per_token_ewma_ms)
+            } else {
+                l.per_token_ewma_ms.or(l.ttft_ewma_ms)
+            };
             v.unwrap_or(0.0)
         }
     }
 }
-

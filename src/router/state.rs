@@ -60,7 +60,8 @@ pub trait LiveState: Send + Sync {
     /// Reserves one request and `tokens` against the limits of this minute, before the request
     /// is sent, so that concurrent requests cannot overshoot. `Err(seconds)` says when the
     /// window frees up.
-    fn reserve(&self, rpm: Option<u64>, tpm: Option<u64>, tokens: u64, now: u64) -> Result<(), f64>;
+    fn reserve(&self, rpm: Option<u64>, tpm: Option<u64>, tokens: u64, now: u64)
+        -> Result<(), f64>;
     /// Replaces a reservation's estimate with what the request really used.
     fn settle(&self, reserved: u64, actual: u64, now: u64);
     fn usage(&self, now: u64) -> MinuteUsage;
@@ -133,7 +134,13 @@ fn ewma(old: Option<f64>, sample: f64) -> f64 {
 }
 
 impl LiveState for LocalState {
-    fn reserve(&self, rpm: Option<u64>, tpm: Option<u64>, tokens: u64, now: u64) -> Result<(), f64> {
+    fn reserve(
+        &self,
+        rpm: Option<u64>,
+        tpm: Option<u64>,
+        tokens: u64,
+        now: u64,
+    ) -> Result<(), f64> {
         let mut w = lock(&self.window);
         w.roll(now);
         let rpm_full = rpm.is_some_and(|l| w.usage.requests + 1 > l);
@@ -182,7 +189,10 @@ impl LiveState for LocalState {
 
     fn note_failure(&self, now: u64) -> u32 {
         let mut f = lock(&self.failures);
-        while f.front().is_some_and(|t| now.saturating_sub(*t) >= MINUTE_MS) {
+        while f
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) >= MINUTE_MS)
+        {
             f.pop_front();
         }
         if f.len() < 10_000 {
@@ -252,15 +262,27 @@ mod tests {
         assert!(s.reserve(Some(2), None, 10, t0).is_ok());
         let wait = s.reserve(Some(2), None, 10, t0).unwrap_err();
         assert!((wait - 59.0).abs() < 0.01, "{wait}");
-        assert_eq!(s.usage(t0), MinuteUsage { requests: 2, tokens: 20 });
-        assert!(s.reserve(Some(2), None, 10, t0 + MINUTE_MS).is_ok(), "a new minute");
+        assert_eq!(
+            s.usage(t0),
+            MinuteUsage {
+                requests: 2,
+                tokens: 20
+            }
+        );
+        assert!(
+            s.reserve(Some(2), None, 10, t0 + MINUTE_MS).is_ok(),
+            "a new minute"
+        );
     }
 
     #[test]
     fn tpm_and_settling() {
         let s = LocalState::default();
         let t0 = 5 * MINUTE_MS;
-        assert!(s.reserve(None, Some(100), 500, t0).is_ok(), "alone in the window it may go");
+        assert!(
+            s.reserve(None, Some(100), 500, t0).is_ok(),
+            "alone in the window it may go"
+        );
         s.settle(500, 40, t0);
         assert_eq!(s.usage(t0).tokens, 40);
         assert!(s.reserve(None, Some(100), 50, t0).is_ok());
@@ -273,19 +295,43 @@ mod tests {
         assert_eq!(s.note_failure(1_000), 1);
         assert_eq!(s.note_failure(2_000), 2);
         assert_eq!(s.note_failure(61_500), 2, "the first has aged out");
-        s.cool_down(Cooldown { until_ms: 70_000, status: Status::RateLimited, http_status: Some(429), reason: "429".into() });
+        s.cool_down(Cooldown {
+            until_ms: 70_000,
+            status: Status::RateLimited,
+            http_status: Some(429),
+            reason: "429".into(),
+        });
         assert!(s.is_cooling(69_999));
         assert!(!s.is_cooling(70_000));
         assert_eq!(s.cooldown(65_000).unwrap().status, Status::RateLimited);
-        s.cool_down(Cooldown { until_ms: 66_000, status: Status::Upstream, http_status: None, reason: "shorter".into() });
-        assert_eq!(s.cooldown(65_000).unwrap().until_ms, 70_000, "a shorter one does not shorten it");
+        s.cool_down(Cooldown {
+            until_ms: 66_000,
+            status: Status::Upstream,
+            http_status: None,
+            reason: "shorter".into(),
+        });
+        assert_eq!(
+            s.cooldown(65_000).unwrap().until_ms,
+            70_000,
+            "a shorter one does not shorten it"
+        );
     }
 
     #[test]
     fn latency_averages() {
         let s = LocalState::default();
-        s.record_timing(Timing { total_ms: 100.0, output_tokens: 10, ttft_ms: Some(20.0), connect_ms: Some(5.0) });
-        s.record_timing(Timing { total_ms: 200.0, output_tokens: 10, ttft_ms: None, connect_ms: None });
+        s.record_timing(Timing {
+            total_ms: 100.0,
+            output_tokens: 10,
+            ttft_ms: Some(20.0),
+            connect_ms: Some(5.0),
+        });
+        s.record_timing(Timing {
+            total_ms: 200.0,
+            output_tokens: 10,
+            ttft_ms: None,
+            connect_ms: None,
+        });
         let l = s.latency();
         assert_eq!(l.avg_ms, Some(150.0));
         assert_eq!(l.last_ms, Some(200.0));
