@@ -54,6 +54,13 @@
 typedef int32_t llmr_status;
 
 /**
+ * Completion callback of the asynchronous calls: the final status, the response JSON (on
+ * `LLMR_OK`) or error JSON (valid only during the call), and the `user_data` given with the
+ * request. Runs exactly once per request, on the library's callback thread.
+ */
+typedef void (*llmr_done_cb)(llmr_status status, const char *json, void *user_data);
+
+/**
  * Stream callback: gets one `chat.completion.chunk` JSON (valid only during the call) and the
  * `user_data` given with it. Return 0 to go on, non-zero to stop the stream (the call then
  * ends with `LLMR_ERR_CANCELLED`).
@@ -130,6 +137,59 @@ typedef int32_t (*llmr_chunk_cb)(const char *chunk_json, void *user_data);
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * A chat completion, routed, without blocking: returns at once with a request id.
+ *
+ * `on_done(status, json, user_data)` is called exactly once per call — also when the request
+ * could not start — on the library's callback thread (named `llmr-callbacks`), never on the
+ * calling thread and never on the runtime's worker threads. `json` is the `chat.completion`
+ * on `LLMR_OK`, else the error JSON; it is valid only during the callback (copy it to keep it).
+ * All async callbacks share that one thread and run one at a time: keep them short (hand work
+ * off to your own threads); a slow callback delays other callbacks, not other requests.
+ * A callback may call any llmr function, including `llmr_cancel` and the blocking ones.
+ *
+ * Returns the request id (never 0) for `llmr_cancel`, or 0 when the request could not start
+ * (NULL or invalid request, not initialised): `on_done` then still runs, with the reason.
+ * If `on_done` is NULL nothing can be reported: the call returns 0 and does nothing.
+ *
+ * # Safety
+ * `request_json` must be NULL or a NUL-terminated string (read before the call returns).
+ * `on_done` and `user_data` must stay valid until `on_done` has run.
+ */
+uint64_t llmr_complete_async(const char *request_json, llmr_done_cb on_done, void *user_data);
+
+/**
+ * A streamed chat completion, routed, without blocking: returns at once with a request id.
+ *
+ * `on_chunk(chunk_json, user_data)` gets each `chat.completion.chunk` that carries content or
+ * tool-call deltas, in order, never two at once; returning non-zero stops the stream (the
+ * upstream request is dropped, chunks not yet delivered are discarded, and `on_done` gets
+ * `LLMR_ERR_CANCELLED`). Then `on_done(status, json, user_data)` runs exactly once, after the
+ * last `on_chunk`: `json` is the whole answer assembled as a `chat.completion` on `LLMR_OK`,
+ * else the error JSON. Both run on the callback thread as described at `llmr_complete_async`;
+ * strings are valid only during the call. A failure before the first chunk fails over like a
+ * completion; a failure after it ends the stream with `LLMR_ERR_UPSTREAM`.
+ *
+ * Returns the request id, or 0 when it could not start (then only `on_done` runs, with the
+ * reason; a NULL `on_chunk` is such a case). If `on_done` is NULL the call returns 0 and does
+ * nothing.
+ *
+ * # Safety
+ * As for `llmr_complete_async`; `on_chunk` too must stay valid until `on_done` has run.
+ */
+uint64_t llmr_stream_async(const char *request_json, llmr_chunk_cb on_chunk, llmr_done_cb on_done, void *user_data);
+
+/**
+ * Cancels a request started by `llmr_complete_async` or `llmr_stream_async`: its upstream
+ * call is dropped at once and its `on_done` runs with `LLMR_ERR_CANCELLED` (unless it had
+ * already finished). Cancelling is idempotent and may race with completion: a request that
+ * has already finished (or is finishing) keeps its result.
+ *
+ * Returns `LLMR_OK` whether or not the request was still in flight, and
+ * `LLMR_ERR_INVALID_ARGUMENT` for the id 0 (a request that never started).
+ */
+llmr_status llmr_cancel(uint64_t request_id);
 
 /**
  * A chat completion, routed; blocks the calling thread until it is done.

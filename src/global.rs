@@ -3,14 +3,16 @@
 //! The router sits behind an atomic pointer: a request takes a reference-counted snapshot and
 //! finishes on it, whatever `shutdown` or a later `init` does meanwhile.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use crate::cancel::CancelToken;
+use crate::callbacks;
 use crate::config;
 use crate::errors::{Error, Status};
+use crate::inflight;
 use crate::providers::BoxFuture;
 use crate::router::{ChunkSink, Router};
 use crate::types::{ChatChunk, ChatRequest};
@@ -66,9 +68,13 @@ pub fn init(config_json: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Drops the router and cancels every request in flight (their callbacks still run, with
+/// `LLMR_ERR_CANCELLED`). Does not wait for them: a caller that must see every `on_done` first
+/// (a JS thread that koffi relays callbacks to) would otherwise deadlock.
 pub fn shutdown() {
     let _g = lifecycle();
     ROUTER.store(None);
+    inflight::cancel_all(BY_SHUTDOWN);
 }
 
 pub fn current() -> Result<Arc<Router>, Error> {
@@ -79,15 +85,25 @@ pub fn is_initialized() -> bool {
     ROUTER.load().is_some()
 }
 
-/// Waits for a spawned request on the calling thread. A panic inside the request is caught by
-/// the runtime and comes back as `internal`; nothing else is affected.
+const BY_CALLBACK: &str = "the stream was cancelled by its callback";
+const BY_CANCEL: &str = "the request was cancelled by llmr_cancel";
+const BY_SHUTDOWN: &str = "the request was cancelled by llmr_shutdown";
+
+fn to_json(resp: &impl serde::Serialize) -> String {
+    serde_json::to_string(resp).expect("a response always serialises")
+}
+
+fn bug() -> Error {
+    Error::new(
+        Status::Internal,
+        "internal error: the request failed unexpectedly (a bug in llmr; please report it)",
+    )
+}
+
+/// Waits for a spawned request on the calling thread. A panic inside the request drops its
+/// sender and comes back as `internal`; nothing else is affected.
 fn wait<T>(rx: std::sync::mpsc::Receiver<T>) -> Result<T, Error> {
-    rx.recv().map_err(|_| {
-        Error::new(
-            Status::Internal,
-            "internal error: the request failed unexpectedly (a bug in llmr; please report it)",
-        )
-    })
+    rx.recv().map_err(|_| bug())
 }
 
 fn not_in_runtime(what: &str) -> Result<(), Error> {
@@ -99,20 +115,31 @@ fn not_in_runtime(what: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Parses a request and takes the router snapshot it will run on: everything that can fail
+/// before a request starts.
+fn prepare(request_json: &str) -> Result<(Arc<Router>, ChatRequest), Error> {
+    let router = current()?;
+    let req = ChatRequest::from_json(request_json)?;
+    Ok((router, req))
+}
+
 /// A completion, blocking the calling thread; returns the response JSON.
 pub fn complete_blocking(request_json: &str) -> Result<String, Error> {
     not_in_runtime("llmr_complete")?;
-    let router = current()?;
-    let req = ChatRequest::from_json(request_json)?;
+    let (router, req) = prepare(request_json)?;
+    let reg = inflight::register();
+    let cancel = reg.cancel.clone();
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     runtime().spawn(async move {
-        let r = router
-            .complete(&req)
-            .await
-            .map(|resp| serde_json::to_string(&resp).expect("a response always serialises"));
+        let r = tokio::select! {
+            r = router.complete(&req) => r.map(|resp| to_json(&resp)),
+            () = cancel.cancelled() => Err(cancel.error()),
+        };
         let _ = tx.send(r);
     });
-    wait(rx)?
+    let r = wait(rx)?;
+    drop(reg);
+    r
 }
 
 /// Sends chunk JSON to the thread that runs the caller's callback. Bounded: a slow callback
@@ -123,10 +150,7 @@ struct ChannelSink {
 
 impl ChunkSink for ChannelSink {
     fn deliver<'a>(&'a mut self, chunk: &'a ChatChunk) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            let json = serde_json::to_string(chunk).expect("a chunk always serialises");
-            self.tx.send(json).await.is_ok()
-        })
+        Box::pin(async move { self.tx.send(to_json(chunk)).await.is_ok() })
     }
 }
 
@@ -137,36 +161,172 @@ pub fn stream_blocking(
     mut on_chunk: impl FnMut(&str) -> bool,
 ) -> Result<String, Error> {
     not_in_runtime("llmr_stream")?;
-    let router = current()?;
-    let req = ChatRequest::from_json(request_json)?;
+    let (router, req) = prepare(request_json)?;
+    let reg = inflight::register();
     let (chunk_tx, mut chunk_rx) = tokio::sync::mpsc::channel::<String>(32);
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-    let cancel = CancelToken::new();
-    let stop = cancel.clone();
+    let stop = reg.cancel.clone();
     runtime().spawn(async move {
         let mut sink = ChannelSink { tx: chunk_tx };
         let r = tokio::select! {
-            r = router.stream(&req, &mut sink) => r,
-            () = stop.cancelled() => Err(Error::new(Status::Cancelled, "the stream was cancelled by its callback")),
+            r = router.stream(&req, &mut sink) => r.map(|resp| to_json(&resp)),
+            () = stop.cancelled() => Err(stop.error()),
         };
         drop(sink);
-        let _ = done_tx.send(r.map(|resp| serde_json::to_string(&resp).expect("a response always serialises")));
+        let _ = done_tx.send(r);
     });
-    let mut stopped = false;
     while let Some(json) = chunk_rx.blocking_recv() {
+        if reg.cancel.is_cancelled() {
+            break; // llmr_cancel or llmr_shutdown: deliver nothing more
+        }
         if !on_chunk(&json) {
-            stopped = true;
-            cancel.cancel();
+            reg.cancel.cancel_because(BY_CALLBACK);
             break;
         }
     }
     drop(chunk_rx);
     let r = wait(done_rx)?;
-    if stopped {
-        return Err(Error::new(
-            Status::Cancelled,
-            "the stream was cancelled by its callback",
-        ));
+    if reg.cancel.is_cancelled() {
+        return Err(reg.cancel.error());
     }
     r
+}
+
+/// The completion callback of an asynchronous request: called exactly once, on the callback
+/// thread — with the result, or, should the request's task die in a bug, with `internal`.
+pub type DoneFn = Box<dyn FnOnce(Result<String, Error>) + Send>;
+
+struct Done(Option<DoneFn>);
+
+impl Done {
+    fn finish(mut self, r: Result<String, Error>) {
+        if let Some(f) = self.0.take() {
+            callbacks::post(move || f(r));
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            callbacks::post(move || f(Err(bug())));
+        }
+    }
+}
+
+/// Reports a request that could not start: `on_done` still runs once, on the callback thread.
+fn not_started(on_done: DoneFn, e: Error) -> u64 {
+    Done(Some(on_done)).finish(Err(e));
+    0
+}
+
+/// Starts a completion; `on_done` gets the response JSON or the error, on the callback thread.
+/// Returns the request id, or 0 when it could not start (`on_done` has the reason).
+pub fn complete_async(request_json: &str, on_done: DoneFn) -> u64 {
+    let (router, req) = match prepare(request_json) {
+        Ok(p) => p,
+        Err(e) => return not_started(on_done, e),
+    };
+    let reg = inflight::register();
+    let id = reg.id;
+    let done = Done(Some(on_done));
+    runtime().spawn(async move {
+        let cancel = reg.cancel.clone();
+        let r = tokio::select! {
+            r = router.complete(&req) => r.map(|resp| to_json(&resp)),
+            () = cancel.cancelled() => Err(cancel.error()),
+        };
+        drop(reg);
+        done.finish(r);
+    });
+    id
+}
+
+/// How many chunks of one stream may wait for the callback thread before the stream stops
+/// reading upstream.
+const CHUNKS_AHEAD: usize = 64;
+
+/// The chunk callback of an asynchronous stream; false stops the stream.
+pub type ChunkFn = Box<dyn FnMut(&str) -> bool + Send>;
+
+struct CallbackSink {
+    on_chunk: Arc<Mutex<ChunkFn>>,
+    stopped: Arc<AtomicBool>,
+    credits: Arc<tokio::sync::Semaphore>,
+    cancel: crate::cancel::CancelToken,
+}
+
+impl ChunkSink for CallbackSink {
+    fn deliver<'a>(&'a mut self, chunk: &'a ChatChunk) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            if self.cancel.is_cancelled() {
+                return false;
+            }
+            let Ok(permit) = self.credits.clone().acquire_owned().await else {
+                return false;
+            };
+            let json = to_json(chunk);
+            let on_chunk = self.on_chunk.clone();
+            let stopped = self.stopped.clone();
+            let cancel = self.cancel.clone();
+            callbacks::post(move || {
+                // Chunks already queued when the request was stopped or cancelled are dropped.
+                if !stopped.load(Ordering::Acquire) && !cancel.is_cancelled() {
+                    let mut f = on_chunk.lock().unwrap_or_else(|p| p.into_inner());
+                    if !f(&json) {
+                        stopped.store(true, Ordering::Release);
+                        cancel.cancel_because(BY_CALLBACK);
+                    }
+                }
+                drop(permit);
+            });
+            true
+        })
+    }
+}
+
+/// Starts a stream; `on_chunk` gets each chunk's JSON in order and `on_done` the assembled
+/// response or the error, all on the callback thread. Returns the request id, or 0 when it
+/// could not start (`on_done` has the reason).
+pub fn stream_async(request_json: &str, on_chunk: ChunkFn, on_done: DoneFn) -> u64 {
+    let (router, req) = match prepare(request_json) {
+        Ok(p) => p,
+        Err(e) => return not_started(on_done, e),
+    };
+    let reg = inflight::register();
+    let id = reg.id;
+    let done = Done(Some(on_done));
+    let mut sink = CallbackSink {
+        on_chunk: Arc::new(Mutex::new(on_chunk)),
+        stopped: Arc::new(AtomicBool::new(false)),
+        credits: Arc::new(tokio::sync::Semaphore::new(CHUNKS_AHEAD)),
+        cancel: reg.cancel.clone(),
+    };
+    runtime().spawn(async move {
+        let cancel = reg.cancel.clone();
+        let r = tokio::select! {
+            r = router.stream(&req, &mut sink) => r.map(|resp| to_json(&resp)),
+            () = cancel.cancelled() => Err(cancel.error()),
+        };
+        drop(reg);
+        // A stop by the callback may race with the stream's natural end; the callback's word wins.
+        let r = if cancel.is_cancelled() {
+            Err(cancel.error())
+        } else {
+            r
+        };
+        done.finish(r);
+    });
+    id
+}
+
+/// Cancels a request started by `complete_async` / `stream_async` (or a blocking call running
+/// on another thread). False when it is not in flight: finished already, or never started.
+pub fn cancel(request_id: u64) -> bool {
+    inflight::cancel(request_id, BY_CANCEL)
+}
+
+/// How many requests are in flight right now.
+pub fn in_flight() -> usize {
+    inflight::count()
 }

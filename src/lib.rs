@@ -15,11 +15,13 @@
 //! - [`model_info`]: the embedded model table (windows, output caps, prices);
 //! - [`ffi`]: the C boundary; [`global`]: the singletons behind it.
 
+pub mod callbacks;
 pub mod cancel;
 pub mod config;
 pub mod errors;
 pub mod ffi;
 pub mod global;
+pub mod inflight;
 pub mod log;
 pub mod model_info;
 pub mod overflow;
@@ -77,4 +79,31 @@ pub fn router_info() -> Result<String, Error> {
 
 pub fn stats() -> Result<String, Error> {
     Ok(global::current()?.stats_json())
+}
+
+/// Starts a chat completion without blocking. `on_done` runs exactly once, on the library's
+/// callback thread, with the response JSON or the error. Returns the request id for [`cancel`],
+/// or 0 when the request could not start (`on_done` then carries the reason).
+pub fn complete_async(
+    request_json: &str,
+    on_done: impl FnOnce(Result<String, Error>) + Send + 'static,
+) -> u64 {
+    global::complete_async(request_json, Box::new(on_done))
+}
+
+/// Starts a streamed chat completion without blocking. `on_chunk` gets each chunk's JSON in
+/// order (false stops the stream) and `on_done` the assembled response or the error, all on
+/// the callback thread. Returns the request id, or 0 when it could not start.
+pub fn stream_async(
+    request_json: &str,
+    on_chunk: impl FnMut(&str) -> bool + Send + 'static,
+    on_done: impl FnOnce(Result<String, Error>) + Send + 'static,
+) -> u64 {
+    global::stream_async(request_json, Box::new(on_chunk), Box::new(on_done))
+}
+
+/// Cancels a request in flight: its upstream call stops at once and it ends with
+/// `Status::Cancelled`. False when no such request is in flight.
+pub fn cancel(request_id: u64) -> bool {
+    global::cancel(request_id)
 }

@@ -4,6 +4,7 @@
 
 #![allow(non_camel_case_types)]
 
+mod async_calls;
 mod calls;
 mod introspect;
 mod lifecycle;
@@ -12,6 +13,7 @@ use std::ffi::{c_char, CStr, CString};
 
 use crate::errors::{Error, Status};
 
+pub use async_calls::*;
 pub use calls::*;
 pub use introspect::*;
 pub use lifecycle::*;
@@ -63,6 +65,17 @@ pub const LLMR_VERSION_PATCH: u32 = 0;
 /// ends with `LLMR_ERR_CANCELLED`).
 pub type llmr_chunk_cb = Option<
     unsafe extern "C" fn(chunk_json: *const c_char, user_data: *mut std::ffi::c_void) -> i32,
+>;
+
+/// Completion callback of the asynchronous calls: the final status, the response JSON (on
+/// `LLMR_OK`) or error JSON (valid only during the call), and the `user_data` given with the
+/// request. Runs exactly once per request, on the library's callback thread.
+pub type llmr_done_cb = Option<
+    unsafe extern "C" fn(
+        status: llmr_status,
+        json: *const c_char,
+        user_data: *mut std::ffi::c_void,
+    ),
 >;
 
 /// Runs an exported function's body, turning a panic into `LLMR_ERR_INTERNAL` (with an error
