@@ -21,8 +21,14 @@ pub(crate) fn error(status: u16) -> Value {
             "permission_error",
             "Your API key does not have permission to use the specified resource.",
         ),
-        404 => ("not_found_error", "The requested resource could not be found."),
-        413 => ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+        404 => (
+            "not_found_error",
+            "The requested resource could not be found.",
+        ),
+        413 => (
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+        ),
         429 => (
             "rate_limit_error",
             "This request would exceed the rate limit for your organization.",
@@ -111,8 +117,7 @@ pub(crate) fn stream(prompt: &Prompt, answer: &Answer) -> Sse {
         Some("content_block_start"),
         &json!({"type": "content_block_start", "index": 0, "content_block": block}),
     ));
-    sse.head
-        .push(event(Some("ping"), &json!({"type": "ping"})));
+    sse.head.push(event(Some("ping"), &json!({"type": "ping"})));
     let delta = |delta: Value| {
         event(
             Some("content_block_delta"),

@@ -29,11 +29,7 @@ pub(crate) fn handle(registry: &Registry, req: &Request) -> (u16, Value) {
         ("GET", "_count", None) => (200, json!({"count": registry.total()})),
         ("GET", "_count", Some(t)) => (200, json!({"count": registry.count(t)})),
         ("GET", "_requests", Some(t)) => {
-            let list: Vec<Value> = registry
-                .requests(t)
-                .iter()
-                .map(|r| r.to_json())
-                .collect();
+            let list: Vec<Value> = registry.requests(t).iter().map(|r| r.to_json()).collect();
             (200, Value::Array(list))
         }
         ("POST", "_reset", None) => {

@@ -139,7 +139,10 @@ mod tests {
     fn by_path() {
         assert_eq!(Format::from_path("/a/v1/chat/completions"), Format::OpenAi);
         assert_eq!(Format::from_path("/a/v1/messages"), Format::Anthropic);
-        assert_eq!(Format::from_path("/a/v1/messages?beta=true"), Format::Anthropic);
+        assert_eq!(
+            Format::from_path("/a/v1/messages?beta=true"),
+            Format::Anthropic
+        );
         assert_eq!(Format::from_path("/a/v1/embeddings"), Format::OpenAi);
     }
 }

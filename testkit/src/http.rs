@@ -90,10 +90,7 @@ impl Conn {
                 .map(|(_, v)| v.as_str())
         };
         let has_token = |name: &str, token: &str| {
-            header(name).is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(token))
-            })
+            header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         };
         let keep_alive = if version == 0 {
             has_token("connection", "keep-alive")

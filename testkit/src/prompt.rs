@@ -35,9 +35,9 @@ impl Prompt {
             .rev()
             .filter(|m| m["role"] == "user")
             .find_map(|m| content_text(&m["content"]));
-        let ends_with_user = messages.last().is_some_and(|m| {
-            m["role"] == "user" && !has_part(&m["content"], "tool_result")
-        });
+        let ends_with_user = messages
+            .last()
+            .is_some_and(|m| m["role"] == "user" && !has_part(&m["content"], "tool_result"));
         let first_tool = body["tools"].get(0).and_then(|t| {
             t["function"]["name"]
                 .as_str()
@@ -212,10 +212,7 @@ mod tests {
         assert_eq!(p.chars, 3 + 8 + 5);
         assert!(!p.ends_with_user);
         assert_eq!(p.last_user_text.as_deref(), Some("weather?"));
-        assert_eq!(
-            Answer::auto(&p, "t"),
-            Answer::Text("echo: weather?".into())
-        );
+        assert_eq!(Answer::auto(&p, "t"), Answer::Text("echo: weather?".into()));
     }
 
     #[test]

@@ -146,7 +146,9 @@ impl Registry {
     }
 
     pub fn last(&self, tenant: &str) -> Option<RecordedRequest> {
-        self.lock().get(tenant).and_then(|t| t.records.back().cloned())
+        self.lock()
+            .get(tenant)
+            .and_then(|t| t.records.back().cloned())
     }
 
     pub fn total(&self) -> usize {

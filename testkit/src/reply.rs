@@ -171,7 +171,8 @@ impl Reply {
     /// If `name` is not a preset (see [`Reply::parse_preset`] for the
     /// non-panicking form).
     pub fn preset(name: &str) -> Reply {
-        Reply::parse_preset(name).unwrap_or_else(|| panic!("llmr-testkit: no preset named {name:?}"))
+        Reply::parse_preset(name)
+            .unwrap_or_else(|| panic!("llmr-testkit: no preset named {name:?}"))
     }
 
     /// The behaviour of a preset name, if it is one.
@@ -198,7 +199,10 @@ impl Reply {
                     Reply::fault(fault)
                 } else {
                     let code = word.strip_prefix('e').filter(|c| c.len() == 3)?;
-                    let code = code.parse::<u16>().ok().filter(|c| (400..600).contains(c))?;
+                    let code = code
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|c| (400..600).contains(c))?;
                     Reply::status(code)
                 }
             }
@@ -253,7 +257,9 @@ impl Reply {
         } else if let Some(text) = obj.get("text") {
             Reply::text(text.as_str().ok_or("text must be a string")?)
         } else if let Some(call) = obj.get("tool_call") {
-            let name = call["name"].as_str().ok_or("tool_call.name must be a string")?;
+            let name = call["name"]
+                .as_str()
+                .ok_or("tool_call.name must be a string")?;
             let arguments = match &call["arguments"] {
                 Value::Null => TOOL_ARGUMENTS.to_owned(),
                 Value::String(s) => s.clone(),
@@ -331,7 +337,9 @@ mod tests {
         for (name, fault) in Fault::ALL {
             assert_eq!(Reply::preset(name), Reply::fault(fault));
         }
-        for name in ["primary", "ctx", "ctx-x", "slow", "e42", "e4299", "e200", ""] {
+        for name in [
+            "primary", "ctx", "ctx-x", "slow", "e42", "e4299", "e200", "",
+        ] {
             assert_eq!(Reply::parse_preset(name), None, "{name}");
         }
     }

@@ -7,11 +7,11 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::behaviour::{perform, Exchange, Next};
+use crate::control;
 use crate::format::Format;
 use crate::http::{head, Conn, Framing, Request};
 use crate::prompt::Prompt;
 use crate::record::{tenant_of, RecordedRequest, Registry};
-use crate::control;
 
 /// Accepts connections forever, each served on its own task.
 pub(crate) async fn serve(listener: TcpListener, registry: Arc<Registry>) {
@@ -34,8 +34,15 @@ async fn connection(stream: TcpStream, registry: Arc<Registry>) {
             Ok(Some(req)) => req,
             Ok(None) => return,
             Err(_) => {
-                let body = br#"{"error":{"message":"malformed request","type":"invalid_request_error"}}"#;
-                let mut bytes = head(400, "application/json", Framing::Length(body.len() as u64), &[], true);
+                let body =
+                    br#"{"error":{"message":"malformed request","type":"invalid_request_error"}}"#;
+                let mut bytes = head(
+                    400,
+                    "application/json",
+                    Framing::Length(body.len() as u64),
+                    &[],
+                    true,
+                );
                 bytes.extend_from_slice(body);
                 let _ = conn.write_all(&bytes).await;
                 return;
@@ -52,11 +59,21 @@ async fn connection(stream: TcpStream, registry: Arc<Registry>) {
     }
 }
 
-async fn control_request(conn: &mut Conn, registry: &Registry, req: &Request) -> std::io::Result<Next> {
+async fn control_request(
+    conn: &mut Conn,
+    registry: &Registry,
+    req: &Request,
+) -> std::io::Result<Next> {
     let (status, body) = control::handle(registry, req);
     let body = serde_json::to_vec(&body).unwrap_or_default();
     let close = !req.keep_alive;
-    let mut bytes = head(status, "application/json", Framing::Length(body.len() as u64), &[], close);
+    let mut bytes = head(
+        status,
+        "application/json",
+        Framing::Length(body.len() as u64),
+        &[],
+        close,
+    );
     bytes.extend_from_slice(&body);
     conn.write_all(&bytes).await?;
     Ok(if close { Next::Close } else { Next::KeepAlive })
