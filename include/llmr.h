@@ -273,8 +273,11 @@ const char *llmr_version(void);
 llmr_status llmr_init(const char *config_json, char **error_out);
 
 /**
- * Drops the router. Requests in flight finish on the router they started with; `llmr_init`
- * works again afterwards. Returns `LLMR_OK` (also when not initialised).
+ * Drops the router and cancels every request in flight: blocking calls return
+ * `LLMR_ERR_CANCELLED`, and every async request's `on_done` still runs (on the callback thread)
+ * with `LLMR_ERR_CANCELLED`. Returns at once without waiting for those callbacks, so it may be
+ * called from a callback or from a thread that callbacks are relayed to. `llmr_init` works
+ * again afterwards. Returns `LLMR_OK` (also when not initialised).
  */
 llmr_status llmr_shutdown(void);
 

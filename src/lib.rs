@@ -41,7 +41,8 @@ pub fn init(config_json: &str) -> Result<(), Error> {
     global::init(config_json)
 }
 
-/// Drops the router; `init` works again afterwards.
+/// Drops the router and cancels every request in flight (they end with `Status::Cancelled`);
+/// `init` works again afterwards.
 pub fn shutdown() {
     global::shutdown();
 }

@@ -131,16 +131,19 @@ fn arguments_as_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Err
 impl ChatRequest {
     /// Parses and checks a request body. Errors name the offending field.
     pub fn from_json(json: &str) -> Result<ChatRequest, Error> {
-        let de = &mut serde_json::Deserializer::from_str(json);
-        let mut req: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let mut req: ChatRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            if path == "." || path.is_empty() {
+            if path == "." || path == "?" || path.is_empty() {
                 Error::invalid(format!("request JSON: {inner}"))
             } else {
                 Error::invalid(format!("request JSON at `{path}`: {inner}"))
             }
         })?;
+        // Text after the request object is malformed input, not something to ignore.
+        de.end()
+            .map_err(|e| Error::invalid(format!("request JSON: {e}")))?;
         req.normalize()?;
         Ok(req)
     }
@@ -596,6 +599,11 @@ mod tests {
         assert_eq!(r.extra["seed"], 7);
         assert!(r.extra.contains_key("response_format"));
         assert_eq!(r.timeout, Some(3.0));
+        for trailing in [" x", "}", "{}", "[]"] {
+            let json = format!(r#"{{"messages":[{{"role":"user","content":"hi"}}]}}{trailing}"#);
+            let e = ChatRequest::from_json(&json).unwrap_err();
+            assert_eq!(e.status, crate::errors::Status::InvalidArgument, "{trailing}");
+        }
         let sent = serde_json::to_value(&r).unwrap();
         assert!(
             sent.get("timeout").is_none(),

@@ -39,8 +39,11 @@ pub unsafe extern "C" fn llmr_init(
     })
 }
 
-/// Drops the router. Requests in flight finish on the router they started with; `llmr_init`
-/// works again afterwards. Returns `LLMR_OK` (also when not initialised).
+/// Drops the router and cancels every request in flight: blocking calls return
+/// `LLMR_ERR_CANCELLED`, and every async request's `on_done` still runs (on the callback thread)
+/// with `LLMR_ERR_CANCELLED`. Returns at once without waiting for those callbacks, so it may be
+/// called from a callback or from a thread that callbacks are relayed to. `llmr_init` works
+/// again afterwards. Returns `LLMR_OK` (also when not initialised).
 #[no_mangle]
 pub extern "C" fn llmr_shutdown() -> llmr_status {
     ffi_boundary!(out = std::ptr::null_mut(), {

@@ -1,0 +1,1438 @@
+/*
+ * The C harness: a real C program that drives the synchronous API of include/llmr.h (version,
+ * init/shutdown, the small queries, complete, stream, router info, stats, string_free,
+ * status_name) the way a C user would, checks statuses and JSON, and feeds the library every
+ * kind of bad input: NULLs, invalid UTF-8, malformed and 100000-deep JSON, schema violations.
+ * Also: a callback that stops a stream, 8 threads at once, requests racing shutdown/init, and
+ * real HTTP (OPENAI and CUSTOM deployments on the stand-in) with every failure status.
+ *
+ *     harness [--quick]
+ *
+ * Environment:
+ *   LLMR_STANDIN_URL   http://127.0.0.1:PORT of a running llmr stand-in (testkit); without it
+ *                      the HTTP cases are skipped with a note.
+ *
+ * --quick runs a reduced set (fewer iterations, no lifecycle race) for slow runs (valgrind).
+ *
+ * Driven from `cargo test --release --test c_harness` (tests/c_harness.rs), which also builds it
+ * with AddressSanitizer/UBSan and runs it under valgrind. Exit status 0 only when every check
+ * passed. Each failing check prints file:line, the section and what it got.
+ *
+ * The harness configures deployments with the two API keys below and checks that neither ever
+ * comes back in any string the library returns (results, errors, chunks, info, stats); the cargo
+ * test checks the same of everything the process printed, logs included.
+ */
+
+#define _POSIX_C_SOURCE 200809L
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "llmr.h"
+
+/* Keep in step with tests/c_harness.rs, which looks for them in the output. */
+#define KEY_INLINE "sk-harness-inline-3b9d0f6e2a7c41d8"
+#define KEY_ENV "sk-harness-env-8e1f4c7a9b2d05e3"
+#define KEY_ENV_VAR "LLMR_HARNESS_ENV_KEY"
+
+/* The status values are ABI: a changed number breaks every compiled user. */
+_Static_assert(LLMR_OK == 0, "LLMR_OK");
+_Static_assert(LLMR_ERR_INVALID_ARGUMENT == 1, "LLMR_ERR_INVALID_ARGUMENT");
+_Static_assert(LLMR_ERR_CONFIG == 2, "LLMR_ERR_CONFIG");
+_Static_assert(LLMR_ERR_NOT_INITIALIZED == 3, "LLMR_ERR_NOT_INITIALIZED");
+_Static_assert(LLMR_ERR_CONTEXT_OVERFLOW == 4, "LLMR_ERR_CONTEXT_OVERFLOW");
+_Static_assert(LLMR_ERR_RATE_LIMITED == 5, "LLMR_ERR_RATE_LIMITED");
+_Static_assert(LLMR_ERR_AUTH == 6, "LLMR_ERR_AUTH");
+_Static_assert(LLMR_ERR_BAD_REQUEST == 7, "LLMR_ERR_BAD_REQUEST");
+_Static_assert(LLMR_ERR_CONTENT_POLICY == 8, "LLMR_ERR_CONTENT_POLICY");
+_Static_assert(LLMR_ERR_TIMEOUT == 9, "LLMR_ERR_TIMEOUT");
+_Static_assert(LLMR_ERR_UPSTREAM == 10, "LLMR_ERR_UPSTREAM");
+_Static_assert(LLMR_ERR_CANCELLED == 11, "LLMR_ERR_CANCELLED");
+_Static_assert(LLMR_ERR_INTERNAL == 12, "LLMR_ERR_INTERNAL");
+_Static_assert(LLMR_AUTO_MODE_ID == 0, "LLMR_AUTO_MODE_ID");
+_Static_assert(sizeof(llmr_status) == 4, "llmr_status is int32_t");
+
+/* ============================================================================================ */
+/* Checks                                                                                        */
+
+static atomic_int g_checks;
+static atomic_int g_failures;
+static _Thread_local const char *g_section = "";
+static bool g_quick;
+
+/* A string safe to print: a library output holding a key is withheld (the cargo test scans
+ * everything printed for the keys). */
+static const char *printable(const char *s) {
+    if (s == NULL) {
+        return "(NULL)";
+    }
+    if (strstr(s, KEY_INLINE) != NULL || strstr(s, KEY_ENV) != NULL) {
+        return "(withheld: it contains an API key)";
+    }
+    return s;
+}
+
+static bool check_(bool ok, const char *expr, const char *file, int line, const char *detail) {
+    atomic_fetch_add(&g_checks, 1);
+    if (!ok) {
+        atomic_fetch_add(&g_failures, 1);
+        fprintf(stderr, "%s:%d: FAILED [%s]: %s\n", file, line, g_section, expr);
+        if (detail != NULL) {
+            fprintf(stderr, "    got: %.2000s\n", printable(detail));
+        }
+    }
+    return ok;
+}
+
+/* CHECK(cond); CHECK_D(cond, json) also prints `json` when it fails. */
+#define CHECK(cond) check_((cond) ? true : false, #cond, __FILE__, __LINE__, NULL)
+#define CHECK_D(cond, detail) check_((cond) ? true : false, #cond, __FILE__, __LINE__, (detail))
+
+static bool check_status_(llmr_status got, llmr_status want, const char *json, const char *expr,
+                          const char *file, int line) {
+    char what[512];
+    snprintf(what, sizeof what, "%s == %s (got %s/%d)", expr, llmr_status_name(want),
+             llmr_status_name(got), (int)got);
+    return check_(got == want, what, file, line, got == want ? NULL : json);
+}
+
+/* CHECK_STATUS(status, LLMR_X, json): the status, with names and the JSON on failure. */
+#define CHECK_STATUS(got, want, json) check_status_((got), (want), (json), #got, __FILE__, __LINE__)
+
+/* ============================================================================================ */
+/* A few lines of JSON reading: enough for checks, no dependency.                                */
+
+static const char *skip_string(const char *p) {
+    for (++p; *p && *p != '"'; ++p) {
+        if (*p == '\\' && p[1]) {
+            ++p;
+        }
+    }
+    return *p ? p + 1 : p;
+}
+
+static const char *skip_ws(const char *p) {
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') {
+        ++p;
+    }
+    return p;
+}
+
+/* The value of the first member named `key`, depth-first in document order, or NULL. */
+static const char *json_find(const char *json, const char *key) {
+    if (json == NULL) {
+        return NULL;
+    }
+    size_t key_len = strlen(key);
+    for (const char *p = json; *p;) {
+        if (*p != '"') {
+            ++p;
+            continue;
+        }
+        const char *start = p + 1;
+        p = skip_string(p);
+        const char *after = skip_ws(p);
+        if (*after == ':' && (size_t)(p - 1 - start) == key_len &&
+            strncmp(start, key, key_len) == 0) {
+            return skip_ws(after + 1);
+        }
+    }
+    return NULL;
+}
+
+/* The length of the JSON value at `v`. */
+static size_t json_span(const char *v) {
+    const char *p = v;
+    if (*p == '"') {
+        return (size_t)(skip_string(p) - v);
+    }
+    int depth = 0;
+    while (*p) {
+        if (*p == '"') {
+            p = skip_string(p);
+            continue;
+        }
+        if (*p == '{' || *p == '[') {
+            ++depth;
+        } else if (*p == '}' || *p == ']') {
+            if (depth == 0) {
+                break;
+            }
+            if (--depth == 0) {
+                ++p;
+                break;
+            }
+        } else if (*p == ',' && depth == 0) {
+            break;
+        }
+        ++p;
+    }
+    return (size_t)(p - v);
+}
+
+/* Whether member `key` is exactly the JSON text `literal` (e.g. "\"stop\"", "4", "null"). */
+static bool json_is(const char *json, const char *key, const char *literal) {
+    const char *v = json_find(json, key);
+    size_t n = strlen(literal);
+    return v != NULL && json_span(v) == n && strncmp(v, literal, n) == 0;
+}
+
+/* Whether member `key` exists and starts with `c` ('"' string, '{' object, '[' array...). */
+static bool json_kind(const char *json, const char *key, char c) {
+    const char *v = json_find(json, key);
+    return v != NULL && *v == c;
+}
+
+/* Appends the decoded JSON string at `v` (only the escapes JSON output uses for text) to
+ * out[*len], cut to `cap`. */
+static void json_append_string(const char *v, char *out, size_t *len, size_t cap) {
+    if (*v != '"') {
+        return;
+    }
+    for (const char *p = v + 1; *p && *p != '"'; ++p) {
+        char c = *p;
+        if (c == '\\') {
+            ++p;
+            c = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+            if (*p == 'u') { /* not expected in the texts used here: keep a marker */
+                c = '?';
+                p += 4;
+            }
+        }
+        if (*len + 1 < cap) {
+            out[(*len)++] = c;
+        }
+    }
+    out[*len] = '\0';
+}
+
+/* Whether `json` is the ABI's error JSON for `status`:
+ * {"error": {"status": "<name>", "code": N, "message": "...", ...}}. */
+static bool is_error_json(const char *json, llmr_status status) {
+    if (json == NULL || *skip_ws(json) != '{' || !json_kind(json, "error", '{')) {
+        return false;
+    }
+    char name[64], code[16];
+    snprintf(name, sizeof name, "\"%s\"", llmr_status_name(status));
+    snprintf(code, sizeof code, "%d", (int)status);
+    return json_is(json, "status", name) && json_is(json, "code", code) &&
+           json_kind(json, "message", '"');
+}
+
+/* CHECK_ERROR(status, LLMR_X, json): the status, and `json` is the matching error JSON. */
+#define CHECK_ERROR(got, want, json)                                                              \
+    do {                                                                                          \
+        if (CHECK_STATUS(got, want, json)) {                                                      \
+            CHECK_D(is_error_json((json), (want)), (json));                                       \
+        }                                                                                         \
+    } while (0)
+
+/* ============================================================================================ */
+/* Calls                                                                                         */
+
+/* Out-parameters start as this, so that a call that forgets to set them is caught. */
+static char g_sentinel_byte;
+#define SENTINEL (&g_sentinel_byte)
+
+/* Every string the library hands back goes through here: never a key in it; freed once. */
+static void release(char *s) {
+    if (s == SENTINEL) {
+        return;
+    }
+    if (s != NULL) {
+        CHECK(strstr(s, KEY_INLINE) == NULL);
+        CHECK(strstr(s, KEY_ENV) == NULL);
+    }
+    llmr_string_free(s);
+}
+
+typedef struct {
+    llmr_status status;
+    char *json; /* owned: release() it */
+} result;
+
+/* Checks an out-parameter after a call: written (not left as the sentinel), and non-NULL. */
+static char *settled(char *out, const char *fn) {
+    if (!check_(out != SENTINEL, "out-parameter written", __FILE__, __LINE__, fn)) {
+        return NULL;
+    }
+    check_(out != NULL, "out-parameter holds a string", __FILE__, __LINE__, fn);
+    return out;
+}
+
+static result complete(const char *request) {
+    char *out = SENTINEL;
+    result r;
+    r.status = llmr_complete(request, &out);
+    r.json = settled(out, "llmr_complete");
+    return r;
+}
+
+/* What a stream callback saw. */
+typedef struct {
+    pthread_t caller;      /* the thread that called llmr_stream */
+    int chunks;            /* callbacks so far */
+    int stop_after;        /* return non-zero at this chunk (0: never) */
+    int tool_chunks;       /* chunks carrying tool-call deltas */
+    bool reenter;          /* call llmr_stats / llmr_model_count from inside the callback */
+    bool wrong_thread;     /* a callback ran on another thread */
+    bool bad_chunk;        /* a chunk that is not a chat.completion.chunk */
+    char text[8192];       /* the content deltas, concatenated */
+    size_t len;
+} stream_ctx;
+
+static void stream_ctx_init(stream_ctx *c) {
+    memset(c, 0, sizeof *c);
+    c->caller = pthread_self();
+}
+
+static int32_t on_chunk(const char *chunk_json, void *user_data) {
+    stream_ctx *c = user_data;
+    c->chunks++;
+    if (!pthread_equal(pthread_self(), c->caller)) {
+        c->wrong_thread = true;
+    }
+    if (chunk_json == NULL || !json_is(chunk_json, "object", "\"chat.completion.chunk\"") ||
+        !json_kind(chunk_json, "choices", '[')) {
+        c->bad_chunk = true;
+    } else {
+        CHECK(strstr(chunk_json, KEY_INLINE) == NULL);
+        CHECK(strstr(chunk_json, KEY_ENV) == NULL);
+        const char *content = json_find(chunk_json, "content");
+        if (content != NULL) {
+            json_append_string(content, c->text, &c->len, sizeof c->text);
+        }
+        if (json_kind(chunk_json, "tool_calls", '[')) {
+            c->tool_chunks++;
+        }
+    }
+    if (c->reenter) {
+        /* The header says the callback may call other llmr functions. */
+        char *stats = NULL;
+        CHECK_STATUS(llmr_stats(&stats), LLMR_OK, stats);
+        release(stats);
+        CHECK(llmr_model_count() > 0);
+    }
+    return c->stop_after > 0 && c->chunks >= c->stop_after ? 1 : 0;
+}
+
+static result stream(const char *request, stream_ctx *ctx) {
+    char *out = SENTINEL;
+    result r;
+    r.status = llmr_stream(request, on_chunk, ctx, &out);
+    r.json = settled(out, "llmr_stream");
+    CHECK(!ctx->wrong_thread);
+    CHECK(!ctx->bad_chunk);
+    return r;
+}
+
+/* llmr_init that must succeed, and sets the out-parameter to NULL on success. */
+static bool init_ok(const char *config) {
+    char *err = SENTINEL;
+    llmr_status st = llmr_init(config, &err);
+    bool ok = CHECK_STATUS(st, LLMR_OK, err == SENTINEL ? NULL : err);
+    CHECK(err == NULL);
+    release(err);
+    return ok && llmr_is_initialized();
+}
+
+static void shutdown_ok(void) {
+    CHECK_STATUS(llmr_shutdown(), LLMR_OK, NULL);
+    CHECK(!llmr_is_initialized());
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* A request whose single user message is `n` copies of 'x' (about n/4 tokens). */
+static char *big_request(size_t n, const char *model) {
+    char head[128];
+    if (model != NULL) {
+        snprintf(head, sizeof head, "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"",
+                 model);
+    } else {
+        snprintf(head, sizeof head, "{\"messages\":[{\"role\":\"user\",\"content\":\"");
+    }
+    size_t h = strlen(head);
+    char *s = malloc(h + n + 8);
+    if (s == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    memcpy(s, head, h);
+    memset(s + h, 'x', n);
+    strcpy(s + h + n, "\"}]}");
+    return s;
+}
+
+/* prefix + `depth` × open + `depth` × close + suffix. */
+static char *nested(size_t depth, const char *prefix, const char *open, const char *close,
+                    const char *suffix) {
+    size_t po = strlen(open), pc = strlen(close), pp = strlen(prefix), ps = strlen(suffix);
+    char *s = malloc(pp + depth * (po + pc) + ps + 1);
+    if (s == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    char *w = s;
+    memcpy(w, prefix, pp);
+    w += pp;
+    for (size_t i = 0; i < depth; ++i, w += po) {
+        memcpy(w, open, po);
+    }
+    for (size_t i = 0; i < depth; ++i, w += pc) {
+        memcpy(w, close, pc);
+    }
+    memcpy(w, suffix, ps + 1);
+    return s;
+}
+
+#define HELLO "{\"messages\":[{\"role\":\"user\",\"content\":\"hello harness\"}]}"
+#define MOCK_TEXT "alpha beta gamma delta"
+
+/* Two MOCK deployments with different windows (so `auto-large` exists), plus an entry that
+ * must be skipped (unknown provider, no api_base) and carries a key: its warning must not
+ * leak the key. */
+static const char *const MOCK_CONFIG =
+    "{\"global_llm_configs\": ["
+    " {\"id\": \"m1\", \"provider\": \"MOCK\", \"model_name\": \"mock-a\", \"max_input_tokens\": 4000,"
+    "  \"litellm_params\": {\"mock_response\": \"" MOCK_TEXT "\"}},"
+    " {\"id\": \"m2\", \"provider\": \"mock\", \"model_name\": \"mock-b\", \"max_input_tokens\": 16000,"
+    "  \"litellm_params\": {\"mock_response\": \"" MOCK_TEXT "\"}},"
+    " {\"id\": \"skipped\", \"provider\": \"NOPE\", \"model_name\": \"x\", \"api_key\": \"" KEY_INLINE "\"}"
+    "], \"router_settings\": {\"num_retries\": 1, \"timeout\": 60}}";
+
+/* ============================================================================================ */
+/* Functions that need no router                                                                 */
+
+static void test_static_functions(void) {
+    g_section = "static functions";
+
+    const char *v = llmr_version();
+    char want[64];
+    snprintf(want, sizeof want, "%d.%d.%d", LLMR_VERSION_MAJOR, LLMR_VERSION_MINOR,
+             LLMR_VERSION_PATCH);
+    CHECK_D(v != NULL && strcmp(v, want) == 0, v);
+    CHECK(llmr_version() == v); /* static */
+
+    static const char *const names[] = {
+        "ok",      "invalid_argument", "config",         "not_initialized", "context_overflow",
+        "rate_limited", "auth",        "bad_request",    "content_policy",  "timeout",
+        "upstream", "cancelled",       "internal"};
+    for (int i = 0; i <= 12; ++i) {
+        const char *n = llmr_status_name(i);
+        CHECK_D(n != NULL && strcmp(n, names[i]) == 0, n);
+        CHECK(llmr_status_name(i) == n);
+    }
+    const llmr_status unknown[] = {-1, 13, 100, INT32_MAX, INT32_MIN};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; ++i) {
+        const char *n = llmr_status_name(unknown[i]);
+        CHECK_D(n != NULL && strcmp(n, "unknown") == 0, n);
+    }
+
+    CHECK(llmr_is_auto_mode(0));
+    CHECK(llmr_is_auto_mode(LLMR_AUTO_MODE_ID));
+    CHECK(!llmr_is_auto_mode(1));
+    CHECK(!llmr_is_auto_mode(-1));
+    CHECK(!llmr_is_auto_mode(INT64_MAX));
+    CHECK(!llmr_is_auto_mode(INT64_MIN));
+
+    llmr_string_free(NULL); /* NULL is ignored */
+}
+
+static void test_before_init(void) {
+    g_section = "before init";
+    CHECK(!llmr_is_initialized());
+    CHECK(llmr_model_count() == 0);
+    CHECK_STATUS(llmr_shutdown(), LLMR_OK, NULL); /* also when not initialised */
+
+    result r = complete(HELLO);
+    CHECK_ERROR(r.status, LLMR_ERR_NOT_INITIALIZED, r.json);
+    release(r.json);
+
+    stream_ctx ctx;
+    stream_ctx_init(&ctx);
+    r = stream(HELLO, &ctx);
+    CHECK_ERROR(r.status, LLMR_ERR_NOT_INITIALIZED, r.json);
+    CHECK(ctx.chunks == 0);
+    release(r.json);
+
+    char *out = SENTINEL;
+    llmr_status st = llmr_router_info(&out);
+    out = settled(out, "llmr_router_info");
+    CHECK_ERROR(st, LLMR_ERR_NOT_INITIALIZED, out);
+    release(out);
+
+    out = SENTINEL;
+    st = llmr_stats(&out);
+    out = settled(out, "llmr_stats");
+    CHECK_ERROR(st, LLMR_ERR_NOT_INITIALIZED, out);
+    release(out);
+
+    /* NULL out-parameters: the status alone. */
+    CHECK_STATUS(llmr_complete(HELLO, NULL), LLMR_ERR_NOT_INITIALIZED, NULL);
+    CHECK_STATUS(llmr_router_info(NULL), LLMR_ERR_NOT_INITIALIZED, NULL);
+    CHECK_STATUS(llmr_stats(NULL), LLMR_ERR_NOT_INITIALIZED, NULL);
+}
+
+/* llmr_init that must fail with `want` and an error JSON. */
+static void init_fails(const char *config, llmr_status want, const char *message_part) {
+    char *err = SENTINEL;
+    llmr_status st = llmr_init(config, &err);
+    err = settled(err, "llmr_init");
+    CHECK_ERROR(st, want, err);
+    if (message_part != NULL && err != NULL) {
+        const char *m = json_find(err, "message");
+        CHECK_D(m != NULL && strstr(m, message_part) != NULL, err);
+    }
+    release(err);
+    CHECK(!llmr_is_initialized());
+    CHECK(llmr_model_count() == 0);
+}
+
+static void test_init_errors(void) {
+    g_section = "init errors";
+    init_fails(NULL, LLMR_ERR_INVALID_ARGUMENT, "config_json");
+    CHECK_STATUS(llmr_init(NULL, NULL), LLMR_ERR_INVALID_ARGUMENT, NULL);
+
+    /* Not UTF-8: a lone continuation byte, a truncated sequence, an overlong '/', a surrogate. */
+    init_fails("{\"global_llm_configs\": [\x80]}", LLMR_ERR_INVALID_ARGUMENT, "UTF-8");
+    init_fails("{\"global_llm_configs\": \"\xc3\"}", LLMR_ERR_INVALID_ARGUMENT, "UTF-8");
+    init_fails("{\"global_llm_configs\": \"\xc0\xaf\"}", LLMR_ERR_INVALID_ARGUMENT, "UTF-8");
+    init_fails("{\"global_llm_configs\": \"\xed\xa0\x80\"}", LLMR_ERR_INVALID_ARGUMENT, "UTF-8");
+
+    /* Bad JSON, wrong shapes, nothing usable. */
+    init_fails("", LLMR_ERR_CONFIG, NULL);
+    init_fails("{", LLMR_ERR_CONFIG, NULL);
+    init_fails("null", LLMR_ERR_CONFIG, NULL);
+    init_fails("[]", LLMR_ERR_CONFIG, NULL);
+    init_fails("{}", LLMR_ERR_CONFIG, NULL);
+    init_fails("{\"global_llm_configs\": [{\"provider\": \"MOCK\", \"model_name\": \"m\"}]} trailing",
+               LLMR_ERR_CONFIG, NULL);
+    init_fails("{\"global_llm_configs\": {}}", LLMR_ERR_CONFIG, NULL);
+    init_fails("{\"global_llm_configs\": []}", LLMR_ERR_CONFIG, NULL);
+    init_fails("{\"global_llm_configs\": [{\"provider\": \"MOCK\"}]}", LLMR_ERR_CONFIG,
+               "model_name");
+    init_fails("{\"global_llm_configs\": [{\"provider\": \"OPENAI\", \"model_name\": \"gpt-4o\"}]}",
+               LLMR_ERR_CONFIG, "api_key");
+    init_fails("{\"global_llm_configs\": [{\"provider\": \"MOCK\", \"model_name\": \"m\"}],"
+               " \"router_settings\": {\"routing_strategy\": \"fastest\"}}",
+               LLMR_ERR_CONFIG, "routing_strategy");
+    /* Unusable entries that carry keys: the message names them, never their keys. */
+    init_fails("{\"global_llm_configs\": ["
+               " {\"provider\": \"NOPE\", \"model_name\": \"x\", \"api_key\": \"" KEY_INLINE "\"},"
+               " {\"provider\": \"AZURE_OPENAI\", \"model_name\": \"x\", \"api_key\": \"" KEY_INLINE "\"}]}",
+               LLMR_ERR_CONFIG, "NOPE");
+    init_fails("{\"global_llm_configs\": [{\"provider\": \"OPENAI\", \"model_name\": \"gpt-4o\","
+               " \"api_key\": \"os.environ/LLMR_HARNESS_UNSET_VARIABLE\"}]}",
+               LLMR_ERR_CONFIG, "LLMR_HARNESS_UNSET_VARIABLE");
+    CHECK_STATUS(llmr_init("{", NULL), LLMR_ERR_CONFIG, NULL);
+
+    /* 100000-deep nesting, as the whole config and inside an entry: an error, not a stack
+     * overflow. */
+    char *deep = nested(100000, "", "[", "]", "");
+    init_fails(deep, LLMR_ERR_CONFIG, NULL);
+    free(deep);
+    deep = nested(100000, "{\"global_llm_configs\": [{\"provider\": \"MOCK\", \"model_name\": \"m\","
+                  " \"litellm_params\": {\"x\": ", "{\"a\":", "}", "}}]}");
+    init_fails(deep, LLMR_ERR_CONFIG, NULL);
+    free(deep);
+}
+
+/* ============================================================================================ */
+/* Lifecycle                                                                                     */
+
+static void test_lifecycle(void) {
+    g_section = "lifecycle";
+    if (!init_ok(MOCK_CONFIG)) {
+        return;
+    }
+    CHECK(llmr_is_initialized());
+    CHECK(llmr_model_count() == 2);
+
+    /* A second init returns OK and changes nothing, even with another config. */
+    CHECK(init_ok("{\"global_llm_configs\": [{\"provider\": \"MOCK\", \"model_name\": \"other\"}]}"));
+    CHECK(llmr_model_count() == 2);
+    CHECK_STATUS(llmr_init(MOCK_CONFIG, NULL), LLMR_OK, NULL);
+    CHECK(llmr_model_count() == 2);
+
+    /* Shutdown, then everything answers NOT_INITIALIZED, then init works again. */
+    shutdown_ok();
+    CHECK(llmr_model_count() == 0);
+    result r = complete(HELLO);
+    CHECK_ERROR(r.status, LLMR_ERR_NOT_INITIALIZED, r.json);
+    release(r.json);
+    shutdown_ok(); /* twice is fine */
+
+    CHECK(init_ok("{\"global_llm_configs\": [{\"provider\": \"MOCK\", \"model_name\": \"only\"}]}"));
+    CHECK(llmr_model_count() == 1);
+    r = complete(HELLO);
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    release(r.json);
+    shutdown_ok();
+
+    /* A failed init leaves the library uninitialised and usable. */
+    init_fails("{", LLMR_ERR_CONFIG, NULL);
+    CHECK(init_ok(MOCK_CONFIG));
+    CHECK(llmr_model_count() == 2);
+}
+
+/* ============================================================================================ */
+/* MOCK: completions, streams, router info, stats                                                */
+
+static void check_completion(const char *json, const char *content) {
+    char want[512];
+    CHECK_D(json_is(json, "object", "\"chat.completion\""), json);
+    CHECK_D(json_kind(json, "id", '"'), json);
+    CHECK_D(json_find(json, "created") != NULL, json);
+    CHECK_D(json_kind(json, "model", '"'), json);
+    CHECK_D(json_kind(json, "choices", '['), json);
+    CHECK_D(json_is(json, "role", "\"assistant\""), json);
+    if (content != NULL) {
+        snprintf(want, sizeof want, "\"%s\"", content);
+        CHECK_D(json_is(json, "content", want), json);
+        CHECK_D(json_is(json, "finish_reason", "\"stop\""), json);
+    }
+    CHECK_D(json_kind(json, "usage", '{'), json);
+    CHECK_D(json_find(json, "prompt_tokens") != NULL, json);
+    CHECK_D(json_find(json, "completion_tokens") != NULL, json);
+    CHECK_D(json_find(json, "total_tokens") != NULL, json);
+    /* llmr's own metadata */
+    const char *meta = json_find(json, "llmr");
+    CHECK_D(meta != NULL && *meta == '{', json);
+    CHECK_D(json_kind(meta, "deployment_id", '"'), json);
+    CHECK_D(json_kind(meta, "provider", '"'), json);
+    CHECK_D(json_find(meta, "attempts") != NULL, json);
+    CHECK_D(json_find(meta, "latency_ms") != NULL, json);
+}
+
+static void test_mock_calls(void) {
+    g_section = "mock calls";
+    if (!llmr_is_initialized() && !init_ok(MOCK_CONFIG)) {
+        return;
+    }
+
+    /* A completion. */
+    result r = complete(HELLO);
+    if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+        check_completion(r.json, MOCK_TEXT);
+        CHECK_D(json_is(r.json, "provider", "\"mock\""), r.json);
+    }
+    release(r.json);
+
+    /* The groups by name; an unknown one is an error that names it. */
+    r = complete("{\"model\": \"auto\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    release(r.json);
+    r = complete("{\"model\": \"auto-large\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+    if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+        CHECK_D(json_is(r.json, "deployment_id", "\"m2\""), r.json); /* the only large one */
+    }
+    release(r.json);
+    r = complete("{\"model\": \"gpt-unknown\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+    CHECK_ERROR(r.status, LLMR_ERR_INVALID_ARGUMENT, r.json);
+    CHECK_D(r.json && strstr(r.json, "gpt-unknown") != NULL, r.json);
+    release(r.json);
+
+    /* `stream` in the body is ignored: the function decides. Extra fields pass through. */
+    r = complete("{\"stream\": true, \"temperature\": 0.5, \"max_tokens\": 50, \"seed\": 7,"
+                 " \"messages\": [{\"role\": \"system\", \"content\": \"be brief\"},"
+                 " {\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"hi\"}]}]}");
+    if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+        check_completion(r.json, MOCK_TEXT);
+    }
+    release(r.json);
+
+    /* Context-window fallback: ~8000 tokens fit only m2; ~100000 fit nothing. */
+    char *big = big_request(32000, NULL);
+    r = complete(big);
+    if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+        CHECK_D(json_is(r.json, "deployment_id", "\"m2\""), r.json);
+    }
+    release(r.json);
+    free(big);
+    big = big_request(400000, NULL);
+    r = complete(big);
+    CHECK_ERROR(r.status, LLMR_ERR_CONTEXT_OVERFLOW, r.json);
+    release(r.json);
+    stream_ctx ctx;
+    stream_ctx_init(&ctx);
+    r = stream(big, &ctx);
+    CHECK_ERROR(r.status, LLMR_ERR_CONTEXT_OVERFLOW, r.json);
+    CHECK(ctx.chunks == 0);
+    release(r.json);
+    free(big);
+
+    /* NULL response_out: the status alone. */
+    CHECK_STATUS(llmr_complete(HELLO, NULL), LLMR_OK, NULL);
+
+    /* A stream: one chunk per word, in order, on this thread; the assembled result. */
+    stream_ctx_init(&ctx);
+    ctx.reenter = true;
+    r = stream(HELLO, &ctx);
+    if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+        check_completion(r.json, MOCK_TEXT);
+        CHECK(ctx.chunks == 4);
+        CHECK_D(strcmp(ctx.text, MOCK_TEXT) == 0, ctx.text);
+    }
+    release(r.json);
+
+    /* A stream with a NULL result_out. */
+    stream_ctx_init(&ctx);
+    CHECK_STATUS(llmr_stream(HELLO, on_chunk, &ctx, NULL), LLMR_OK, NULL);
+    CHECK(ctx.chunks == 4);
+    CHECK_D(strcmp(ctx.text, MOCK_TEXT) == 0, ctx.text);
+
+    /* Router info: the static view, no key. */
+    char *info = SENTINEL;
+    llmr_status st = llmr_router_info(&info);
+    info = settled(info, "llmr_router_info");
+    if (CHECK_STATUS(st, LLMR_OK, info)) {
+        CHECK_D(json_kind(info, "deployments", '['), info);
+        CHECK_D(strstr(info, "\"m1\"") != NULL && strstr(info, "\"m2\"") != NULL, info);
+        CHECK_D(strstr(info, "\"skipped\"") == NULL, info);
+        CHECK_D(json_kind(info, "groups", '['), info);
+        CHECK_D(strstr(info, "\"auto-large\"") != NULL, info);
+        CHECK_D(json_kind(info, "context_window_fallbacks", '['), info);
+        CHECK_D(json_kind(info, "router_settings", '{'), info);
+        CHECK_D(json_kind(info, "routing_strategy", '"'), info);
+        CHECK_D(json_is(info, "num_retries", "1"), info);
+        const char *profile = json_find(info, "profile");
+        CHECK_D(profile != NULL && json_is(profile, "max_input_tokens", "4000"), info);
+        CHECK_D(json_find(info, "rpm") != NULL && json_find(info, "tpm") != NULL, info);
+        CHECK_D(json_find(info, "api_base") != NULL, info);
+    }
+    release(info);
+    CHECK_STATUS(llmr_router_info(NULL), LLMR_OK, NULL);
+
+    /* Stats: the live view; the calls above were counted. */
+    char *stats = SENTINEL;
+    st = llmr_stats(&stats);
+    stats = settled(stats, "llmr_stats");
+    if (CHECK_STATUS(st, LLMR_OK, stats)) {
+        CHECK_D(json_kind(stats, "deployments", '['), stats);
+        CHECK_D(strstr(stats, "\"m1\"") != NULL && strstr(stats, "\"m2\"") != NULL, stats);
+        CHECK_D(json_find(stats, "requests") != NULL, stats);
+        CHECK_D(json_find(stats, "successes") != NULL, stats);
+        CHECK_D(json_kind(stats, "failures", '{'), stats);
+        CHECK_D(json_find(stats, "in_flight") != NULL, stats);
+        CHECK_D(strstr(stats, "context_overflow") != NULL, stats); /* the failure above */
+        CHECK_D(json_find(stats, "cooldown") != NULL, stats);
+        CHECK_D(json_find(stats, "time_to_first_chunk_ms") != NULL, stats);
+    }
+    release(stats);
+    CHECK_STATUS(llmr_stats(NULL), LLMR_OK, NULL);
+}
+
+/* ============================================================================================ */
+/* Bad requests: a status and an error JSON, never a crash                                       */
+
+static void request_fails(const char *request, llmr_status want) {
+    int failures_before = atomic_load(&g_failures);
+    result r = complete(request);
+    CHECK_ERROR(r.status, want, r.json);
+    release(r.json);
+
+    stream_ctx ctx;
+    stream_ctx_init(&ctx);
+    r = stream(request, &ctx);
+    CHECK_ERROR(r.status, want, r.json);
+    CHECK(ctx.chunks == 0);
+    release(r.json);
+
+    CHECK_STATUS(llmr_complete(request, NULL), want, NULL);
+    if (atomic_load(&g_failures) != failures_before) {
+        fprintf(stderr, "    request: %.160s%s\n", request, strlen(request) > 160 ? "..." : "");
+    }
+}
+
+static void test_bad_requests(void) {
+    g_section = "bad requests";
+    if (!llmr_is_initialized() && !init_ok(MOCK_CONFIG)) {
+        return;
+    }
+
+    /* NULL for every pointer that must not be NULL. */
+    result r = complete(NULL);
+    CHECK_ERROR(r.status, LLMR_ERR_INVALID_ARGUMENT, r.json);
+    CHECK_D(r.json && strstr(r.json, "request_json") != NULL, r.json);
+    release(r.json);
+    CHECK_STATUS(llmr_complete(NULL, NULL), LLMR_ERR_INVALID_ARGUMENT, NULL);
+
+    stream_ctx ctx;
+    stream_ctx_init(&ctx);
+    r = stream(NULL, &ctx);
+    CHECK_ERROR(r.status, LLMR_ERR_INVALID_ARGUMENT, r.json);
+    release(r.json);
+    char *out = SENTINEL;
+    llmr_status st = llmr_stream(HELLO, NULL, NULL, &out);
+    out = settled(out, "llmr_stream");
+    CHECK_ERROR(st, LLMR_ERR_INVALID_ARGUMENT, out);
+    CHECK_D(out && strstr(out, "on_chunk") != NULL, out);
+    release(out);
+    CHECK_STATUS(llmr_stream(NULL, NULL, NULL, NULL), LLMR_ERR_INVALID_ARGUMENT, NULL);
+    CHECK_STATUS(llmr_stream(HELLO, NULL, NULL, NULL), LLMR_ERR_INVALID_ARGUMENT, NULL);
+    /* user_data NULL is fine: it is passed through untouched. */
+
+    /* Not UTF-8. */
+    request_fails("{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}",
+                  LLMR_ERR_INVALID_ARGUMENT);
+    request_fails("{\"messages\":[{\"role\":\"user\",\"content\":\"caf\xc3\"}]}",
+                  LLMR_ERR_INVALID_ARGUMENT);
+    request_fails("{\"messages\":[{\"role\":\"\xed\xa0\x80\",\"content\":\"x\"}]}",
+                  LLMR_ERR_INVALID_ARGUMENT);
+
+    /* Malformed JSON. */
+    static const char *const malformed[] = {
+        "",          " ",       "{",        "{\"messages\": [",  "null",  "[]", "42",
+        "\"text\"",  "{}}",     "{'messages': []}",
+        /* a valid request followed by more text is not valid JSON either */
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]} trailing",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}{}"};
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; ++i) {
+        request_fails(malformed[i], LLMR_ERR_INVALID_ARGUMENT);
+    }
+
+    /* Schema violations. */
+    static const char *const schema[] = {
+        "{}",
+        "{\"messages\": []}",
+        "{\"messages\": \"hello\"}",
+        "{\"messages\": [\"hello\"]}",
+        "{\"messages\": [{\"content\": \"no role\"}]}",
+        "{\"messages\": [{\"role\": \"\", \"content\": \"empty role\"}]}",
+        "{\"messages\": [{\"role\": 7, \"content\": \"x\"}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"temperature\": \"hot\"}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": -5}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"model\": 42}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"timeout\": -1}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"timeout\": 0}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": {}}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"model\": \"no-such-group\"}",
+    };
+    for (size_t i = 0; i < sizeof schema / sizeof schema[0]; ++i) {
+        request_fails(schema[i], LLMR_ERR_INVALID_ARGUMENT);
+    }
+
+    /* 100000-deep nesting: as the whole request, and inside a message's content. */
+    char *deep = nested(100000, "", "[", "]", "");
+    request_fails(deep, LLMR_ERR_INVALID_ARGUMENT);
+    free(deep);
+    deep = nested(100000, "{\"messages\": [{\"role\": \"user\", \"content\": ", "[", "]", "}]}");
+    request_fails(deep, LLMR_ERR_INVALID_ARGUMENT);
+    free(deep);
+    deep = nested(100000, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"extra\": ",
+                  "{\"a\":", "}", "}");
+    request_fails(deep, LLMR_ERR_INVALID_ARGUMENT);
+    free(deep);
+
+    /* The library is still fine. */
+    r = complete(HELLO);
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    release(r.json);
+}
+
+/* ============================================================================================ */
+/* Cancellation by the callback                                                                  */
+
+static void test_cancel(void) {
+    g_section = "cancel";
+    /* 40 words, 50 ms apart: about 2 s if not cancelled. */
+    char config[2048];
+    char words[512] = "";
+    for (int i = 0; i < 40; ++i) {
+        strcat(words, i ? " word" : "word");
+    }
+    snprintf(config, sizeof config,
+             "{\"global_llm_configs\": [{\"id\": \"slow\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+             " \"litellm_params\": {\"mock_response\": \"%s\", \"mock_chunk_delay_ms\": 50}}]}",
+             words);
+    shutdown_ok();
+    if (!init_ok(config)) {
+        return;
+    }
+    for (int stop_at = 1; stop_at <= 3; stop_at += 2) {
+        stream_ctx ctx;
+        stream_ctx_init(&ctx);
+        ctx.stop_after = stop_at;
+        double t0 = now_s();
+        result r = stream(HELLO, &ctx);
+        double took = now_s() - t0;
+        CHECK_ERROR(r.status, LLMR_ERR_CANCELLED, r.json);
+        CHECK(ctx.chunks == stop_at); /* no callback after it said stop */
+        CHECK(took < 1.5);
+        release(r.json);
+    }
+    /* The router still answers after a cancelled stream. */
+    stream_ctx ctx;
+    stream_ctx_init(&ctx);
+    result r = stream(HELLO, &ctx);
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    CHECK(ctx.chunks == 40);
+    release(r.json);
+    shutdown_ok();
+}
+
+/* ============================================================================================ */
+/* MOCK failures: each status comes back with its error JSON                                    */
+
+static void mock_failure(const char *mock_error, llmr_status want) {
+    char config[1024];
+    snprintf(config, sizeof config,
+             "{\"global_llm_configs\": [{\"id\": \"e1\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+             " \"litellm_params\": {\"mock_error\": %s}}],"
+             " \"router_settings\": {\"num_retries\": 0, \"retry_after\": 0}}",
+             mock_error);
+    /* A fresh router for each call: a failure may cool the only deployment down. */
+    for (int streaming = 0; streaming <= 1; ++streaming) {
+        if (!init_ok(config)) {
+            return;
+        }
+        stream_ctx ctx;
+        stream_ctx_init(&ctx);
+        result r = streaming ? stream(HELLO, &ctx) : complete(HELLO);
+        CHECK_ERROR(r.status, want, r.json);
+        CHECK_D(json_is(r.json, "deployment_id", "\"e1\""), r.json);
+        CHECK_D(json_is(r.json, "provider", "\"mock\""), r.json);
+        CHECK(ctx.chunks == 0);
+        release(r.json);
+        shutdown_ok();
+    }
+}
+
+static void test_mock_failures(void) {
+    g_section = "mock failures";
+    shutdown_ok();
+    mock_failure("\"rate_limited\"", LLMR_ERR_RATE_LIMITED);
+    mock_failure("\"auth\"", LLMR_ERR_AUTH);
+    mock_failure("\"bad_request\"", LLMR_ERR_BAD_REQUEST);
+    mock_failure("\"content_policy\"", LLMR_ERR_CONTENT_POLICY);
+    mock_failure("\"context_overflow\"", LLMR_ERR_CONTEXT_OVERFLOW);
+    mock_failure("\"upstream\"", LLMR_ERR_UPSTREAM);
+    mock_failure("{\"http_status\": 429, \"message\": \"slow down\", \"retry_after\": 3}",
+                 LLMR_ERR_RATE_LIMITED);
+    mock_failure("{\"http_status\": 400, \"code\": \"context_length_exceeded\","
+                 " \"message\": \"This model's maximum context length is 10 tokens\"}",
+                 LLMR_ERR_CONTEXT_OVERFLOW);
+
+    /* A bad mock_error is a config problem. */
+    init_fails("{\"global_llm_configs\": [{\"provider\": \"MOCK\", \"model_name\": \"m\","
+               " \"litellm_params\": {\"mock_error\": \"no_such_status\"}}]}",
+               LLMR_ERR_CONFIG, NULL);
+
+    /* A deployment slower than the request's timeout. */
+    if (init_ok("{\"global_llm_configs\": [{\"id\": \"slow\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+                " \"litellm_params\": {\"mock_delay_ms\": 20000}}], \"router_settings\": {\"num_retries\": 0}}")) {
+        double t0 = now_s();
+        result r = complete("{\"timeout\": 0.3, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+        CHECK_ERROR(r.status, LLMR_ERR_TIMEOUT, r.json);
+        CHECK(now_s() - t0 < 10.0);
+        release(r.json);
+        shutdown_ok();
+    }
+    if (init_ok("{\"global_llm_configs\": [{\"id\": \"slow\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+                " \"litellm_params\": {\"mock_delay_ms\": 20000}}], \"router_settings\": {\"num_retries\": 0}}")) {
+        stream_ctx ctx;
+        stream_ctx_init(&ctx);
+        double t0 = now_s();
+        result r = stream("{\"timeout\": 0.3, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", &ctx);
+        CHECK_ERROR(r.status, LLMR_ERR_TIMEOUT, r.json);
+        CHECK(now_s() - t0 < 10.0);
+        release(r.json);
+        shutdown_ok();
+    }
+
+    /* Failover: a failing deployment and a good one; every request succeeds. */
+    if (init_ok("{\"global_llm_configs\": ["
+                " {\"id\": \"bad\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+                "  \"litellm_params\": {\"mock_error\": \"upstream\"}},"
+                " {\"id\": \"good\", \"provider\": \"MOCK\", \"model_name\": \"m\"}],"
+                " \"router_settings\": {\"num_retries\": 2, \"retry_after\": 0,"
+                " \"routing_strategy\": \"simple-shuffle\"}}")) {
+        for (int i = 0; i < 6; ++i) {
+            stream_ctx ctx;
+            stream_ctx_init(&ctx);
+            result r = i % 2 ? stream(HELLO, &ctx) : complete(HELLO);
+            if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+                CHECK_D(json_is(r.json, "deployment_id", "\"good\""), r.json);
+            }
+            release(r.json);
+        }
+        shutdown_ok();
+    }
+}
+
+/* ============================================================================================ */
+/* Tool calls                                                                                    */
+
+static void test_mock_tools(void) {
+    g_section = "mock tools";
+    if (!init_ok("{\"global_llm_configs\": [{\"id\": \"t\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+                 " \"litellm_params\": {\"mock_tool_calls\": [{\"name\": \"get_weather\","
+                 " \"arguments\": {\"city\": \"Paris\"}}]}}]}")) {
+        return;
+    }
+    const char *req =
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"weather in Paris?\"}],"
+        " \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\","
+        " \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}}}],"
+        " \"tool_choice\": \"auto\"}";
+    result r = complete(req);
+    if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+        check_completion(r.json, NULL);
+        CHECK_D(json_kind(r.json, "tool_calls", '['), r.json);
+        CHECK_D(json_is(r.json, "name", "\"get_weather\""), r.json);
+        CHECK_D(json_kind(r.json, "arguments", '"'), r.json); /* a JSON string */
+        CHECK_D(json_is(r.json, "finish_reason", "\"tool_calls\""), r.json);
+    }
+    release(r.json);
+
+    stream_ctx ctx;
+    stream_ctx_init(&ctx);
+    r = stream(req, &ctx);
+    if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+        CHECK(ctx.tool_chunks >= 1);
+        CHECK_D(json_kind(r.json, "tool_calls", '['), r.json);
+        CHECK_D(json_is(r.json, "name", "\"get_weather\""), r.json);
+        CHECK_D(json_kind(r.json, "arguments", '"'), r.json);
+        CHECK_D(r.json && strstr(r.json, "Paris") != NULL, r.json);
+        CHECK_D(json_is(r.json, "finish_reason", "\"tool_calls\""), r.json);
+    }
+    release(r.json);
+
+    /* A conversation that carries the tool result back. */
+    r = complete("{\"messages\": [{\"role\": \"user\", \"content\": \"weather?\"},"
+                 " {\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"c1\","
+                 " \"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"arguments\": \"{}\"}}]},"
+                 " {\"role\": \"tool\", \"tool_call_id\": \"c1\", \"content\": {\"temp\": 21}}]}");
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    release(r.json);
+    shutdown_ok();
+}
+
+/* ============================================================================================ */
+/* Threads                                                                                       */
+
+#define THREADS 8
+
+typedef struct {
+    int index;
+    int iterations;
+    atomic_bool *stop; /* lifecycle race: run until set */
+    int ok, not_initialized, cancelled;
+} worker;
+
+static void *worker_calls(void *arg) {
+    worker *w = arg;
+    g_section = "threads";
+    for (int i = 0; i < w->iterations; ++i) {
+        char req[256];
+        snprintf(req, sizeof req,
+                 "{\"user\": \"thread-%d\", \"messages\": [{\"role\": \"user\", \"content\": \"call %d\"}]}",
+                 w->index, i);
+        result r = complete(req);
+        if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+            char want[64];
+            snprintf(want, sizeof want, "\"%s\"", MOCK_TEXT);
+            CHECK_D(json_is(r.json, "content", want), r.json);
+        }
+        release(r.json);
+
+        stream_ctx ctx;
+        stream_ctx_init(&ctx);
+        ctx.reenter = (i % 4) == 0;
+        r = stream(req, &ctx);
+        if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+            CHECK_D(strcmp(ctx.text, MOCK_TEXT) == 0, ctx.text);
+            CHECK(ctx.chunks == 4);
+        }
+        release(r.json);
+
+        char *s = NULL;
+        CHECK_STATUS(llmr_stats(&s), LLMR_OK, s);
+        release(s);
+        s = NULL;
+        CHECK_STATUS(llmr_router_info(&s), LLMR_OK, s);
+        release(s);
+        CHECK(llmr_is_initialized());
+        CHECK(llmr_model_count() == 2);
+    }
+    return NULL;
+}
+
+static void test_threads(void) {
+    g_section = "threads";
+    if (!llmr_is_initialized() && !init_ok(MOCK_CONFIG)) {
+        return;
+    }
+    pthread_t t[THREADS];
+    worker w[THREADS];
+    int started = 0;
+    for (int i = 0; i < THREADS; ++i) {
+        w[i] = (worker){.index = i, .iterations = g_quick ? 2 : 25};
+        if (CHECK(pthread_create(&t[i], NULL, worker_calls, &w[i]) == 0)) {
+            started++;
+        }
+    }
+    for (int i = 0; i < started; ++i) {
+        pthread_join(t[i], NULL);
+    }
+    /* Every call was counted: 2 per iteration per thread, plus what came before. */
+    char *stats = NULL;
+    if (CHECK_STATUS(llmr_stats(&stats), LLMR_OK, stats)) {
+        const char *totals = json_find(stats, "totals");
+        const char *requests = totals ? json_find(totals, "requests") : NULL;
+        CHECK_D(requests != NULL && atol(requests) >= (long)THREADS * w[0].iterations * 2, stats);
+    }
+    release(stats);
+}
+
+/* Concurrent llmr_init calls initialise once; all return OK. */
+static void *worker_init(void *arg) {
+    (void)arg;
+    g_section = "concurrent init";
+    char *err = SENTINEL;
+    CHECK_STATUS(llmr_init(MOCK_CONFIG, &err), LLMR_OK, err == SENTINEL ? NULL : err);
+    CHECK(err == NULL);
+    release(err);
+    return NULL;
+}
+
+/* Requests racing shutdown/init: each is OK, NOT_INITIALIZED (it started after a shutdown) or
+ * CANCELLED (a shutdown cancelled it in flight), with the matching JSON. */
+static void *worker_race(void *arg) {
+    worker *w = arg;
+    g_section = "lifecycle race";
+    for (int i = 0; !atomic_load(w->stop); ++i) {
+        stream_ctx ctx;
+        stream_ctx_init(&ctx);
+        result r = (i % 2) ? stream(HELLO, &ctx) : complete(HELLO);
+        if (r.status == LLMR_OK) {
+            w->ok++;
+            CHECK_D(json_is(r.json, "object", "\"chat.completion\""), r.json);
+        } else if (r.status == LLMR_ERR_CANCELLED) {
+            w->cancelled++;
+            CHECK_D(is_error_json(r.json, LLMR_ERR_CANCELLED), r.json);
+        } else {
+            w->not_initialized++;
+            CHECK_ERROR(r.status, LLMR_ERR_NOT_INITIALIZED, r.json);
+        }
+        release(r.json);
+        char *s = NULL;
+        llmr_status st = llmr_stats(&s);
+        CHECK_D(st == LLMR_OK || st == LLMR_ERR_NOT_INITIALIZED, s);
+        release(s);
+        (void)llmr_model_count();
+        (void)llmr_is_initialized();
+    }
+    return NULL;
+}
+
+static void test_concurrent_lifecycle(void) {
+    g_section = "concurrent init";
+    shutdown_ok();
+    pthread_t t[THREADS];
+    int started = 0;
+    for (int i = 0; i < THREADS; ++i) {
+        if (CHECK(pthread_create(&t[i], NULL, worker_init, NULL) == 0)) {
+            started++;
+        }
+    }
+    for (int i = 0; i < started; ++i) {
+        pthread_join(t[i], NULL);
+    }
+    CHECK(llmr_is_initialized());
+    CHECK(llmr_model_count() == 2);
+
+    if (g_quick) {
+        return;
+    }
+    g_section = "lifecycle race";
+    atomic_bool stop;
+    atomic_init(&stop, false);
+    worker w[4];
+    started = 0;
+    for (int i = 0; i < 4; ++i) {
+        w[i] = (worker){.index = i, .stop = &stop};
+        if (CHECK(pthread_create(&t[i], NULL, worker_race, &w[i]) == 0)) {
+            started++;
+        }
+    }
+    for (int cycle = 0; cycle < 20; ++cycle) {
+        sleep_ms(5);
+        shutdown_ok();
+        sleep_ms(2);
+        CHECK(init_ok(MOCK_CONFIG));
+    }
+    atomic_store(&stop, true);
+    int ok = 0;
+    for (int i = 0; i < started; ++i) {
+        pthread_join(t[i], NULL);
+        ok += w[i].ok;
+    }
+    CHECK(ok > 0);
+}
+
+/* ============================================================================================ */
+/* A real HTTP provider: the stand-in                                                            */
+
+static const char *g_url;
+
+/* One deployment of `provider` at the stand-in's `tenant`, keyed with `key_json` (a JSON value:
+ * the key itself or "os.environ/NAME"). */
+static bool standin_init(const char *provider, const char *tenant, const char *key_json,
+                         const char *settings) {
+    char config[2048];
+    snprintf(config, sizeof config,
+             "{\"global_llm_configs\": [{\"id\": \"s-%s\", \"provider\": \"%s\","
+             " \"model_name\": \"gpt-4o-mini\", \"api_key\": %s, \"api_base\": \"%s/%s/v1\"}],"
+             " \"router_settings\": %s}",
+             tenant, provider, key_json, g_url, tenant, settings ? settings : "{\"num_retries\": 0}");
+    return init_ok(config);
+}
+
+/* A tenant that must fail with `want`, as a completion and as a stream. */
+static void standin_failure(const char *provider, const char *tenant, llmr_status want,
+                            const char *http_status) {
+    for (int streaming = 0; streaming <= 1; ++streaming) {
+        if (!standin_init(provider, tenant, "\"" KEY_INLINE "\"", NULL)) {
+            return;
+        }
+        stream_ctx ctx;
+        stream_ctx_init(&ctx);
+        result r = streaming ? stream(HELLO, &ctx) : complete(HELLO);
+        CHECK_ERROR(r.status, want, r.json);
+        if (http_status != NULL) {
+            CHECK_D(json_is(r.json, "http_status", http_status), r.json);
+        }
+        char id[64];
+        snprintf(id, sizeof id, "\"s-%s\"", tenant);
+        CHECK_D(json_is(r.json, "deployment_id", id), r.json);
+        CHECK_D(json_find(r.json, "attempts") != NULL, r.json);
+        CHECK(ctx.chunks == 0);
+        release(r.json);
+        shutdown_ok();
+    }
+}
+
+static void test_standin(void) {
+    g_section = "stand-in";
+    g_url = getenv("LLMR_STANDIN_URL");
+    if (g_url == NULL || *g_url == '\0') {
+        printf("NOTE: LLMR_STANDIN_URL is not set: the HTTP cases are skipped\n");
+        return;
+    }
+    shutdown_ok();
+
+    /* OPENAI, answering: the stand-in echoes the last user message. */
+    if (standin_init("OPENAI", "ok", "\"" KEY_INLINE "\"", NULL)) {
+        result r = complete(HELLO);
+        if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+            check_completion(r.json, "echo: hello harness");
+            CHECK_D(json_is(r.json, "provider", "\"openai\""), r.json);
+            CHECK_D(json_is(r.json, "deployment_id", "\"s-ok\""), r.json);
+        }
+        release(r.json);
+
+        stream_ctx ctx;
+        stream_ctx_init(&ctx);
+        r = stream(HELLO, &ctx);
+        if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+            check_completion(r.json, "echo: hello harness");
+            CHECK(ctx.chunks >= 2);
+            CHECK_D(strcmp(ctx.text, "echo: hello harness") == 0, ctx.text);
+        }
+        release(r.json);
+
+        /* Cancelled by the callback at the first chunk. */
+        stream_ctx_init(&ctx);
+        ctx.stop_after = 1;
+        r = stream(HELLO, &ctx);
+        CHECK_ERROR(r.status, LLMR_ERR_CANCELLED, r.json);
+        CHECK(ctx.chunks == 1);
+        release(r.json);
+
+        /* Info and stats hold the base URL and no key. */
+        char *info = NULL;
+        if (CHECK_STATUS(llmr_router_info(&info), LLMR_OK, info)) {
+            CHECK_D(strstr(info, g_url) != NULL, info);
+            CHECK_D(json_is(info, "id", "\"s-ok\""), info);
+        }
+        release(info);
+        char *stats = NULL;
+        if (CHECK_STATUS(llmr_stats(&stats), LLMR_OK, stats)) {
+            CHECK_D(strstr(stats, "\"s-ok\"") != NULL, stats);
+        }
+        release(stats);
+        shutdown_ok();
+    }
+
+    /* CUSTOM (any OpenAI-compatible server), its key read from the environment. */
+    setenv(KEY_ENV_VAR, KEY_ENV, 1);
+    if (standin_init("CUSTOM", "ok-custom", "\"os.environ/" KEY_ENV_VAR "\"", NULL)) {
+        result r = complete(HELLO);
+        if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+            check_completion(r.json, "echo: hello harness");
+        }
+        release(r.json);
+        stream_ctx ctx;
+        stream_ctx_init(&ctx);
+        r = stream(HELLO, &ctx);
+        CHECK_STATUS(r.status, LLMR_OK, r.json);
+        CHECK_D(strcmp(ctx.text, "echo: hello harness") == 0, ctx.text);
+        release(r.json);
+        shutdown_ok();
+    }
+
+    /* Failures, each with its status, its error JSON and no key. */
+    standin_failure("OPENAI", "overflow", LLMR_ERR_CONTEXT_OVERFLOW, "400");
+    standin_failure("CUSTOM", "overflow-custom", LLMR_ERR_CONTEXT_OVERFLOW, "400");
+    standin_failure("OPENAI", "e429", LLMR_ERR_RATE_LIMITED, "429");
+    standin_failure("OPENAI", "e401", LLMR_ERR_AUTH, "401");
+    standin_failure("CUSTOM", "e403", LLMR_ERR_AUTH, "403");
+    standin_failure("OPENAI", "e400", LLMR_ERR_BAD_REQUEST, "400");
+    standin_failure("OPENAI", "policy", LLMR_ERR_CONTENT_POLICY, "400");
+    standin_failure("OPENAI", "e500", LLMR_ERR_UPSTREAM, "500");
+    standin_failure("OPENAI", "garbage", LLMR_ERR_UPSTREAM, NULL);
+
+    /* The overflow in detail: the status name the bindings map to their own error type. */
+    if (standin_init("OPENAI", "overflow", "\"" KEY_INLINE "\"", NULL)) {
+        result r = complete(HELLO);
+        CHECK_ERROR(r.status, LLMR_ERR_CONTEXT_OVERFLOW, r.json);
+        CHECK_D(json_is(r.json, "status", "\"context_overflow\""), r.json);
+        CHECK_D(json_is(r.json, "code", "4"), r.json);
+        CHECK_D(json_is(r.json, "provider", "\"openai\""), r.json);
+        release(r.json);
+        shutdown_ok();
+    }
+
+    /* A 429 says when to come back. */
+    if (standin_init("OPENAI", "e429", "\"" KEY_INLINE "\"", NULL)) {
+        result r = complete(HELLO);
+        CHECK_ERROR(r.status, LLMR_ERR_RATE_LIMITED, r.json);
+        CHECK_D(json_find(r.json, "retry_after") != NULL, r.json);
+        release(r.json);
+        shutdown_ok();
+    }
+
+    /* Slower than the request's timeout. */
+    if (standin_init("OPENAI", "slow-20000", "\"" KEY_INLINE "\"", NULL)) {
+        double t0 = now_s();
+        result r = complete("{\"timeout\": 0.3, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+        CHECK_ERROR(r.status, LLMR_ERR_TIMEOUT, r.json);
+        CHECK(now_s() - t0 < 10.0);
+        release(r.json);
+        shutdown_ok();
+    }
+
+    /* A stream that breaks after its first chunk. */
+    if (standin_init("OPENAI", "midstreamerror", "\"" KEY_INLINE "\"", NULL)) {
+        stream_ctx ctx;
+        stream_ctx_init(&ctx);
+        result r = stream(HELLO, &ctx);
+        CHECK_ERROR(r.status, LLMR_ERR_UPSTREAM, r.json);
+        CHECK(ctx.chunks >= 1);
+        release(r.json);
+        shutdown_ok();
+    }
+
+    /* Failover over HTTP: a 500ing deployment and a good one; every request succeeds. */
+    char config[2048];
+    snprintf(config, sizeof config,
+             "{\"global_llm_configs\": ["
+             " {\"id\": \"down\", \"provider\": \"OPENAI\", \"model_name\": \"gpt-4o-mini\","
+             "  \"api_key\": \"" KEY_INLINE "\", \"api_base\": \"%s/e500-failover/v1\"},"
+             " {\"id\": \"up\", \"provider\": \"CUSTOM\", \"model_name\": \"gpt-4o-mini\","
+             "  \"api_key\": \"os.environ/" KEY_ENV_VAR "\", \"api_base\": \"%s/ok-failover/v1\"}],"
+             " \"router_settings\": {\"num_retries\": 2, \"retry_after\": 0,"
+             " \"routing_strategy\": \"simple-shuffle\"}}",
+             g_url, g_url);
+    if (init_ok(config)) {
+        for (int i = 0; i < 4; ++i) {
+            stream_ctx ctx;
+            stream_ctx_init(&ctx);
+            result r = i % 2 ? stream(HELLO, &ctx) : complete(HELLO);
+            if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+                CHECK_D(json_is(r.json, "deployment_id", "\"up\""), r.json);
+            }
+            release(r.json);
+        }
+        shutdown_ok();
+    }
+
+    /* Context-window fallback over HTTP: the small window overflows (ctx-1000), the large one
+     * answers. */
+    snprintf(config, sizeof config,
+             "{\"global_llm_configs\": ["
+             " {\"id\": \"small\", \"provider\": \"OPENAI\", \"model_name\": \"gpt-4o-mini\","
+             "  \"api_key\": \"" KEY_INLINE "\", \"api_base\": \"%s/ctx-1000/v1\", \"max_input_tokens\": 100000},"
+             " {\"id\": \"large\", \"provider\": \"OPENAI\", \"model_name\": \"gpt-4o-mini\","
+             "  \"api_key\": \"" KEY_INLINE "\", \"api_base\": \"%s/ok-large/v1\", \"max_input_tokens\": 200000}],"
+             " \"router_settings\": {\"num_retries\": 1, \"retry_after\": 0}}",
+             g_url, g_url);
+    if (init_ok(config)) {
+        char *big = big_request(8000, NULL); /* ~2000 tokens: over ctx-1000 */
+        for (int i = 0; i < 3; ++i) {
+            stream_ctx ctx;
+            stream_ctx_init(&ctx);
+            result r = i % 2 ? stream(big, &ctx) : complete(big);
+            if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+                CHECK_D(json_is(r.json, "deployment_id", "\"large\""), r.json);
+            }
+            release(r.json);
+        }
+        free(big);
+        shutdown_ok();
+    }
+    printf("stand-in cases ran against %s\n", g_url);
+}
+
+/* ============================================================================================ */
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; ++i) {
+        if (strcmp(argv[i], "--quick") == 0) {
+            g_quick = true;
+        } else {
+            fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+            return 2;
+        }
+    }
+    double t0 = now_s();
+    printf("llmr C harness: library %s%s\n", llmr_version(), g_quick ? " (quick)" : "");
+
+    test_static_functions();
+    test_before_init();
+    test_init_errors();
+    test_lifecycle();
+    test_mock_calls();
+    test_bad_requests();
+    test_threads();
+    test_concurrent_lifecycle();
+    test_cancel();
+    test_mock_failures();
+    test_mock_tools();
+    test_standin();
+
+    g_section = "end";
+    shutdown_ok();
+
+    int failures = atomic_load(&g_failures);
+    printf("%d checks, %d failed, %.1f s\n", atomic_load(&g_checks), failures, now_s() - t0);
+    return failures == 0 ? 0 : 1;
+}
