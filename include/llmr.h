@@ -43,12 +43,6 @@
 #define LLMR_VERSION_PATCH 0
 
 /**
- * `max_tokens` is required; this is sent when neither the request, the deployment nor the
- * model table gives a cap.
- */
-#define DEFAULT_MAX_TOKENS 4096
-
-/**
  * The outcome of a call: one of the `LLMR_*` values below. Values are stable and never reused.
  */
 typedef int32_t llmr_status;

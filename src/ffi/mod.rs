@@ -228,4 +228,32 @@ mod tests {
             "include/llmr.h is stale: run `make header` and commit it"
         );
     }
+
+    #[test]
+    fn every_public_name_in_the_header_is_prefixed() {
+        // An unprefixed macro or function would clash with names in users' own C code.
+        let header = include_str!(concat!(env!("OUT_DIR"), "/llmr.h"));
+        for line in header
+            .lines()
+            .filter(|l| !l.starts_with(" *") && !l.starts_with("/*"))
+        {
+            let name = if let Some(rest) = line.strip_prefix("#define ") {
+                rest.split_whitespace().next().unwrap_or("")
+            } else if let Some(rest) = line.strip_prefix("typedef ") {
+                // `typedef int32_t llmr_status;` or `typedef void (*llmr_done_cb)(...);`
+                rest.split(['(', ')', ';', ' ', '*'])
+                    .find(|w| w.starts_with("llmr_"))
+                    .unwrap_or(rest)
+            } else if line.ends_with(");") {
+                let head = line.split('(').next().unwrap_or("");
+                head.rsplit([' ', '*']).next().unwrap_or("")
+            } else {
+                continue;
+            };
+            assert!(
+                name.starts_with("LLMR_") || name.starts_with("llmr_"),
+                "unprefixed public name in the header: {line:?} (exclude it in cbindgen.toml)"
+            );
+        }
+    }
 }

@@ -1,0 +1,3 @@
+module github.com/llmr/llmr/bindings/go
+
+go 1.23
