@@ -28,13 +28,16 @@ demo: build
 	$(OUT)/llmr-demo examples/mock_config.json
 
 ## test: every test — Rust unit and integration tests, the C harness, Go and Node bindings
-test: build test-rust test-go
+test: build test-rust test-go test-node
 
 test-rust:
 	$(CARGO) test --release --workspace
 
 test-go: build
 	cd bindings/go && go vet ./... && go test -race -count=1 ./...
+
+test-node: build
+	cd bindings/node && { [ -d node_modules/koffi ] || npm ci --no-audit --no-fund; } && npm test
 
 ## header: regenerate include/llmr.h from the Rust source (pinned cbindgen, via build.rs)
 header:

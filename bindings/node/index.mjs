@@ -1,0 +1,23 @@
+// The ESM entry of llmr: the same module as the CommonJS one (one router, one relay).
+import llmr from './index.js';
+
+export const {
+  init,
+  shutdown,
+  isInitialized,
+  modelCount,
+  isAutoMode,
+  routerInfo,
+  stats,
+  version,
+  complete,
+  stream,
+  LlmrStream,
+  LlmrError,
+  Status,
+  statusName,
+  AUTO_MODE_ID,
+  libraryPath,
+} = llmr;
+
+export default llmr;
