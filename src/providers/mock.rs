@@ -130,10 +130,26 @@ impl MockClient {
 
 fn mock_error(v: &Value) -> Result<Error, String> {
     if let Some(name) = v.as_str() {
-        let status = Status::ALL
+        // Only what a provider can answer: a deployment "failing" with `cancelled` or
+        // `not_initialized` would read as the caller's own doing.
+        const PROVIDER_STATUSES: [Status; 7] = [
+            Status::ContextOverflow,
+            Status::RateLimited,
+            Status::Auth,
+            Status::BadRequest,
+            Status::ContentPolicy,
+            Status::Timeout,
+            Status::Upstream,
+        ];
+        let status = PROVIDER_STATUSES
             .into_iter()
-            .find(|s| s.name() == name && *s != Status::Ok)
-            .ok_or_else(|| format!("`mock_error`: `{name}` is not a status name"))?;
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "`mock_error`: `{name}` is not a status a provider can answer (one of {})",
+                    PROVIDER_STATUSES.map(|s| s.name()).join(", ")
+                )
+            })?;
         let http = match status {
             Status::RateLimited => Some(429),
             Status::Auth => Some(401),
@@ -320,5 +336,48 @@ impl ChunkStream for MockStream {
             }
             Some(Ok(c))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mock_error_names_only_what_a_provider_can_answer() {
+        for (name, http) in [
+            ("rate_limited", Some(429)),
+            ("auth", Some(401)),
+            ("context_overflow", Some(400)),
+            ("upstream", Some(500)),
+            ("timeout", Some(408)),
+        ] {
+            let e = mock_error(&Value::from(name)).unwrap();
+            assert_eq!(e.status.name(), name);
+            assert_eq!(e.http_status, http, "{name}");
+        }
+        for name in [
+            "cancelled",
+            "not_initialized",
+            "config",
+            "invalid_argument",
+            "internal",
+            "ok",
+            "nope",
+        ] {
+            let msg = mock_error(&Value::from(name)).unwrap_err();
+            assert!(msg.contains(name) && msg.contains("rate_limited"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn mock_error_object_is_classified_like_a_provider_answer() {
+        let e = mock_error(&serde_json::json!({
+            "http_status": 400, "code": "context_length_exceeded", "message": "too long"
+        }))
+        .unwrap();
+        assert_eq!(e.status, Status::ContextOverflow);
+        assert!(mock_error(&serde_json::json!({"http_status": 200})).is_err());
+        assert!(mock_error(&serde_json::json!(3)).is_err());
     }
 }

@@ -148,7 +148,6 @@ test('MOCK mock_error: each status name, and an HTTP error with retry_after', as
     'content_policy',
     'timeout',
     'upstream',
-    'internal',
   ]) {
     reinit(llmr, config([mock('m', { mock_error: status })]));
     await rejectsBothWays(hello(), { status, provider: 'mock', deploymentId: 'm' });
