@@ -38,10 +38,14 @@ impl HttpClient {
         } else {
             &self.ep.url
         };
+        let mut headers = self.ep.headers.clone();
+        if let Some(auth) = &self.ep.auth {
+            auth.authorize(url, &body, &mut headers).await?;
+        }
         let resp = self
             .http
             .post(url)
-            .headers(self.ep.headers.clone())
+            .headers(headers)
             .body(body)
             .send()
             .await

@@ -3,11 +3,17 @@
 //! Routing, retries and cooldowns live in [`crate::router`] and never see a wire format.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod classify;
+pub mod cohere;
+pub mod gemini;
 pub mod http;
 pub mod mock;
+pub mod ollama;
 pub mod openai;
 pub mod registry;
+pub mod replicate;
+pub mod vertex;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -62,6 +68,20 @@ pub struct Endpoint {
     pub stream_usage: bool,
     /// The model's output cap, for formats that require `max_tokens`.
     pub max_output_tokens: Option<u64>,
+    /// Per-request authentication that cannot be fixed at init (request signing, expiring
+    /// tokens); `None` when `headers` say it all.
+    pub auth: Option<Arc<dyn RequestAuth>>,
+}
+
+/// Authentication computed for each request: SigV4 signs the body; OAuth tokens expire and are
+/// refreshed. Runs just before the request is sent; adds headers.
+pub trait RequestAuth: Send + Sync + std::fmt::Debug {
+    fn authorize<'a>(
+        &'a self,
+        url: &'a str,
+        body: &'a [u8],
+        headers: &'a mut HeaderMap,
+    ) -> BoxFuture<'a, Result<(), Error>>;
 }
 
 impl Endpoint {
@@ -83,6 +103,7 @@ impl Endpoint {
             defaults,
             stream_usage: d.spec.stream_usage,
             max_output_tokens,
+            auth: None,
         }
     }
 
@@ -152,6 +173,12 @@ pub fn build_client(
         Family::OpenAiCompatible => &openai::OpenAi,
         Family::Azure => &openai::AzureOpenAi,
         Family::Anthropic => &anthropic::Anthropic,
+        Family::Gemini => &gemini::Gemini,
+        Family::Vertex => &vertex::Vertex,
+        Family::Ollama => &ollama::Ollama,
+        Family::Cohere => &cohere::Cohere,
+        Family::Bedrock => &bedrock::Bedrock,
+        Family::Replicate => return replicate::client(d, max_output_tokens, http),
         Family::Unsupported => return Err(d.spec.note.to_owned()),
     };
     let ep = wire.endpoint(d, max_output_tokens)?;

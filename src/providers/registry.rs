@@ -10,6 +10,18 @@ pub enum Family {
     Azure,
     /// Anthropic Messages API.
     Anthropic,
+    /// Gemini API `generateContent` (API key).
+    Gemini,
+    /// Vertex AI (Gemini and Claude publishers; OAuth).
+    Vertex,
+    /// Ollama's native `/api/chat` (NDJSON).
+    Ollama,
+    /// Cohere v2 chat.
+    Cohere,
+    /// Bedrock Converse (SigV4 or Bedrock API key).
+    Bedrock,
+    /// Replicate predictions (wait, poll, SSE).
+    Replicate,
     /// Answers in-process; no network.
     Mock,
     /// Not spoken yet: entries are skipped with a warning that says so.
