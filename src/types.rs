@@ -602,7 +602,11 @@ mod tests {
         for trailing in [" x", "}", "{}", "[]"] {
             let json = format!(r#"{{"messages":[{{"role":"user","content":"hi"}}]}}{trailing}"#);
             let e = ChatRequest::from_json(&json).unwrap_err();
-            assert_eq!(e.status, crate::errors::Status::InvalidArgument, "{trailing}");
+            assert_eq!(
+                e.status,
+                crate::errors::Status::InvalidArgument,
+                "{trailing}"
+            );
         }
         let sent = serde_json::to_value(&r).unwrap();
         assert!(

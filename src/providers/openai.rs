@@ -359,9 +359,10 @@ impl OpenAiStream {
             .iter()
             .any(|c| c.finish_reason.as_deref() == Some("error"));
         if ((chunk.choices.is_empty() && chunk.usage.is_none()) || error_finish)
-            && has_error_field(data.as_bytes()) {
-                return Err(classify(None, error_parts(data.as_bytes())));
-            }
+            && has_error_field(data.as_bytes())
+        {
+            return Err(classify(None, error_parts(data.as_bytes())));
+        }
         if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
             self.saw_finish = true;
         }

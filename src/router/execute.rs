@@ -15,7 +15,7 @@ use super::Router;
 use crate::errors::{Error, Status};
 use crate::log;
 use crate::providers::BoxFuture;
-use crate::types::{ChatChunk, ChatRequest, ChatResponse, LlmrMeta, StreamAssembler};
+use crate::types::{ChatChunk, ChatRequest, ChatResponse, LlmrMeta, StreamAssembler, Usage};
 
 /// Where a stream's chunks go. Returns `false` when the caller wants no more (cancel).
 pub trait ChunkSink: Send {
@@ -51,13 +51,15 @@ impl Router {
         &self,
         d: &Deployment,
         req: &ChatRequest,
+        prompt_tokens: u64,
         timeout: Duration,
         sink: Option<&mut (dyn ChunkSink + '_)>,
     ) -> AttemptResult {
         let started = Instant::now();
         let Some(sink) = sink else {
             return match d.client.complete(req, timeout).await {
-                Ok(resp) => {
+                Ok(mut resp) => {
+                    fill_usage(&mut resp, prompt_tokens);
                     let out = resp.usage.map_or(0, |u| u.completion_tokens);
                     let total_ms = ms_since(started);
                     Ok((
@@ -113,7 +115,8 @@ impl Router {
                 }
             }
         }
-        let resp = assembler.into_response();
+        let mut resp = assembler.into_response();
+        fill_usage(&mut resp, prompt_tokens);
         let out = resp.usage.map_or(0, |u| u.completion_tokens);
         Ok((
             resp,
@@ -147,6 +150,7 @@ impl Router {
         let tokens = req.estimate_prompt_tokens();
         let stream = sink.is_some();
         let mut failed: Vec<usize> = Vec::new();
+        let mut refused: Vec<usize> = Vec::new();
         let mut window_above: Option<u64> = None;
         let mut retries = 0u32;
         let mut attempts = 0u32;
@@ -159,6 +163,7 @@ impl Router {
                 tokens,
                 window_above,
                 failed: &failed,
+                refused: &refused,
                 stream,
             };
             let i = match select(
@@ -188,6 +193,18 @@ impl Router {
                     .with_retry_after(Some(secs));
                     return Err(self.finish_error(e, last.map(|l| l.1), attempts, started));
                 }
+                Selection::AllRefused => {
+                    let e = match last {
+                        Some((e, i)) => {
+                            return Err(self.finish_error(e, Some(i), attempts, started))
+                        }
+                        None => Error::new(
+                            Status::Auth,
+                            format!("every deployment of `{group_name}` refused the request"),
+                        ),
+                    };
+                    return Err(self.finish_error(e, None, attempts, started));
+                }
                 Selection::NoWindow => {
                     let e = match last {
                         Some((mut e, i)) if e.status == Status::ContextOverflow => {
@@ -212,7 +229,7 @@ impl Router {
                     self.settings.retry_after,
                 );
                 if Instant::now() + wait >= deadline {
-                    d.state.settle(tokens, 0, now_ms());
+                    d.state.release(tokens, now_ms());
                     let (e, li) = last.expect("checked above");
                     return Err(self.finish_error(e, Some(li), attempts, started));
                 }
@@ -220,7 +237,7 @@ impl Router {
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                d.state.settle(tokens, 0, now_ms());
+                d.state.release(tokens, now_ms());
                 let e = Error::new(
                     Status::Timeout,
                     format!("request timed out after {:.3}s", overall.as_secs_f64()),
@@ -234,7 +251,9 @@ impl Router {
                 .attempts
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let in_flight = InFlight::enter(&*d.state);
-            let result = self.attempt(d, req, timeout, sink.as_deref_mut()).await;
+            let result = self
+                .attempt(d, req, tokens, timeout, sink.as_deref_mut())
+                .await;
             drop(in_flight);
 
             match result {
@@ -305,8 +324,11 @@ impl Router {
                             if !failed.contains(&i) {
                                 failed.push(i);
                             }
+                            if !refused.contains(&i) {
+                                refused.push(i);
+                            }
                             let other = members.iter().any(|m| {
-                                !failed.contains(m)
+                                !refused.contains(m)
                                     && !self.deployments[*m].state.is_cooling(now_ms())
                             });
                             if other && retries < self.settings.num_retries {
@@ -317,15 +339,14 @@ impl Router {
                                 true
                             }
                         }
-                        Status::RateLimited | Status::Upstream | Status::Timeout
-                            if retries < self.settings.num_retries => {
-                                retries += 1;
-                                if !failed.contains(&i) {
-                                    failed.push(i);
-                                }
-                                fallbacks.push(format!("retry:{}", d.cfg.id));
-                                false
+                        _ if is_retryable(&err) && retries < self.settings.num_retries => {
+                            retries += 1;
+                            if !failed.contains(&i) {
+                                failed.push(i);
                             }
+                            fallbacks.push(format!("retry:{}", d.cfg.id));
+                            false
+                        }
                         _ => true,
                     };
                     if give_up {
@@ -348,10 +369,7 @@ impl Router {
         }
         let now = now_ms();
         let immediate = matches!(e.http_status, Some(429 | 401 | 404)) || e.quota;
-        let counts = matches!(
-            e.status,
-            Status::RateLimited | Status::Upstream | Status::Timeout | Status::Auth
-        );
+        let counts = is_retryable(e) || e.status == Status::Auth;
         let why = if immediate {
             format!(
                 "{} ({})",
@@ -433,6 +451,35 @@ impl Router {
         }
         e
     }
+}
+
+/// Whether a failure may be retried (on another deployment, or on the same one after a wait):
+/// 408, 409, 429, 5xx, timeouts and connection errors. A 409 (a conflict, often a concurrent
+/// request on the provider's side) keeps its `bad_request` status if it is the last word.
+fn is_retryable(e: &Error) -> bool {
+    matches!(
+        e.status,
+        Status::RateLimited | Status::Upstream | Status::Timeout
+    ) || (e.status == Status::BadRequest && e.http_status == Some(409))
+}
+
+/// Some hosts send no usage (streams not asked for it, lax servers). The answer still carries
+/// one, estimated like the prompt (about 4 bytes a token), so that callers, stats, tpm and
+/// latency per token see what was used.
+fn fill_usage(resp: &mut ChatResponse, prompt_tokens: u64) {
+    if resp.usage.is_some() {
+        return;
+    }
+    let mut bytes = 0usize;
+    for c in &resp.choices {
+        let m = &c.message;
+        bytes += m.content.as_deref().map_or(0, str::len);
+        bytes += m.reasoning_content.as_deref().map_or(0, str::len);
+        for t in m.tool_calls.iter().flatten() {
+            bytes += t.function.name.len() + t.function.arguments.len();
+        }
+    }
+    resp.usage = Some(Usage::new(prompt_tokens, (bytes as u64).div_ceil(4)));
 }
 
 fn ms_since(t: Instant) -> f64 {

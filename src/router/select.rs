@@ -20,6 +20,8 @@ pub enum Selection {
     AllAtLimit(f64),
     /// None has a context window that can take the request.
     NoWindow,
+    /// Every one that could take it refused it already (401/403, quota).
+    AllRefused,
 }
 
 /// What the request needs of a deployment.
@@ -30,6 +32,8 @@ pub struct Needs<'a> {
     pub window_above: Option<u64>,
     /// Deployments that failed this request: avoided while another is healthy.
     pub failed: &'a [usize],
+    /// Deployments that refused this request (401/403, quota): never tried again for it.
+    pub refused: &'a [usize],
     /// A stream: latency-based routing ranks by time to first chunk.
     pub stream: bool,
 }
@@ -92,25 +96,30 @@ pub fn select(
         return Selection::AllCooling(secs);
     }
 
-    // 3. Not the ones that failed this request, while another is healthy.
-    if eligible.iter().any(|i| !needs.failed.contains(i)) {
-        eligible.retain(|i| !needs.failed.contains(i));
+    // 3. Never the ones that refused this request.
+    let before = eligible.len();
+    eligible.retain(|i| !needs.refused.contains(i));
+    if eligible.is_empty() && before > 0 {
+        return Selection::AllRefused;
     }
 
-    // 4. Best score first; reserve; on a full window, the next best.
-    let mut scored: Vec<(f64, u32, usize)> = eligible
+    // 4. Best score first, but the ones that failed this request only after every other
+    // (a deployment at its rpm/tpm limit is no healthy alternative); reserve; on a full window,
+    // the next.
+    let mut scored: Vec<(bool, f64, u32, usize)> = eligible
         .iter()
         .map(|&i| {
             (
+                needs.failed.contains(&i),
                 score(strategy, &deployments[i], needs.stream, now),
                 fastrand::u32(..),
                 i,
             )
         })
         .collect();
-    scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    scored.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
     let mut soonest_free = f64::INFINITY;
-    for (_, _, i) in scored {
+    for (_, _, _, i) in scored {
         let d = &deployments[i];
         match d.state.reserve(d.cfg.rpm, d.cfg.tpm, needs.tokens, now) {
             Ok(()) => return Selection::Picked(i),

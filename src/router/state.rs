@@ -64,6 +64,8 @@ pub trait LiveState: Send + Sync {
         -> Result<(), f64>;
     /// Replaces a reservation's estimate with what the request really used.
     fn settle(&self, reserved: u64, actual: u64, now: u64);
+    /// Gives a reservation back whole: the request was never sent.
+    fn release(&self, reserved: u64, now: u64);
     fn usage(&self, now: u64) -> MinuteUsage;
     fn in_flight(&self) -> u32;
     fn enter(&self);
@@ -163,6 +165,15 @@ impl LiveState for LocalState {
         } else {
             w.roll(now);
             w.usage.tokens += actual.saturating_sub(reserved);
+        }
+    }
+
+    fn release(&self, reserved: u64, now: u64) {
+        let mut w = lock(&self.window);
+        // A reservation of a past minute is already gone with its window.
+        if w.minute == now / MINUTE_MS {
+            w.usage.requests = w.usage.requests.saturating_sub(1);
+            w.usage.tokens = w.usage.tokens.saturating_sub(reserved);
         }
     }
 
@@ -287,6 +298,22 @@ mod tests {
         assert_eq!(s.usage(t0).tokens, 40);
         assert!(s.reserve(None, Some(100), 50, t0).is_ok());
         assert!(s.reserve(None, Some(100), 50, t0).is_err());
+    }
+
+    #[test]
+    fn a_released_reservation_frees_its_request() {
+        let s = LocalState::default();
+        let t0 = 7 * MINUTE_MS;
+        assert!(s.reserve(Some(1), None, 30, t0).is_ok());
+        s.release(30, t0);
+        assert_eq!(s.usage(t0), MinuteUsage::default());
+        assert!(s.reserve(Some(1), None, 30, t0).is_ok());
+        s.release(30, t0 + MINUTE_MS);
+        assert_eq!(
+            s.usage(t0).requests,
+            1,
+            "another minute's release changes nothing"
+        );
     }
 
     #[test]
