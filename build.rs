@@ -11,10 +11,12 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is readable");
-    match cbindgen::Builder::new()
-        .with_crate(&crate_dir)
+    // Only the C boundary is parsed (src/ffi/mod.rs and the modules it declares): public items
+    // elsewhere in the crate (limits, wire-format constants) are Rust API, not the C contract.
+    let builder = cbindgen::Builder::new()
         .with_config(config)
-        .generate()
+        .with_src(crate_dir.join("src/ffi/mod.rs"));
+    match builder.generate()
     {
         Ok(bindings) => {
             bindings.write_to_file(&out);
