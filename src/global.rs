@@ -295,10 +295,24 @@ pub fn stream_async(request_json: &str, on_chunk: ChunkFn, on_done: DoneFn) -> u
     };
     let reg = inflight::register();
     let id = reg.id;
-    let done = Done(Some(on_done));
+    let stopped = Arc::new(AtomicBool::new(false));
+    // Whether the callback stopped the stream is known for sure only on the callback thread,
+    // once every chunk queued before `on_done` has run: decide the final status there.
+    let done = {
+        let stopped = stopped.clone();
+        let cancel = reg.cancel.clone();
+        Done(Some(Box::new(move |r: Result<String, Error>| {
+            let r = if stopped.load(Ordering::Acquire) {
+                Err(cancel.error())
+            } else {
+                r
+            };
+            on_done(r)
+        })))
+    };
     let mut sink = CallbackSink {
         on_chunk: Arc::new(Mutex::new(on_chunk)),
-        stopped: Arc::new(AtomicBool::new(false)),
+        stopped,
         credits: Arc::new(tokio::sync::Semaphore::new(CHUNKS_AHEAD)),
         cancel: reg.cancel.clone(),
     };
@@ -309,12 +323,6 @@ pub fn stream_async(request_json: &str, on_chunk: ChunkFn, on_done: DoneFn) -> u
             () = cancel.cancelled() => Err(cancel.error()),
         };
         drop(reg);
-        // A stop by the callback may race with the stream's natural end; the callback's word wins.
-        let r = if cancel.is_cancelled() {
-            Err(cancel.error())
-        } else {
-            r
-        };
         done.finish(r);
     });
     id

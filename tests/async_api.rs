@@ -175,6 +175,30 @@ fn callback_returning_stop_cancels_and_nothing_follows() {
 }
 
 #[test]
+fn a_stop_is_honoured_even_when_the_stream_ended_before_the_callback_ran() {
+    let _s = serial();
+    // No chunk delay: the whole stream is read before the callback thread sees the first chunk.
+    init(mock(serde_json::json!({"mock_response": "alpha beta gamma delta"})));
+    let (make, rx) = done_channel();
+    let seen = Arc::new(AtomicUsize::new(0));
+    for _ in 0..50 {
+        let seen = seen.clone();
+        llmr::stream_async(
+            HELLO,
+            move |_| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                false
+            },
+            make(),
+        );
+    }
+    for _ in 0..50 {
+        assert_eq!(recv(&rx).0.unwrap_err().status, Status::Cancelled);
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 50, "one chunk each, none after the stop");
+}
+
+#[test]
 fn a_thousand_in_flight_from_one_thread_half_cancelled() {
     let _s = serial();
     init(mock(
