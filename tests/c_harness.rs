@@ -15,7 +15,14 @@
 //!   twice, or with `free`; a write past a returned string) and leaks, not Rust-internal bugs.
 //!   No LD_PRELOAD and no suppressions are needed;
 //! - under valgrind (`--leak-check=full --errors-for-leak-kinds=definite`), `--quick` mode,
-//!   when `valgrind` is on PATH (skipped with a note otherwise).
+//!   when `valgrind` is on PATH (skipped with a note otherwise), with `tests/c/valgrind.supp`:
+//!   one narrow suppression for the `http` crate's header-name scratch buffer (see the file).
+//!
+//! Each run also drives the asynchronous calls (`llmr_complete_async`, `llmr_stream_async`,
+//! `llmr_cancel`): on MOCK deployments (1,000 requests in flight from one thread, half of them
+//! cancelled; shutdown with requests in flight; callbacks that call back into the library) and
+//! on the stand-in, checking that every callback runs on the one `llmr-callbacks` thread, never
+//! two at once, and every `on_done` exactly once.
 //!
 //! Also: the header compiles as C99/C11 and as C++11/C++20 with warnings as errors, and the
 //! offline demo (`examples/demo.c`, what `make demo` runs) builds strictly and succeeds.
@@ -126,12 +133,13 @@ struct Run {
 impl Run {
     fn report(&self, what: &str) -> String {
         format!(
-            "{what}: {} after {:.1} s\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            "{what}: {} after {:.1} s\n--- failed checks ---\n{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
             match self.status {
                 Some(s) => format!("exited with {s}"),
                 None => "killed: ran past its time limit".to_owned(),
             },
             self.took.as_secs_f64(),
+            failed_checks(&self.stderr),
             tail(&self.stdout, 20_000),
             tail(&self.stderr, 60_000),
         )
@@ -140,6 +148,46 @@ impl Run {
     fn success(&self) -> bool {
         self.status.is_some_and(|s| s.success())
     }
+}
+
+/// The harness's failed checks (`file:line: FAILED [section]: ...` and the `got:` line after
+/// each), picked out of its stderr: with `LLMR_LOG=trace` the log lines around them can push
+/// them out of the tail shown.
+fn failed_checks(stderr: &str) -> String {
+    let mut out = String::new();
+    let mut keep_next = false;
+    for line in stderr.lines() {
+        if line.contains(": FAILED [") {
+            out.push_str(line);
+            out.push('\n');
+            keep_next = true;
+        } else if keep_next && line.starts_with("    ") {
+            out.push_str(head(line, 2_000));
+            out.push('\n');
+        } else {
+            keep_next = false;
+        }
+        if out.len() > 40_000 {
+            out.push_str("...\n");
+            break;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(none)\n");
+    }
+    out
+}
+
+/// The first `max` bytes of a text (at most), cut at a character boundary.
+fn head(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The last `max` bytes of a text (logs can be long; failures are at the end).
@@ -251,6 +299,16 @@ fn run_harness(
         "{}",
         r.report(&format!("{what}: the stand-in cases did not run"))
     );
+    for (line, cases) in [
+        ("async cases ran", "asynchronous (MOCK)"),
+        ("async stand-in cases ran", "asynchronous stand-in"),
+    ] {
+        assert!(
+            r.stdout.contains(line),
+            "{}",
+            r.report(&format!("{what}: the {cases} cases did not run"))
+        );
+    }
     assert_no_keys(&r, what);
     eprintln!("{what}: passed in {:.1} s", r.took.as_secs_f64());
     r
@@ -348,6 +406,10 @@ fn c_harness_passes_under_valgrind() {
         "--show-leak-kinds=definite",
         "--quiet",
     ])
+    .arg(format!(
+        "--suppressions={}",
+        repo().join("tests/c/valgrind.supp").display()
+    ))
     .arg(&exe);
     run_harness(
         &mut cmd,

@@ -6,13 +6,22 @@
  * Also: a callback that stops a stream, 8 threads at once, requests racing shutdown/init, and
  * real HTTP (OPENAI and CUSTOM deployments on the stand-in) with every failure status.
  *
+ * The asynchronous calls (llmr_complete_async, llmr_stream_async, llmr_cancel), on MOCK and on
+ * the stand-in: results and errors in on_done, chunks in order, requests that cannot start
+ * (id 0, on_done once), cancellation (llmr_cancel, a callback returning non-zero, llmr_shutdown
+ * with requests in flight, also from inside a callback), 1,000 requests in flight from one
+ * thread with every second one cancelled, callbacks that call back into the library. Every
+ * callback is checked to run on the library's one "llmr-callbacks" thread (never the caller's,
+ * never two at once), every on_done exactly once; waits are bounded (a failed check, not a hang).
+ *
  *     harness [--quick]
  *
  * Environment:
  *   LLMR_STANDIN_URL   http://127.0.0.1:PORT of a running llmr stand-in (testkit); without it
  *                      the HTTP cases are skipped with a note.
  *
- * --quick runs a reduced set (fewer iterations, no lifecycle race) for slow runs (valgrind).
+ * --quick runs a reduced set (fewer iterations, no lifecycle race, 200 async requests in flight
+ * instead of 1,000) for slow runs (valgrind).
  *
  * Driven from `cargo test --release --test c_harness` (tests/c_harness.rs), which also builds it
  * with AddressSanitizer/UBSan and runs it under valgrind. Exit status 0 only when every check
@@ -25,6 +34,7 @@
 
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -33,6 +43,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "llmr.h"
 
@@ -1403,6 +1416,1436 @@ static void test_standin(void) {
 }
 
 /* ============================================================================================ */
+/* Asynchronous calls: llmr_complete_async, llmr_stream_async, llmr_cancel                       */
+/*                                                                                              */
+/* Every async callback goes through async_enter()/async_leave(), which record the contract of  */
+/* the callback thread: never the caller's thread, always the same one thread (named            */
+/* "llmr-callbacks"), never two callbacks at once. Each request has its own async_req (its      */
+/* user_data) that counts its callbacks; on_done copies the JSON (valid only during the call).  */
+/* Waiting is bounded: a condition variable with a deadline, a failed check instead of a hang.  */
+
+/* The longest any wait for callbacks may take before it is a failure. */
+#define ASYNC_WAIT_S 30.0
+
+static pthread_mutex_t g_async_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_async_cv; /* CLOCK_MONOTONIC: set up in async_setup() */
+static pthread_t g_main_thread;
+static long g_done_seq;          /* under g_async_mu: the order in which on_done calls ran */
+static bool g_cb_thread_known;   /* under g_async_mu */
+static pthread_t g_cb_thread;    /* under g_async_mu: the thread of the first callback */
+static atomic_int g_cb_active;   /* callbacks running right now */
+static atomic_int g_cb_calls;    /* callbacks so far */
+static atomic_int g_cb_overlaps; /* a callback started while another one ran */
+static atomic_int g_cb_on_main;  /* a callback ran on the harness's main thread */
+static atomic_int g_cb_other_thread; /* a callback ran on another thread than the first one */
+static atomic_int g_cb_misnamed; /* a callback ran on a thread not named llmr-callbacks */
+static char g_cb_name[32];       /* under g_async_mu: the name it had, when wrong */
+
+static void async_setup(void) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&g_async_cv, &attr);
+    pthread_condattr_destroy(&attr);
+    g_main_thread = pthread_self();
+}
+
+static void async_enter(void) {
+    if (atomic_fetch_add(&g_cb_active, 1) != 0) {
+        atomic_fetch_add(&g_cb_overlaps, 1);
+    }
+    atomic_fetch_add(&g_cb_calls, 1);
+    pthread_t self = pthread_self();
+    if (pthread_equal(self, g_main_thread)) {
+        atomic_fetch_add(&g_cb_on_main, 1);
+    }
+    char name[32] = "";
+#ifdef __linux__
+    prctl(PR_GET_NAME, name, 0, 0, 0);
+#else
+    strcpy(name, "llmr-callbacks");
+#endif
+    bool named = strcmp(name, "llmr-callbacks") == 0;
+    pthread_mutex_lock(&g_async_mu);
+    if (!g_cb_thread_known) {
+        g_cb_thread = self;
+        g_cb_thread_known = true;
+    } else if (!pthread_equal(self, g_cb_thread)) {
+        atomic_fetch_add(&g_cb_other_thread, 1);
+    }
+    if (!named) {
+        atomic_fetch_add(&g_cb_misnamed, 1);
+        snprintf(g_cb_name, sizeof g_cb_name, "%s", name);
+    }
+    pthread_mutex_unlock(&g_async_mu);
+}
+
+static void async_leave(void) {
+    atomic_fetch_sub(&g_cb_active, 1);
+}
+
+/* The callback-thread contract, so far. */
+static void check_callback_thread(void) {
+    CHECK(atomic_load(&g_cb_overlaps) == 0);
+    CHECK(atomic_load(&g_cb_on_main) == 0);
+    CHECK(atomic_load(&g_cb_other_thread) == 0);
+    pthread_mutex_lock(&g_async_mu);
+    char name[32];
+    snprintf(name, sizeof name, "%s", g_cb_name);
+    pthread_mutex_unlock(&g_async_mu);
+    CHECK_D(atomic_load(&g_cb_misnamed) == 0, name);
+}
+
+/* The on_done calls a group of requests has had (under g_async_mu). */
+typedef struct {
+    int done;
+} async_batch;
+
+typedef struct async_req async_req;
+
+/* One asynchronous request: its user_data. */
+struct async_req {
+    async_batch *batch;
+    pthread_t caller;                    /* the thread that started it */
+    bool check_caller;                   /* no callback may run on `caller` */
+    uint64_t id;                         /* under g_async_mu (a callback may read it) */
+    int stop_after;                      /* on_chunk returns stop_value at this chunk (0: never) */
+    int32_t stop_value;
+    void (*on_chunk_hook)(async_req *);  /* runs inside on_chunk */
+    void (*on_done_hook)(async_req *);   /* runs inside on_done, before it is counted */
+    void *hook_data;
+    /* Written by the callbacks (on the callback thread), read after on_done was counted. */
+    atomic_int done_calls;
+    atomic_int chunks;
+    int chunks_after_stop;  /* chunks delivered after on_chunk said stop */
+    int chunks_after_done;  /* chunks delivered after on_done */
+    bool stopped;
+    bool bad_chunk;
+    bool on_caller_thread;
+    bool key_seen;
+    llmr_status status;     /* of the first on_done */
+    char *json;             /* a copy of the first on_done's JSON (malloc) */
+    double done_at;
+    long done_seq;
+    char text[1024];        /* the content deltas, concatenated */
+    size_t len;
+};
+
+static void req_init(async_req *r, async_batch *b) {
+    memset(r, 0, sizeof *r);
+    atomic_init(&r->done_calls, 0);
+    atomic_init(&r->chunks, 0);
+    r->batch = b;
+    r->caller = pthread_self();
+    r->check_caller = true;
+    r->stop_value = 1;
+}
+
+static void req_set_id(async_req *r, uint64_t id) {
+    pthread_mutex_lock(&g_async_mu);
+    r->id = id;
+    pthread_mutex_unlock(&g_async_mu);
+}
+
+static uint64_t req_id(async_req *r) {
+    pthread_mutex_lock(&g_async_mu);
+    uint64_t id = r->id;
+    pthread_mutex_unlock(&g_async_mu);
+    return id;
+}
+
+static bool has_key(const char *s) {
+    return s != NULL && (strstr(s, KEY_INLINE) != NULL || strstr(s, KEY_ENV) != NULL);
+}
+
+static int32_t async_on_chunk(const char *chunk_json, void *user_data) {
+    async_enter();
+    async_req *r = user_data;
+    int n = atomic_fetch_add(&r->chunks, 1) + 1;
+    if (r->stopped) {
+        r->chunks_after_stop++;
+    }
+    if (atomic_load(&r->done_calls) != 0) {
+        r->chunks_after_done++;
+    }
+    if (r->check_caller && pthread_equal(pthread_self(), r->caller)) {
+        r->on_caller_thread = true;
+    }
+    if (chunk_json == NULL || !json_is(chunk_json, "object", "\"chat.completion.chunk\"") ||
+        !json_kind(chunk_json, "choices", '[')) {
+        r->bad_chunk = true;
+    } else {
+        r->key_seen |= has_key(chunk_json);
+        const char *content = json_find(chunk_json, "content");
+        if (content != NULL) {
+            json_append_string(content, r->text, &r->len, sizeof r->text);
+        }
+    }
+    if (r->on_chunk_hook != NULL) {
+        r->on_chunk_hook(r);
+    }
+    int32_t ret = 0;
+    if (r->stopped || (r->stop_after > 0 && n >= r->stop_after)) {
+        r->stopped = true;
+        ret = r->stop_value;
+    }
+    async_leave();
+    return ret;
+}
+
+static void async_on_done(llmr_status status, const char *json, void *user_data) {
+    async_enter();
+    async_req *r = user_data;
+    int calls = atomic_fetch_add(&r->done_calls, 1) + 1;
+    if (calls == 1) {
+        r->status = status;
+        r->json = json != NULL ? strdup(json) : NULL;
+        r->key_seen |= has_key(json);
+        r->done_at = now_s();
+        if (r->check_caller && pthread_equal(pthread_self(), r->caller)) {
+            r->on_caller_thread = true;
+        }
+        if (r->on_done_hook != NULL) {
+            r->on_done_hook(r);
+        }
+    }
+    async_leave();
+    /* Counted last: once the waiter sees the count it may free `r`. */
+    pthread_mutex_lock(&g_async_mu);
+    r->done_seq = g_done_seq++;
+    if (r->batch != NULL) {
+        r->batch->done++;
+    }
+    pthread_cond_broadcast(&g_async_cv);
+    pthread_mutex_unlock(&g_async_mu);
+}
+
+static uint64_t start_complete(async_req *r, const char *request) {
+    uint64_t id = llmr_complete_async(request, async_on_done, r);
+    req_set_id(r, id);
+    return id;
+}
+
+static uint64_t start_stream(async_req *r, const char *request) {
+    uint64_t id = llmr_stream_async(request, async_on_chunk, async_on_done, r);
+    req_set_id(r, id);
+    return id;
+}
+
+/* Waits (at most `timeout_s`) until the batch has had `n` on_done calls. */
+static bool wait_batch_(async_batch *b, int n, double timeout_s, const char *file, int line) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += (time_t)timeout_s;
+    deadline.tv_nsec += (long)((timeout_s - (double)(time_t)timeout_s) * 1e9);
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec += 1;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&g_async_mu);
+    while (b->done < n) {
+        if (pthread_cond_timedwait(&g_async_cv, &g_async_mu, &deadline) == ETIMEDOUT) {
+            break;
+        }
+    }
+    int done = b->done;
+    pthread_mutex_unlock(&g_async_mu);
+    char what[160];
+    snprintf(what, sizeof what, "%d of %d on_done calls within %.0f s (got %d)", n, n, timeout_s,
+             done);
+    return check_(done >= n, what, file, line, NULL);
+}
+
+/* WAIT_BATCH(batch, n): every on_done came, in ASYNC_WAIT_S at most. When it fails the requests
+ * must not be freed (a late callback would write to them): the callers leak them then. */
+#define WAIT_BATCH(b, n) wait_batch_((b), (n), ASYNC_WAIT_S, __FILE__, __LINE__)
+
+static int batch_done(async_batch *b) {
+    pthread_mutex_lock(&g_async_mu);
+    int n = b->done;
+    pthread_mutex_unlock(&g_async_mu);
+    return n;
+}
+
+/* Lets stray callbacks (a second on_done, a chunk after on_done) arrive before the counts are
+ * checked. */
+static void settle(void) {
+    sleep_ms(g_quick ? 300 : 150);
+}
+
+static void req_free(async_req *r) {
+    free(r->json);
+    r->json = NULL;
+}
+
+/* Checks common to every finished request: one on_done, not on the caller's thread, no key,
+ * no chunk after on_done or after a stop, chunks well-formed. */
+static void check_req_(async_req *r, const char *file, int line) {
+    char what[128];
+    snprintf(what, sizeof what, "on_done ran exactly once (ran %d times)",
+             atomic_load(&r->done_calls));
+    check_(atomic_load(&r->done_calls) == 1, what, file, line, r->json);
+    check_(!r->on_caller_thread, "no callback on the caller's thread", file, line, NULL);
+    check_(!r->key_seen, "no API key in a callback's JSON", file, line, NULL);
+    check_(!r->bad_chunk, "every chunk is a chat.completion.chunk", file, line, NULL);
+    check_(r->chunks_after_done == 0, "no chunk after on_done", file, line, NULL);
+    check_(r->chunks_after_stop == 0, "no chunk after on_chunk said stop", file, line, NULL);
+    check_(r->json != NULL, "on_done got a JSON", file, line, NULL);
+}
+#define CHECK_REQ(r) check_req_((r), __FILE__, __LINE__)
+
+/* The content of a chat.completion JSON, decoded. */
+static void content_of(const char *json, char *out, size_t cap) {
+    size_t len = 0;
+    out[0] = '\0';
+    const char *c = json_find(json, "content");
+    if (c != NULL) {
+        json_append_string(c, out, &len, cap);
+    }
+}
+
+/* A finished stream: OK, the chunks concatenated are the final content, and are `want`. */
+static void check_stream_ok_(async_req *r, const char *want, const char *file, int line) {
+    check_status_(r->status, LLMR_OK, r->json, "stream status", file, line);
+    char content[1024];
+    content_of(r->json, content, sizeof content);
+    check_(strcmp(r->text, content) == 0, "the chunks concatenated are the final content", file,
+           line, r->text);
+    if (want != NULL) {
+        check_(strcmp(r->text, want) == 0, "the chunks, in order, are the answer", file, line,
+               r->text);
+    }
+    check_(atomic_load(&r->chunks) >= 1, "chunks arrived", file, line, r->json);
+}
+#define CHECK_STREAM_OK(r, want) check_stream_ok_((r), (want), __FILE__, __LINE__)
+
+/* A request that ended with `want` and the matching error JSON, no chunk. */
+#define CHECK_ASYNC_ERROR(r, want) CHECK_ERROR((r)->status, (want), (r)->json)
+
+/* ------------------------------------------------------------------------------------------- */
+
+static void test_async_basics(void) {
+    g_section = "async basics";
+    shutdown_ok();
+    if (!init_ok(MOCK_CONFIG)) {
+        return;
+    }
+    async_batch b = {0};
+    async_req c, s;
+    req_init(&c, &b);
+    req_init(&s, &b);
+    double t0 = now_s();
+    uint64_t id1 = start_complete(&c, HELLO);
+    uint64_t id2 = start_stream(&s, HELLO);
+    CHECK(now_s() - t0 < 2.0); /* returns at once */
+    CHECK(id1 != 0 && id2 != 0 && id1 != id2);
+    if (!WAIT_BATCH(&b, 2)) {
+        return;
+    }
+    settle();
+    CHECK(batch_done(&b) == 2);
+    CHECK_REQ(&c);
+    CHECK_REQ(&s);
+    if (CHECK_STATUS(c.status, LLMR_OK, c.json)) {
+        check_completion(c.json, MOCK_TEXT);
+        CHECK_D(json_is(c.json, "provider", "\"mock\""), c.json);
+    }
+    CHECK(atomic_load(&c.chunks) == 0);
+    CHECK_STREAM_OK(&s, MOCK_TEXT);
+    CHECK(atomic_load(&s.chunks) == 4);
+    if (s.status == LLMR_OK) {
+        check_completion(s.json, MOCK_TEXT);
+    }
+    req_free(&c);
+    req_free(&s);
+
+    /* Streams in parallel, each 20 chunks 5 ms apart: every one gets its own chunks, in order;
+     * completions and errors mixed in; callbacks never overlap. */
+    char words[512] = "", config[2048];
+    for (int i = 0; i < 20; ++i) {
+        char w[8];
+        snprintf(w, sizeof w, "%sw%02d", i ? " " : "", i);
+        strcat(words, w);
+    }
+    snprintf(config, sizeof config,
+             "{\"global_llm_configs\": [{\"id\": \"drip\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+             " \"litellm_params\": {\"mock_response\": \"%s\", \"mock_chunk_delay_ms\": 5}}]}",
+             words);
+    shutdown_ok();
+    if (!init_ok(config)) {
+        return;
+    }
+    enum { PAR = 24 };
+    async_batch pb = {0};
+    async_req *p = calloc(PAR, sizeof *p);
+    if (p == NULL) {
+        exit(2);
+    }
+    for (int i = 0; i < PAR; ++i) {
+        req_init(&p[i], &pb);
+        uint64_t id = i % 3 == 2 ? start_complete(&p[i], HELLO)
+                                 : start_stream(&p[i], HELLO);
+        CHECK(id != 0);
+    }
+    if (!WAIT_BATCH(&pb, PAR)) {
+        return; /* leaked: late callbacks may still write to them */
+    }
+    settle();
+    CHECK(batch_done(&pb) == PAR);
+    for (int i = 0; i < PAR; ++i) {
+        CHECK_REQ(&p[i]);
+        if (i % 3 == 2) {
+            CHECK_STATUS(p[i].status, LLMR_OK, p[i].json);
+            CHECK(atomic_load(&p[i].chunks) == 0);
+        } else {
+            CHECK_STREAM_OK(&p[i], words);
+            CHECK(atomic_load(&p[i].chunks) == 20);
+        }
+        req_free(&p[i]);
+    }
+    free(p);
+    shutdown_ok();
+    check_callback_thread();
+
+    /* Failures: the status and the error JSON come in on_done; a stream gets no chunk. */
+    static const struct {
+        const char *mock_error;
+        llmr_status want;
+        const char *http_status;
+    } failures[] = {
+        {"\"rate_limited\"", LLMR_ERR_RATE_LIMITED, "429"},
+        {"\"upstream\"", LLMR_ERR_UPSTREAM, "500"},
+        {"\"context_overflow\"", LLMR_ERR_CONTEXT_OVERFLOW, "400"},
+        {"\"auth\"", LLMR_ERR_AUTH, "401"},
+        {"{\"http_status\": 429, \"message\": \"slow down\", \"retry_after\": 3}",
+         LLMR_ERR_RATE_LIMITED, "429"},
+    };
+    for (size_t i = 0; i < sizeof failures / sizeof failures[0]; ++i) {
+        snprintf(config, sizeof config,
+                 "{\"global_llm_configs\": [{\"id\": \"e1\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+                 " \"litellm_params\": {\"mock_error\": %s}}],"
+                 " \"router_settings\": {\"num_retries\": 0, \"retry_after\": 0}}",
+                 failures[i].mock_error);
+        for (int streaming = 0; streaming <= 1; ++streaming) {
+            if (!init_ok(config)) {
+                return;
+            }
+            async_batch eb = {0};
+            async_req r;
+            req_init(&r, &eb);
+            uint64_t id = streaming ? start_stream(&r, HELLO) : start_complete(&r, HELLO);
+            CHECK(id != 0);
+            if (!WAIT_BATCH(&eb, 1)) {
+                return;
+            }
+            CHECK_REQ(&r);
+            CHECK_ASYNC_ERROR(&r, failures[i].want);
+            CHECK_D(json_is(r.json, "http_status", failures[i].http_status), r.json);
+            CHECK_D(json_is(r.json, "deployment_id", "\"e1\""), r.json);
+            CHECK_D(json_is(r.json, "provider", "\"mock\""), r.json);
+            CHECK(atomic_load(&r.chunks) == 0);
+            req_free(&r);
+            shutdown_ok();
+        }
+    }
+
+    /* Slower than the request's timeout. */
+    if (init_ok("{\"global_llm_configs\": [{\"id\": \"slow\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+                " \"litellm_params\": {\"mock_delay_ms\": 20000}}], \"router_settings\": {\"num_retries\": 0}}")) {
+        async_batch tb = {0};
+        async_req r[2];
+        const char *req = "{\"timeout\": 0.3, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}";
+        req_init(&r[0], &tb);
+        req_init(&r[1], &tb);
+        t0 = now_s();
+        CHECK(start_complete(&r[0], req) != 0);
+        CHECK(start_stream(&r[1], req) != 0);
+        if (!WAIT_BATCH(&tb, 2)) {
+            return;
+        }
+        CHECK(now_s() - t0 < 10.0);
+        for (int i = 0; i < 2; ++i) {
+            CHECK_REQ(&r[i]);
+            CHECK_ASYNC_ERROR(&r[i], LLMR_ERR_TIMEOUT);
+            req_free(&r[i]);
+        }
+        shutdown_ok();
+    }
+    check_callback_thread();
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+/* Requests that cannot start, checked in groups: each gets id 0 and one on_done, with `want`
+ * and an error JSON that mentions `part` (when given). They are started one after the other,
+ * then waited for together, then checked after one settle(). */
+typedef struct {
+    async_req req;
+    llmr_status want;
+    const char *part;
+    const char *file;
+    int line;
+} refused_case;
+
+enum { REFUSED_MAX = 32 };
+static refused_case *g_refused;
+static int g_refused_n;
+static async_batch g_refused_batch;
+
+/* `streaming` 2: llmr_stream_async with a NULL on_chunk. */
+static void async_refused_(const char *request, int streaming, llmr_status want,
+                           const char *part, const char *file, int line) {
+    if (g_refused == NULL) {
+        g_refused = calloc(REFUSED_MAX, sizeof *g_refused);
+        if (g_refused == NULL) {
+            exit(2);
+        }
+    }
+    if (g_refused_n == REFUSED_MAX) {
+        check_(false, "REFUSED_MAX is large enough", file, line, NULL);
+        return;
+    }
+    refused_case *c = &g_refused[g_refused_n++];
+    req_init(&c->req, &g_refused_batch);
+    c->want = want;
+    c->part = part;
+    c->file = file;
+    c->line = line;
+    uint64_t id = streaming == 2 ? llmr_stream_async(request, NULL, async_on_done, &c->req)
+                  : streaming    ? start_stream(&c->req, request)
+                                 : start_complete(&c->req, request);
+    char what[256];
+    snprintf(what, sizeof what, "id 0 for a request that cannot start (%s, %.60s)",
+             streaming == 2 ? "stream, NULL on_chunk" : streaming ? "stream" : "complete",
+             request ? request : "NULL");
+    check_(id == 0, what, file, line, NULL);
+}
+#define ASYNC_REFUSED(request, streaming, want, part)                                             \
+    async_refused_((request), (streaming), (want), (part), __FILE__, __LINE__)
+
+/* Waits for the requests given to ASYNC_REFUSED so far and checks them. */
+static void refused_check(void) {
+    int n = g_refused_n;
+    if (n == 0) {
+        return;
+    }
+    if (!WAIT_BATCH(&g_refused_batch, n)) {
+        g_refused = NULL; /* leaked: late callbacks may still write to them */
+        g_refused_n = 0;
+        g_refused_batch.done = 0;
+        return;
+    }
+    settle();
+    CHECK(batch_done(&g_refused_batch) == n); /* exactly one on_done each */
+    for (int i = 0; i < n; ++i) {
+        refused_case *c = &g_refused[i];
+        async_req *r = &c->req;
+        check_req_(r, c->file, c->line);
+        if (check_status_(r->status, c->want, r->json, "on_done status", c->file, c->line)) {
+            check_(is_error_json(r->json, c->want), "the error JSON", c->file, c->line, r->json);
+            if (c->part != NULL) {
+                const char *m = json_find(r->json, "message");
+                check_(m != NULL && strstr(m, c->part) != NULL, "the message says why", c->file,
+                       c->line, r->json);
+            }
+        }
+        check_(atomic_load(&r->chunks) == 0, "no chunk", c->file, c->line, NULL);
+        req_free(r);
+    }
+    free(g_refused);
+    g_refused = NULL;
+    g_refused_n = 0;
+    pthread_mutex_lock(&g_async_mu);
+    g_refused_batch.done = 0;
+    pthread_mutex_unlock(&g_async_mu);
+}
+
+/* Callbacks for NULL user_data: they count in g_null_ud_batch; g_null_ud_seen counts a
+ * user_data that was not NULL. */
+static async_batch g_null_ud_batch;
+static atomic_int g_null_ud_seen;
+
+static int32_t null_ud_chunk(const char *chunk_json, void *user_data) {
+    async_enter();
+    (void)chunk_json;
+    if (user_data != NULL) {
+        atomic_fetch_add(&g_null_ud_seen, 1);
+    }
+    async_leave();
+    return 0;
+}
+
+static void null_ud_done(llmr_status status, const char *json, void *user_data) {
+    async_enter();
+    (void)status;
+    (void)json;
+    if (user_data != NULL) {
+        atomic_fetch_add(&g_null_ud_seen, 1);
+    }
+    async_leave();
+    pthread_mutex_lock(&g_async_mu);
+    g_null_ud_batch.done++;
+    pthread_cond_broadcast(&g_async_cv);
+    pthread_mutex_unlock(&g_async_mu);
+}
+
+static void test_async_cannot_start(void) {
+    g_section = "async cannot start";
+    shutdown_ok();
+    /* Not initialised. */
+    ASYNC_REFUSED(HELLO, 0, LLMR_ERR_NOT_INITIALIZED, NULL);
+    ASYNC_REFUSED(HELLO, 1, LLMR_ERR_NOT_INITIALIZED, NULL);
+    ASYNC_REFUSED(NULL, 0, LLMR_ERR_INVALID_ARGUMENT, NULL); /* NULL is NULL, initialised or not */
+    refused_check();
+
+    if (!init_ok(MOCK_CONFIG)) {
+        return;
+    }
+    for (int streaming = 0; streaming <= 1; ++streaming) {
+        ASYNC_REFUSED(NULL, streaming, LLMR_ERR_INVALID_ARGUMENT, "request_json");
+        ASYNC_REFUSED("{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}", streaming,
+                      LLMR_ERR_INVALID_ARGUMENT, "UTF-8");
+        ASYNC_REFUSED("{\"messages\":[{\"role\":\"user\",\"content\":\"caf\xc3\"}]}", streaming,
+                      LLMR_ERR_INVALID_ARGUMENT, NULL);
+        ASYNC_REFUSED("{", streaming, LLMR_ERR_INVALID_ARGUMENT, NULL);
+        ASYNC_REFUSED("", streaming, LLMR_ERR_INVALID_ARGUMENT, NULL);
+        ASYNC_REFUSED("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]} trailing",
+                      streaming, LLMR_ERR_INVALID_ARGUMENT, NULL);
+        ASYNC_REFUSED("{}", streaming, LLMR_ERR_INVALID_ARGUMENT, NULL);
+        ASYNC_REFUSED("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"timeout\": -1}",
+                      streaming, LLMR_ERR_INVALID_ARGUMENT, NULL);
+    }
+    char *deep = nested(100000, "", "[", "]", "");
+    ASYNC_REFUSED(deep, 0, LLMR_ERR_INVALID_ARGUMENT, NULL);
+    ASYNC_REFUSED(deep, 1, LLMR_ERR_INVALID_ARGUMENT, NULL);
+    free(deep);
+    /* A stream without on_chunk. */
+    ASYNC_REFUSED(HELLO, 2, LLMR_ERR_INVALID_ARGUMENT, "on_chunk");
+    ASYNC_REFUSED(NULL, 2, LLMR_ERR_INVALID_ARGUMENT, NULL);
+    refused_check();
+
+    /* Without on_done nothing can be reported: 0, and nothing runs. */
+    async_batch b = {0};
+    async_req r;
+    req_init(&r, &b);
+    CHECK(llmr_complete_async(HELLO, NULL, &r) == 0);
+    CHECK(llmr_complete_async(NULL, NULL, &r) == 0);
+    CHECK(llmr_complete_async("{", NULL, NULL) == 0);
+    CHECK(llmr_stream_async(HELLO, async_on_chunk, NULL, &r) == 0);
+    CHECK(llmr_stream_async(HELLO, NULL, NULL, &r) == 0);
+    CHECK(llmr_stream_async(NULL, NULL, NULL, NULL) == 0);
+    settle();
+    CHECK(atomic_load(&r.chunks) == 0);
+    CHECK(atomic_load(&r.done_calls) == 0);
+    CHECK(batch_done(&b) == 0);
+
+    /* A group that does not exist is found when the request is routed: id or not, on_done
+     * says INVALID_ARGUMENT and names it. */
+    for (int streaming = 0; streaming <= 1; ++streaming) {
+        async_batch gb = {0};
+        async_req g;
+        req_init(&g, &gb);
+        const char *req =
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"model\": \"no-such-group\"}";
+        (void)(streaming ? start_stream(&g, req) : start_complete(&g, req));
+        if (WAIT_BATCH(&gb, 1)) {
+            settle();
+            CHECK_REQ(&g);
+            CHECK_ASYNC_ERROR(&g, LLMR_ERR_INVALID_ARGUMENT);
+            CHECK_D(g.json != NULL && strstr(g.json, "no-such-group") != NULL, g.json);
+            CHECK(atomic_load(&g.chunks) == 0);
+            req_free(&g);
+        }
+    }
+
+    /* user_data is handed back untouched, NULL included. */
+    atomic_store(&g_null_ud_seen, 0);
+    CHECK(llmr_complete_async(HELLO, null_ud_done, NULL) != 0);
+    CHECK(llmr_stream_async(HELLO, null_ud_chunk, null_ud_done, NULL) != 0);
+    CHECK(llmr_complete_async(NULL, null_ud_done, NULL) == 0);
+    if (WAIT_BATCH(&g_null_ud_batch, 3)) {
+        settle();
+        CHECK(batch_done(&g_null_ud_batch) == 3);
+        CHECK(atomic_load(&g_null_ud_seen) == 0);
+    }
+    check_callback_thread();
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+static void test_async_cancel(void) {
+    g_section = "async cancel";
+    CHECK_STATUS(llmr_cancel(0), LLMR_ERR_INVALID_ARGUMENT, NULL);
+    /* Ids that never were: nothing to do. */
+    CHECK_STATUS(llmr_cancel(UINT64_MAX), LLMR_OK, NULL);
+    CHECK_STATUS(llmr_cancel(UINT64_MAX - 1), LLMR_OK, NULL);
+
+    shutdown_ok();
+    CHECK_STATUS(llmr_cancel(0), LLMR_ERR_INVALID_ARGUMENT, NULL); /* also not initialised */
+    CHECK_STATUS(llmr_cancel(12345678), LLMR_OK, NULL);
+    if (!init_ok(MOCK_CONFIG)) {
+        return;
+    }
+
+    /* A finished request keeps its result; cancelling it (twice) does nothing. */
+    async_batch b = {0};
+    async_req r;
+    req_init(&r, &b);
+    uint64_t id = start_complete(&r, HELLO);
+    CHECK(id != 0);
+    if (!WAIT_BATCH(&b, 1)) {
+        return;
+    }
+    CHECK_STATUS(llmr_cancel(id), LLMR_OK, NULL);
+    CHECK_STATUS(llmr_cancel(id), LLMR_OK, NULL);
+    CHECK_STATUS(llmr_cancel(id + 1000000), LLMR_OK, NULL); /* not started yet */
+    settle();
+    CHECK(batch_done(&b) == 1);
+    CHECK_REQ(&r);
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    req_free(&r);
+    shutdown_ok();
+
+    /* In flight (a 20 s answer): on_done comes at once with CANCELLED; cancelling again (and
+     * after it ended) changes nothing. */
+    if (!init_ok("{\"global_llm_configs\": [{\"id\": \"slow\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+                 " \"litellm_params\": {\"mock_delay_ms\": 20000}}]}")) {
+        return;
+    }
+    async_batch cb = {0};
+    async_req c[2];
+    for (int i = 0; i < 2; ++i) {
+        req_init(&c[i], &cb);
+        CHECK((i ? start_stream(&c[i], HELLO) : start_complete(&c[i], HELLO)) != 0);
+    }
+    sleep_ms(50);
+    CHECK(batch_done(&cb) == 0);
+    double t0 = now_s();
+    for (int i = 0; i < 2; ++i) {
+        CHECK_STATUS(llmr_cancel(c[i].id), LLMR_OK, NULL);
+        CHECK_STATUS(llmr_cancel(c[i].id), LLMR_OK, NULL);
+    }
+    if (!WAIT_BATCH(&cb, 2)) {
+        return;
+    }
+    CHECK(now_s() - t0 < 5.0);
+    for (int i = 0; i < 2; ++i) {
+        CHECK_STATUS(llmr_cancel(c[i].id), LLMR_OK, NULL);
+    }
+    settle();
+    CHECK(batch_done(&cb) == 2);
+    for (int i = 0; i < 2; ++i) {
+        CHECK_REQ(&c[i]);
+        CHECK_ASYNC_ERROR(&c[i], LLMR_ERR_CANCELLED);
+        CHECK(atomic_load(&c[i].chunks) == 0);
+        req_free(&c[i]);
+    }
+    shutdown_ok();
+
+    /* A stream cancelled between chunks: no chunk after on_done. */
+    char words[512] = "", config[1024];
+    for (int i = 0; i < 40; ++i) {
+        strcat(words, i ? " word" : "word");
+    }
+    snprintf(config, sizeof config,
+             "{\"global_llm_configs\": [{\"id\": \"drip\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+             " \"litellm_params\": {\"mock_response\": \"%s\", \"mock_chunk_delay_ms\": 50}}]}",
+             words);
+    if (!init_ok(config)) {
+        return;
+    }
+    async_batch sb = {0};
+    async_req s;
+    req_init(&s, &sb);
+    id = start_stream(&s, HELLO);
+    CHECK(id != 0);
+    sleep_ms(g_quick ? 600 : 300);
+    CHECK_STATUS(llmr_cancel(id), LLMR_OK, NULL);
+    if (!WAIT_BATCH(&sb, 1)) {
+        return;
+    }
+    settle();
+    CHECK_REQ(&s);
+    CHECK_ASYNC_ERROR(&s, LLMR_ERR_CANCELLED);
+    CHECK(atomic_load(&s.chunks) < 40);
+    req_free(&s);
+    shutdown_ok();
+    check_callback_thread();
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+static void test_async_stop_by_callback(void) {
+    g_section = "async stop by callback";
+    /* 40 words, 50 ms apart: about 2 s if not stopped. */
+    char words[512] = "", config[1024];
+    for (int i = 0; i < 40; ++i) {
+        strcat(words, i ? " word" : "word");
+    }
+    snprintf(config, sizeof config,
+             "{\"global_llm_configs\": [{\"id\": \"drip\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+             " \"litellm_params\": {\"mock_response\": \"%s\", \"mock_chunk_delay_ms\": 50}}]}",
+             words);
+    shutdown_ok();
+    if (!init_ok(config)) {
+        return;
+    }
+    for (int stop_at = 1; stop_at <= 3; stop_at += 2) {
+        async_batch b = {0};
+        async_req r;
+        req_init(&r, &b);
+        r.stop_after = stop_at;
+        r.stop_value = stop_at == 1 ? 1 : -7; /* any non-zero value stops */
+        double t0 = now_s();
+        CHECK(start_stream(&r, HELLO) != 0);
+        if (!WAIT_BATCH(&b, 1)) {
+            return;
+        }
+        CHECK(now_s() - t0 < 1.5);
+        settle();
+        CHECK_REQ(&r);
+        CHECK_ASYNC_ERROR(&r, LLMR_ERR_CANCELLED);
+        CHECK(atomic_load(&r.chunks) == stop_at);
+        req_free(&r);
+    }
+    shutdown_ok();
+
+    /* A fast stream (every chunk ready at once): a stop at the first chunk still ends the
+     * request with CANCELLED, and no later chunk is delivered. */
+    if (!init_ok(MOCK_CONFIG)) {
+        return;
+    }
+    enum { FAST = 20 };
+    async_batch fb = {0};
+    async_req f[FAST];
+    for (int i = 0; i < FAST; ++i) {
+        req_init(&f[i], &fb);
+        f[i].stop_after = 1;
+        CHECK(start_stream(&f[i], HELLO) != 0);
+        if (i % 2 == 0) {
+            sleep_ms(10); /* some alone, some queued behind each other */
+        }
+    }
+    if (!WAIT_BATCH(&fb, FAST)) {
+        return;
+    }
+    settle();
+    int not_cancelled = 0;
+    for (int i = 0; i < FAST; ++i) {
+        CHECK_REQ(&f[i]);
+        CHECK(atomic_load(&f[i].chunks) == 1);
+        if (f[i].status != LLMR_ERR_CANCELLED) {
+            not_cancelled++;
+            if (not_cancelled == 1) {
+                CHECK_ASYNC_ERROR(&f[i], LLMR_ERR_CANCELLED); /* reports the first */
+            }
+        } else {
+            CHECK_D(is_error_json(f[i].json, LLMR_ERR_CANCELLED), f[i].json);
+        }
+        req_free(&f[i]);
+    }
+    char what[64];
+    snprintf(what, sizeof what, "%d of %d", not_cancelled, FAST);
+    CHECK_D(not_cancelled == 0, what);
+
+    /* The router still answers. */
+    async_batch ob = {0};
+    async_req o;
+    req_init(&o, &ob);
+    CHECK(start_stream(&o, HELLO) != 0);
+    if (WAIT_BATCH(&ob, 1)) {
+        CHECK_REQ(&o);
+        CHECK_STREAM_OK(&o, MOCK_TEXT);
+        req_free(&o);
+    }
+    shutdown_ok();
+    check_callback_thread();
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The number `key` holds in `json` (first occurrence), or -1. */
+static long json_long(const char *json, const char *key) {
+    const char *v = json_find(json, key);
+    return v != NULL && (*v == '-' || (*v >= '0' && *v <= '9')) ? atol(v) : -1;
+}
+
+/* 1,000 requests in flight at once, started from this one thread (completions and streams),
+ * every second one cancelled: exactly half cancelled, half answered, each on_done once, the
+ * cancelled ones before any answer. */
+static void test_async_thousand(void) {
+    g_section = "async 1000 in flight";
+    const int n = g_quick ? 200 : 1000;
+    const int delay_ms = g_quick ? 5000 : 1000;
+    char config[1024];
+    snprintf(config, sizeof config,
+             "{\"global_llm_configs\": [{\"id\": \"slow\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+             " \"litellm_params\": {\"mock_response\": \"slow answer\", \"mock_delay_ms\": %d}}],"
+             " \"router_settings\": {\"num_retries\": 0}}",
+             delay_ms);
+    shutdown_ok();
+    if (!init_ok(config)) {
+        return;
+    }
+    async_batch b = {0};
+    async_req *r = calloc((size_t)n, sizeof *r);
+    uint64_t *ids = calloc((size_t)n, sizeof *ids);
+    if (r == NULL || ids == NULL) {
+        exit(2);
+    }
+    double t0 = now_s();
+    int zero = 0;
+    for (int i = 0; i < n; ++i) {
+        req_init(&r[i], &b);
+        /* complete, complete, stream, stream, ...: both kinds among the cancelled ones */
+        ids[i] = i % 4 < 2 ? start_complete(&r[i], HELLO) : start_stream(&r[i], HELLO);
+        zero += ids[i] == 0;
+    }
+    double started = now_s() - t0;
+    CHECK(zero == 0);
+    CHECK(batch_done(&b) == 0); /* nothing answered yet: all in flight at once */
+
+    /* The router sees them in flight (asking for a short while: the runtime may still be
+     * picking the last ones up). */
+    long in_flight = -1;
+    char *stats = NULL;
+    for (int tries = 0; tries < 10 && in_flight < n * 9 / 10; ++tries) {
+        if (tries > 0) {
+            sleep_ms(20);
+        }
+        release(stats);
+        stats = NULL;
+        if (!CHECK_STATUS(llmr_stats(&stats), LLMR_OK, stats)) {
+            break;
+        }
+        in_flight = json_long(stats, "in_flight");
+    }
+    CHECK_D(in_flight >= n * 9 / 10, stats);
+    release(stats);
+
+    for (int i = 1; i < n; i += 2) {
+        CHECK_STATUS(llmr_cancel(ids[i]), LLMR_OK, NULL);
+    }
+    double cancelled_at = now_s() - t0;
+    char timing[128];
+    snprintf(timing, sizeof timing, "started in %.2f s, cancelled by %.2f s, answer delay %.1f s",
+             started, cancelled_at, delay_ms / 1000.0);
+    CHECK_D(cancelled_at < delay_ms / 1000.0 * 0.8, timing);
+
+    uint64_t *sorted = malloc((size_t)n * sizeof *sorted);
+    if (sorted == NULL) {
+        exit(2);
+    }
+    memcpy(sorted, ids, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_u64);
+    int dups = 0;
+    for (int i = 1; i < n; ++i) {
+        dups += sorted[i] == sorted[i - 1];
+    }
+    CHECK(dups == 0); /* distinct */
+    free(sorted);
+
+    if (!WAIT_BATCH(&b, n)) {
+        free(ids);
+        return; /* `r` leaked: late callbacks may still write to it */
+    }
+    double all_done = now_s() - t0;
+    settle();
+    CHECK(batch_done(&b) == n);
+    int ok = 0, cancelled = 0, other = 0, once = 0;
+    long last_cancelled = -1, first_ok = -1;
+    for (int i = 0; i < n; ++i) {
+        bool stream = i % 4 >= 2;
+        once += atomic_load(&r[i].done_calls) == 1;
+        CHECK_REQ(&r[i]);
+        if (r[i].status == LLMR_OK) {
+            ok++;
+            if (first_ok < 0 || r[i].done_seq < first_ok) {
+                first_ok = r[i].done_seq;
+            }
+            CHECK_D(i % 2 == 0, r[i].json); /* not one that was cancelled */
+            if (stream) {
+                CHECK_STREAM_OK(&r[i], "slow answer");
+                CHECK(atomic_load(&r[i].chunks) == 2);
+            } else {
+                CHECK_D(json_is(r[i].json, "content", "\"slow answer\""), r[i].json);
+            }
+        } else if (r[i].status == LLMR_ERR_CANCELLED) {
+            cancelled++;
+            if (r[i].done_seq > last_cancelled) {
+                last_cancelled = r[i].done_seq;
+            }
+            CHECK_D(i % 2 == 1, r[i].json);
+            CHECK_D(is_error_json(r[i].json, LLMR_ERR_CANCELLED), r[i].json);
+            CHECK(atomic_load(&r[i].chunks) == 0);
+        } else {
+            if (other++ == 0) {
+                CHECK_STATUS(r[i].status, LLMR_OK, r[i].json);
+            }
+        }
+        req_free(&r[i]);
+    }
+    CHECK(once == n);
+    char counts[128];
+    snprintf(counts, sizeof counts, "%d ok, %d cancelled, %d other of %d", ok, cancelled, other, n);
+    CHECK_D(ok == n / 2 && cancelled == n / 2 && other == 0, counts);
+    /* Every cancelled on_done came before the first answer. */
+    CHECK_D(last_cancelled >= 0 && first_ok >= 0 && last_cancelled < first_ok, timing);
+    /* They ran at once, not one after the other. */
+    snprintf(timing, sizeof timing, "all done after %.2f s (answer delay %.1f s)", all_done,
+             delay_ms / 1000.0);
+    CHECK_D(all_done < delay_ms / 1000.0 + (g_quick ? 20.0 : 5.0), timing);
+    free(ids);
+    free(r);
+    shutdown_ok();
+    check_callback_thread();
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+/* A callback that shuts the library down (the header allows it). */
+static void hook_shutdown(async_req *r) {
+    (void)r;
+    g_section = "async shutdown (callback)";
+    CHECK_STATUS(llmr_shutdown(), LLMR_OK, NULL);
+    CHECK(!llmr_is_initialized());
+}
+
+static void test_async_shutdown(void) {
+    g_section = "async shutdown";
+    const int n = g_quick ? 50 : 100;
+    const char *slow =
+        "{\"global_llm_configs\": [{\"id\": \"slow\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+        " \"litellm_params\": {\"mock_delay_ms\": 20000}}]}";
+    shutdown_ok();
+    if (!init_ok(slow)) {
+        return;
+    }
+    async_batch b = {0};
+    async_req *r = calloc((size_t)n, sizeof *r);
+    if (r == NULL) {
+        exit(2);
+    }
+    for (int i = 0; i < n; ++i) {
+        req_init(&r[i], &b);
+        CHECK((i % 2 ? start_stream(&r[i], HELLO) : start_complete(&r[i], HELLO)) != 0);
+    }
+    sleep_ms(50);
+    CHECK(batch_done(&b) == 0);
+    double t0 = now_s();
+    CHECK_STATUS(llmr_shutdown(), LLMR_OK, NULL);
+    double took = now_s() - t0;
+    char what[64];
+    snprintf(what, sizeof what, "llmr_shutdown took %.3f s", took);
+    CHECK_D(took < (g_quick ? 5.0 : 1.0), what); /* it does not wait for the callbacks */
+    CHECK(!llmr_is_initialized());
+    if (!WAIT_BATCH(&b, n)) {
+        return;
+    }
+    snprintf(what, sizeof what, "every on_done after %.2f s", now_s() - t0);
+    CHECK_D(now_s() - t0 < 10.0, what); /* not the 20 s answers */
+    settle();
+    CHECK(batch_done(&b) == n);
+    for (int i = 0; i < n; ++i) {
+        CHECK_REQ(&r[i]);
+        CHECK_ASYNC_ERROR(&r[i], LLMR_ERR_CANCELLED);
+        CHECK(atomic_load(&r[i].chunks) == 0);
+        req_free(&r[i]);
+    }
+    free(r);
+
+    /* After it: async calls cannot start; llmr_init works again and a request succeeds. */
+    ASYNC_REFUSED(HELLO, 0, LLMR_ERR_NOT_INITIALIZED, NULL);
+    ASYNC_REFUSED(HELLO, 1, LLMR_ERR_NOT_INITIALIZED, NULL);
+    refused_check();
+    if (init_ok(MOCK_CONFIG)) {
+        async_batch ob = {0};
+        async_req o[2];
+        req_init(&o[0], &ob);
+        req_init(&o[1], &ob);
+        CHECK(start_complete(&o[0], HELLO) != 0);
+        CHECK(start_stream(&o[1], HELLO) != 0);
+        if (WAIT_BATCH(&ob, 2)) {
+            CHECK_REQ(&o[0]);
+            CHECK_REQ(&o[1]);
+            if (CHECK_STATUS(o[0].status, LLMR_OK, o[0].json)) {
+                check_completion(o[0].json, MOCK_TEXT);
+            }
+            CHECK_STREAM_OK(&o[1], MOCK_TEXT);
+            req_free(&o[0]);
+            req_free(&o[1]);
+        }
+    }
+    shutdown_ok();
+
+    /* llmr_shutdown from inside a callback (of a request that could not start): it returns,
+     * and the slow requests in flight end CANCELLED. */
+    if (!init_ok(slow)) {
+        return;
+    }
+    enum { SLOW = 10 };
+    async_batch sb = {0};
+    async_req s[SLOW + 1];
+    for (int i = 0; i < SLOW; ++i) {
+        req_init(&s[i], &sb);
+        CHECK((i % 2 ? start_stream(&s[i], HELLO) : start_complete(&s[i], HELLO)) != 0);
+    }
+    req_init(&s[SLOW], &sb);
+    s[SLOW].on_done_hook = hook_shutdown;
+    CHECK(start_complete(&s[SLOW], "{") == 0);
+    if (!WAIT_BATCH(&sb, SLOW + 1)) {
+        return;
+    }
+    settle();
+    CHECK(!llmr_is_initialized());
+    CHECK_ASYNC_ERROR(&s[SLOW], LLMR_ERR_INVALID_ARGUMENT);
+    for (int i = 0; i <= SLOW; ++i) {
+        CHECK_REQ(&s[i]);
+        if (i < SLOW) {
+            CHECK_ASYNC_ERROR(&s[i], LLMR_ERR_CANCELLED);
+        }
+        req_free(&s[i]);
+    }
+    check_callback_thread();
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Callbacks that call into the library.                                                        */
+
+/* on_done calls the blocking llmr_complete and llmr_stream, llmr_stats, llmr_model_count and
+ * llmr_cancel (of itself, finished). */
+static void hook_blocking_calls(async_req *r) {
+    g_section = "async reentry (on_done)";
+    result c = complete(HELLO);
+    if (CHECK_STATUS(c.status, LLMR_OK, c.json)) {
+        check_completion(c.json, MOCK_TEXT);
+    }
+    release(c.json);
+    stream_ctx ctx;
+    stream_ctx_init(&ctx);
+    result s = stream(HELLO, &ctx); /* its on_chunk runs right here, on this thread */
+    if (CHECK_STATUS(s.status, LLMR_OK, s.json)) {
+        CHECK_D(strcmp(ctx.text, MOCK_TEXT) == 0, ctx.text);
+    }
+    release(s.json);
+    char *stats = NULL;
+    CHECK_STATUS(llmr_stats(&stats), LLMR_OK, stats);
+    release(stats);
+    CHECK(llmr_model_count() == 2);
+    CHECK_STATUS(llmr_cancel(req_id(r)), LLMR_OK, NULL);
+    r->hook_data = r; /* "it ran" */
+}
+
+/* on_chunk: llmr_stats, llmr_complete, and at the second chunk llmr_cancel of its own stream. */
+static void hook_chunk_calls(async_req *r) {
+    g_section = "async reentry (on_chunk)";
+    char *stats = NULL;
+    CHECK_STATUS(llmr_stats(&stats), LLMR_OK, stats);
+    release(stats);
+    if (atomic_load(&r->chunks) == 1) {
+        CHECK_STATUS(llmr_complete(HELLO, NULL), LLMR_OK, NULL);
+    }
+    if (atomic_load(&r->chunks) == 2) {
+        CHECK_STATUS(llmr_cancel(req_id(r)), LLMR_OK, NULL);
+    }
+}
+
+/* on_done starts the next request of a chain (hook_data): complete → stream → complete. */
+static void hook_chain(async_req *r) {
+    g_section = "async reentry (chain)";
+    async_req *next = r->hook_data;
+    if (next == NULL) {
+        return;
+    }
+    next->caller = pthread_self();
+    next->check_caller = false; /* started on the callback thread: its callbacks come there */
+    uint64_t id = next->stop_value == 2 ? start_stream(next, HELLO) : start_complete(next, HELLO);
+    CHECK(id != 0);
+}
+
+static void test_async_reentry(void) {
+    g_section = "async reentry";
+    shutdown_ok();
+    if (!init_ok(MOCK_CONFIG)) {
+        return;
+    }
+    async_batch b = {0};
+    async_req r[2];
+    for (int i = 0; i < 2; ++i) {
+        req_init(&r[i], &b);
+        r[i].on_done_hook = hook_blocking_calls;
+    }
+    CHECK(start_complete(&r[0], HELLO) != 0);
+    CHECK(start_stream(&r[1], HELLO) != 0);
+    if (!WAIT_BATCH(&b, 2)) {
+        return;
+    }
+    settle();
+    CHECK_STREAM_OK(&r[1], MOCK_TEXT);
+    for (int i = 0; i < 2; ++i) {
+        CHECK_REQ(&r[i]);
+        CHECK_STATUS(r[i].status, LLMR_OK, r[i].json);
+        CHECK(r[i].hook_data == &r[i]); /* the hook ran to its end */
+        req_free(&r[i]);
+    }
+
+    /* A chain: each on_done starts the next one. */
+    async_batch cb = {0};
+    async_req chain[3];
+    for (int i = 0; i < 3; ++i) {
+        req_init(&chain[i], &cb);
+        chain[i].on_done_hook = hook_chain;
+        chain[i].hook_data = i < 2 ? &chain[i + 1] : NULL;
+    }
+    chain[1].stop_value = 2; /* marks "start as a stream" for hook_chain; never stops */
+    CHECK(start_complete(&chain[0], HELLO) != 0);
+    if (WAIT_BATCH(&cb, 3)) {
+        settle();
+        CHECK(batch_done(&cb) == 3);
+        for (int i = 0; i < 3; ++i) {
+            CHECK_REQ(&chain[i]);
+            if (CHECK_STATUS(chain[i].status, LLMR_OK, chain[i].json)) {
+                check_completion(chain[i].json, MOCK_TEXT);
+            }
+            CHECK(req_id(&chain[i]) != 0);
+        }
+        CHECK_STREAM_OK(&chain[1], MOCK_TEXT);
+        CHECK(req_id(&chain[0]) != req_id(&chain[1]) && req_id(&chain[1]) != req_id(&chain[2]));
+        for (int i = 0; i < 3; ++i) {
+            req_free(&chain[i]);
+        }
+    }
+    shutdown_ok();
+
+    /* on_chunk calling in, and cancelling its own stream (slow chunks: it is still running). */
+    char words[512] = "", config[1024];
+    for (int i = 0; i < 40; ++i) {
+        strcat(words, i ? " word" : "word");
+    }
+    snprintf(config, sizeof config,
+             "{\"global_llm_configs\": [{\"id\": \"drip\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+             " \"litellm_params\": {\"mock_response\": \"%s\", \"mock_chunk_delay_ms\": 50}}]}",
+             words);
+    if (!init_ok(config)) {
+        return;
+    }
+    async_batch sb = {0};
+    async_req s;
+    req_init(&s, &sb);
+    s.on_chunk_hook = hook_chunk_calls;
+    CHECK(start_stream(&s, HELLO) != 0);
+    if (WAIT_BATCH(&sb, 1)) {
+        settle();
+        CHECK_REQ(&s);
+        CHECK_ASYNC_ERROR(&s, LLMR_ERR_CANCELLED);
+        CHECK(atomic_load(&s.chunks) == 2);
+        req_free(&s);
+    }
+    shutdown_ok();
+    g_section = "async reentry";
+    check_callback_thread();
+}
+
+static void test_async(void) {
+    test_async_basics();
+    test_async_cannot_start();
+    test_async_cancel();
+    test_async_stop_by_callback();
+    test_async_thousand();
+    test_async_shutdown();
+    test_async_reentry();
+    g_section = "async";
+    check_callback_thread();
+    CHECK(atomic_load(&g_cb_calls) > 0);
+    printf("async cases ran: %d callbacks, all on one thread\n", atomic_load(&g_cb_calls));
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Asynchronous calls over HTTP (the stand-in).                                                 */
+
+static void standin_async_failure(const char *tenant, llmr_status want, const char *http_status) {
+    for (int streaming = 0; streaming <= 1; ++streaming) {
+        if (!standin_init("OPENAI", tenant, "\"" KEY_INLINE "\"", NULL)) {
+            return;
+        }
+        async_batch b = {0};
+        async_req r;
+        req_init(&r, &b);
+        CHECK((streaming ? start_stream(&r, HELLO) : start_complete(&r, HELLO)) != 0);
+        if (!WAIT_BATCH(&b, 1)) {
+            return;
+        }
+        CHECK_REQ(&r);
+        CHECK_ASYNC_ERROR(&r, want);
+        if (http_status != NULL) {
+            CHECK_D(json_is(r.json, "http_status", http_status), r.json);
+        }
+        char id[64];
+        snprintf(id, sizeof id, "\"s-%s\"", tenant);
+        CHECK_D(json_is(r.json, "deployment_id", id), r.json);
+        CHECK(atomic_load(&r.chunks) == 0);
+        req_free(&r);
+        shutdown_ok();
+    }
+}
+
+static void test_async_standin(void) {
+    g_section = "async stand-in";
+    if (g_url == NULL || *g_url == '\0') {
+        return;
+    }
+    shutdown_ok();
+    if (standin_init("OPENAI", "ok", "\"" KEY_INLINE "\"", NULL)) {
+        async_batch b = {0};
+        async_req c, s;
+        req_init(&c, &b);
+        req_init(&s, &b);
+        CHECK(start_complete(&c, HELLO) != 0);
+        CHECK(start_stream(&s, HELLO) != 0);
+        if (WAIT_BATCH(&b, 2)) {
+            settle();
+            CHECK_REQ(&c);
+            CHECK_REQ(&s);
+            if (CHECK_STATUS(c.status, LLMR_OK, c.json)) {
+                check_completion(c.json, "echo: hello harness");
+                CHECK_D(json_is(c.json, "deployment_id", "\"s-ok\""), c.json);
+            }
+            CHECK_STREAM_OK(&s, "echo: hello harness");
+            CHECK(atomic_load(&s.chunks) >= 2);
+            if (s.status == LLMR_OK) {
+                check_completion(s.json, "echo: hello harness");
+            }
+            req_free(&c);
+            req_free(&s);
+        }
+
+        /* Many at once, each its own question: every answer reaches its own user_data. */
+        enum { MANY = 40 };
+        async_batch mb = {0};
+        async_req *m = calloc(MANY, sizeof *m);
+        if (m == NULL) {
+            exit(2);
+        }
+        for (int i = 0; i < MANY; ++i) {
+            char req[160];
+            snprintf(req, sizeof req,
+                     "{\"messages\": [{\"role\": \"user\", \"content\": \"question %d\"}]}", i);
+            req_init(&m[i], &mb);
+            CHECK((i % 2 ? start_stream(&m[i], req) : start_complete(&m[i], req)) != 0);
+        }
+        if (WAIT_BATCH(&mb, MANY)) {
+            settle();
+            for (int i = 0; i < MANY; ++i) {
+                char want[64];
+                snprintf(want, sizeof want, "echo: question %d", i);
+                CHECK_REQ(&m[i]);
+                if (i % 2) {
+                    CHECK_STREAM_OK(&m[i], want);
+                } else if (CHECK_STATUS(m[i].status, LLMR_OK, m[i].json)) {
+                    char content[128];
+                    content_of(m[i].json, content, sizeof content);
+                    CHECK_D(strcmp(content, want) == 0, m[i].json);
+                }
+                req_free(&m[i]);
+            }
+            free(m);
+        }
+
+        /* Stopped by its callback at the first chunk. */
+        async_batch sb = {0};
+        async_req st;
+        req_init(&st, &sb);
+        st.stop_after = 1;
+        CHECK(start_stream(&st, HELLO) != 0);
+        if (WAIT_BATCH(&sb, 1)) {
+            settle();
+            CHECK_REQ(&st);
+            CHECK_ASYNC_ERROR(&st, LLMR_ERR_CANCELLED);
+            CHECK(atomic_load(&st.chunks) == 1);
+            req_free(&st);
+        }
+        shutdown_ok();
+    }
+
+    /* Failures, each with its status and error JSON in on_done. */
+    standin_async_failure("e429", LLMR_ERR_RATE_LIMITED, "429");
+    standin_async_failure("e401", LLMR_ERR_AUTH, "401");
+    standin_async_failure("e400", LLMR_ERR_BAD_REQUEST, "400");
+    standin_async_failure("overflow", LLMR_ERR_CONTEXT_OVERFLOW, "400");
+    standin_async_failure("e500", LLMR_ERR_UPSTREAM, "500");
+    standin_async_failure("garbage", LLMR_ERR_UPSTREAM, NULL);
+
+    /* A stream that breaks after its first chunk. */
+    if (standin_init("OPENAI", "midstreamerror", "\"" KEY_INLINE "\"", NULL)) {
+        async_batch b = {0};
+        async_req r;
+        req_init(&r, &b);
+        CHECK(start_stream(&r, HELLO) != 0);
+        if (WAIT_BATCH(&b, 1)) {
+            CHECK_REQ(&r);
+            CHECK_ASYNC_ERROR(&r, LLMR_ERR_UPSTREAM);
+            CHECK(atomic_load(&r.chunks) >= 1);
+            req_free(&r);
+        }
+        shutdown_ok();
+    }
+
+    /* A provider that never answers: llmr_cancel ends the wait at once. */
+    if (standin_init("OPENAI", "hang", "\"" KEY_INLINE "\"", NULL)) {
+        async_batch b = {0};
+        async_req r[2];
+        for (int i = 0; i < 2; ++i) {
+            req_init(&r[i], &b);
+            CHECK((i ? start_stream(&r[i], HELLO) : start_complete(&r[i], HELLO)) != 0);
+        }
+        sleep_ms(200);
+        CHECK(batch_done(&b) == 0);
+        double t0 = now_s();
+        for (int i = 0; i < 2; ++i) {
+            CHECK_STATUS(llmr_cancel(req_id(&r[i])), LLMR_OK, NULL);
+        }
+        if (WAIT_BATCH(&b, 2)) {
+            CHECK(now_s() - t0 < 5.0);
+            settle();
+            for (int i = 0; i < 2; ++i) {
+                CHECK_REQ(&r[i]);
+                CHECK_ASYNC_ERROR(&r[i], LLMR_ERR_CANCELLED);
+                req_free(&r[i]);
+            }
+        }
+
+        /* And llmr_shutdown ends every one of them. */
+        enum { HUNG = 10 };
+        async_batch hb = {0};
+        async_req h[HUNG];
+        for (int i = 0; i < HUNG; ++i) {
+            req_init(&h[i], &hb);
+            CHECK((i % 2 ? start_stream(&h[i], HELLO) : start_complete(&h[i], HELLO)) != 0);
+        }
+        sleep_ms(200);
+        t0 = now_s();
+        shutdown_ok();
+        CHECK(now_s() - t0 < (g_quick ? 5.0 : 1.0));
+        if (WAIT_BATCH(&hb, HUNG)) {
+            CHECK(now_s() - t0 < 10.0);
+            settle();
+            for (int i = 0; i < HUNG; ++i) {
+                CHECK_REQ(&h[i]);
+                CHECK_ASYNC_ERROR(&h[i], LLMR_ERR_CANCELLED);
+                req_free(&h[i]);
+            }
+        }
+    }
+    check_callback_thread();
+    printf("async stand-in cases ran\n");
+}
+
+/* ============================================================================================ */
 
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; ++i) {
@@ -1414,6 +2857,7 @@ int main(int argc, char **argv) {
         }
     }
     double t0 = now_s();
+    async_setup();
     printf("llmr C harness: library %s%s\n", llmr_version(), g_quick ? " (quick)" : "");
 
     test_static_functions();
@@ -1427,7 +2871,9 @@ int main(int argc, char **argv) {
     test_cancel();
     test_mock_failures();
     test_mock_tools();
+    test_async();
     test_standin();
+    test_async_standin();
 
     g_section = "end";
     shutdown_ok();
