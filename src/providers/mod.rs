@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod classify;
 pub mod cohere;
+pub mod eventstream;
 pub mod gemini;
 pub mod http;
 pub mod mock;
@@ -13,6 +14,7 @@ pub mod ollama;
 pub mod openai;
 pub mod registry;
 pub mod replicate;
+pub mod sigv4;
 pub mod vertex;
 
 use std::future::Future;
