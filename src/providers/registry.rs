@@ -74,8 +74,16 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         note: "",
     },
     compat("GROQ", "groq", "https://api.groq.com/openai/v1", true),
-    // Cohere's OpenAI-compatible endpoint until its native v2 chat lands.
-    compat("COHERE", "cohere", "https://api.cohere.ai/compatibility/v1", false),
+    ProviderSpec {
+        key: "COHERE",
+        prefix: "cohere",
+        family: Family::Cohere,
+        // Cohere v2 chat at `{base}/v2/chat`.
+        default_base: Some("https://api.cohere.com"),
+        needs_key: true,
+        stream_usage: false,
+        note: "",
+    },
     // Gemini's OpenAI-compatible endpoint until its native generateContent lands.
     compat(
         "GOOGLE",
@@ -86,11 +94,11 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         key: "OLLAMA",
         prefix: "ollama_chat",
-        family: Family::OpenAiCompatible,
-        // Ollama's OpenAI-compatible path until its native /api/chat lands.
-        default_base: Some("http://localhost:11434/v1"),
+        family: Family::Ollama,
+        // Native `/api/chat`; a base given with the OpenAI-compatible `/v1` works too.
+        default_base: Some("http://localhost:11434"),
         needs_key: false,
-        stream_usage: true,
+        stream_usage: false,
         note: "",
     },
     compat("MISTRAL", "mistral", "https://api.mistral.ai/v1", false),
@@ -144,11 +152,11 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         key: "REPLICATE",
         prefix: "replicate",
-        family: Family::Unsupported,
-        default_base: None,
+        family: Family::Replicate,
+        default_base: Some("https://api.replicate.com/v1"),
         needs_key: true,
         stream_usage: false,
-        note: "REPLICATE's predictions API is not implemented yet",
+        note: "",
     },
     compat("PERPLEXITY", "perplexity", "https://api.perplexity.ai", false),
     compat(
@@ -182,7 +190,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         default_base: None,
         needs_key: true,
         stream_usage: false,
-        note: "DATABRICKS needs `api_base` (https://WORKSPACE/serving-endpoints)",
+        note: "DATABRICKS needs `api_base` (the workspace URL https://WORKSPACE, or https://WORKSPACE/serving-endpoints)",
     },
     compat("DEEPSEEK", "openai", "https://api.deepseek.com/v1", true),
     compat(
