@@ -84,13 +84,16 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         stream_usage: false,
         note: "",
     },
-    // Gemini's OpenAI-compatible endpoint until its native generateContent lands.
-    compat(
-        "GOOGLE",
-        "gemini",
-        "https://generativelanguage.googleapis.com/v1beta/openai",
-        true,
-    ),
+    ProviderSpec {
+        key: "GOOGLE",
+        prefix: "gemini",
+        family: Family::Gemini,
+        // Native `generateContent` at `{base}/v1beta/models/{model}:generateContent`.
+        default_base: Some("https://generativelanguage.googleapis.com"),
+        needs_key: true,
+        stream_usage: false,
+        note: "",
+    },
     ProviderSpec {
         key: "OLLAMA",
         prefix: "ollama_chat",
