@@ -1772,3 +1772,456 @@ impl StreamParser for GeminiStream {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::types::StreamAssembler;
+
+    fn endpoint_with(model: &str, entry: &str) -> Endpoint {
+        let c = config::parse(&format!(
+            r#"{{"global_llm_configs":[{{"provider":"GOOGLE","model_name":"{model}","api_key":"AIza-test-key"{entry}}}]}}"#
+        ))
+        .unwrap();
+        Gemini.endpoint(&c.deployments[0], Some(8192)).unwrap()
+    }
+
+    fn endpoint() -> Endpoint {
+        endpoint_with("gemini-2.5-flash", "")
+    }
+
+    fn body_of(ep: &Endpoint, request: &str) -> Value {
+        let req = ChatRequest::from_json(request).unwrap();
+        serde_json::from_slice(&Gemini.request_body(ep, &req, false).unwrap()).unwrap()
+    }
+
+    fn body(request: &str) -> Value {
+        body_of(&endpoint(), request)
+    }
+
+    #[test]
+    fn urls_and_key_header() {
+        let ep = endpoint_with("gemini/gemini-2.5-pro", "");
+        assert_eq!(
+            ep.url,
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:generateContent"
+        );
+        assert_eq!(
+            ep.stream_url,
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(ep.headers["x-goog-api-key"], "AIza-test-key");
+        assert!(ep.headers["x-goog-api-key"].is_sensitive());
+        assert!(!format!("{ep:?}").contains("AIza-test-key"));
+        // A base that names a version, or the `models` collection, is kept as it is.
+        let ep = endpoint_with(
+            "gemini-2.0-flash",
+            r#","api_base":"http://127.0.0.1:9/t/v1""#,
+        );
+        assert_eq!(
+            ep.url,
+            "http://127.0.0.1:9/t/v1/models/gemini-2.0-flash:generateContent"
+        );
+        let ep = endpoint_with(
+            "gemini-2.0-flash",
+            r#","litellm_params":{"api_version":"v1alpha"}"#,
+        );
+        assert!(ep.url.contains("/v1alpha/models/"), "{}", ep.url);
+        let c = config::parse(
+            r#"{"global_llm_configs":[{"provider":"GOOGLE","model_name":"a/b?c","api_key":"k"}]}"#,
+        )
+        .unwrap();
+        assert!(Gemini.endpoint(&c.deployments[0], None).is_err());
+    }
+
+    #[test]
+    fn system_roles_and_merged_turns() {
+        let b = body(
+            r#"{"messages":[
+                {"role":"system","content":"Be brief."},
+                {"role":"developer","content":[{"type":"text","text":"Use French."}]},
+                {"role":"user","content":"Hi"},
+                {"role":"user","content":[{"type":"text","text":"there"}]},
+                {"role":"assistant","content":"Salut"},
+                {"role":"user","content":"Again"}]}"#,
+        );
+        assert_eq!(
+            b["systemInstruction"],
+            json!({"parts":[{"text":"Be brief."},{"text":"Use French."}]})
+        );
+        assert_eq!(
+            b["contents"],
+            json!([
+                {"role":"user","parts":[{"text":"Hi"},{"text":"there"}]},
+                {"role":"model","parts":[{"text":"Salut"}]},
+                {"role":"user","parts":[{"text":"Again"}]}
+            ])
+        );
+    }
+
+    #[test]
+    fn generation_config_from_request_and_deployment() {
+        let ep = endpoint_with(
+            "gemini-2.5-flash",
+            r#","litellm_params":{"temperature":0.3,"top_k":40,"max_tokens":100}"#,
+        );
+        let b = body_of(
+            &ep,
+            r#"{"messages":[{"role":"user","content":"x"}],"temperature":0.9,"top_p":0.5,
+                "max_completion_tokens":64,"stop":["END","", "STOP"],"seed":7,
+                "response_format":{"type":"json_schema","json_schema":{"name":"r","schema":
+                    {"type":"object","properties":{"a":{"type":"string"}},"additionalProperties":false}}}}"#,
+        );
+        let gc = &b["generationConfig"];
+        assert_eq!(gc["temperature"], 0.9, "the request wins");
+        assert_eq!(gc["topP"], 0.5);
+        assert_eq!(gc["topK"], 40, "the deployment's default");
+        assert_eq!(gc["maxOutputTokens"], 64);
+        assert_eq!(gc["stopSequences"], json!(["END", "STOP"]));
+        assert_eq!(gc["seed"], 7);
+        assert_eq!(gc["responseMimeType"], "application/json");
+        assert_eq!(
+            gc["responseSchema"],
+            json!({"type":"object","properties":{"a":{"type":"string"}}})
+        );
+        assert!(b.get("model").is_none() && b.get("messages").is_none());
+    }
+
+    #[test]
+    fn tools_calls_and_results_by_name() {
+        let b = body(
+            r#"{"messages":[
+                {"role":"user","content":"Weather in Paris?"},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
+                    "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+                {"role":"tool","tool_call_id":"call_1","content":"{\"temp\":21}"},
+                {"role":"tool","tool_call_id":"call_unknown","content":"plain text"}],
+              "tools":[{"type":"function","function":{"name":"get_weather","description":"Weather",
+                  "parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"],
+                  "$schema":"http://json-schema.org/draft-07/schema#"}}},
+                  {"type":"function","function":{"name":"now","parameters":{"type":"object","properties":{}}}}],
+              "tool_choice":{"type":"function","function":{"name":"get_weather"}}}"#,
+        );
+        assert_eq!(
+            b["tools"],
+            json!([{"functionDeclarations":[
+                {"name":"get_weather","description":"Weather","parameters":
+                    {"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}},
+                {"name":"now"}]}])
+        );
+        assert_eq!(
+            b["toolConfig"],
+            json!({"functionCallingConfig":{"mode":"ANY","allowedFunctionNames":["get_weather"]}})
+        );
+        let contents = b["contents"].as_array().unwrap();
+        assert_eq!(
+            contents[1],
+            json!({"role":"model","parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}}}]})
+        );
+        assert_eq!(contents[2]["role"], "user");
+        assert_eq!(
+            contents[2]["parts"][0],
+            json!({"functionResponse":{"name":"get_weather","response":{"temp":21}}})
+        );
+        // An unknown id still answers; a non-object result is wrapped.
+        assert_eq!(
+            contents[2]["parts"][1]["functionResponse"]["response"],
+            json!({"content":"plain text"})
+        );
+        for (choice, mode) in [("auto", "AUTO"), ("required", "ANY"), ("none", "NONE")] {
+            let b = body(&format!(
+                r#"{{"messages":[{{"role":"user","content":"x"}}],"tool_choice":"{choice}",
+                    "tools":[{{"type":"function","function":{{"name":"f"}}}}]}}"#
+            ));
+            assert_eq!(b["toolConfig"]["functionCallingConfig"]["mode"], mode);
+        }
+        let req = ChatRequest::from_json(
+            r#"{"messages":[{"role":"user","content":"x"}],"tool_choice":"sometimes",
+                "tools":[{"type":"function","function":{"name":"f"}}]}"#,
+        )
+        .unwrap();
+        let e = Gemini.request_body(&endpoint(), &req, false).unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+    }
+
+    #[test]
+    fn thought_signatures_ride_in_the_call_id() {
+        let ep = endpoint_with("gemini-3-pro-preview", "");
+        let resp = parse_response(
+            &ep.model,
+            br#"{"candidates":[{"content":{"role":"model","parts":[
+                {"functionCall":{"name":"f","args":{"a":1}},"thoughtSignature":"SIG123"}]},
+                "finishReason":"STOP"}]}"#,
+        )
+        .unwrap();
+        let call = &resp.choices[0].message.tool_calls.as_ref().unwrap()[0];
+        assert!(
+            call.id.ends_with("__thought__SIG123"),
+            "the signature rides in the id: {}",
+            call.id
+        );
+        assert_eq!(resp.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+        // Sent back in the history, the signature is restored beside the call.
+        let request = json!({"messages":[
+            {"role":"user","content":"x"},
+            {"role":"assistant","tool_calls":[{"id": call.id, "type":"function",
+                "function":{"name":"f","arguments":"{\"a\":1}"}}]},
+            {"role":"tool","tool_call_id": call.id, "content":"ok"}]});
+        let b = body_of(&ep, &request.to_string());
+        assert_eq!(b["contents"][1]["parts"][0]["thoughtSignature"], "SIG123");
+        assert_eq!(
+            b["contents"][2]["parts"][0]["functionResponse"]["name"],
+            "f"
+        );
+    }
+
+    #[test]
+    fn text_response_with_usage() {
+        let resp = parse_response(
+            "gemini-2.5-flash",
+            br#"{"candidates":[{"content":{"role":"model","parts":[
+                    {"text":"thinking...","thought":true},{"text":"Hello"},{"text":" world"}]},
+                 "finishReason":"STOP","index":0}],
+               "usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":5,"thoughtsTokenCount":3,"totalTokenCount":18},
+               "modelVersion":"gemini-2.5-flash-001","responseId":"resp-1"}"#,
+        )
+        .unwrap();
+        assert_eq!(resp.id, "resp-1");
+        assert_eq!(resp.model, "gemini-2.5-flash-001");
+        let m = &resp.choices[0].message;
+        assert_eq!(m.content.as_deref(), Some("Hello world"));
+        assert_eq!(m.reasoning_content.as_deref(), Some("thinking..."));
+        assert_eq!(resp.choices[0].finish_reason.as_deref(), Some("stop"));
+        let u = resp.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (10, 8));
+        let resp = parse_response(
+            "m",
+            br#"{"candidates":[{"content":{"parts":[{"text":"cut"}]},"finishReason":"MAX_TOKENS"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(resp.choices[0].finish_reason.as_deref(), Some("length"));
+    }
+
+    #[test]
+    fn safety_blocks_are_content_policy() {
+        let e = parse_response(
+            "m",
+            br#"{"promptFeedback":{"blockReason":"SAFETY","safetyRatings":[]},"usageMetadata":{"promptTokenCount":8}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, Status::ContentPolicy);
+        assert!(e.message.contains("SAFETY"), "{}", e.message);
+        let e = parse_response(
+            "m",
+            br#"{"candidates":[{"finishReason":"PROHIBITED_CONTENT","index":0}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, Status::ContentPolicy);
+        // Text that came before a safety stop is kept, flagged as filtered.
+        let r = parse_response(
+            "m",
+            br#"{"candidates":[{"content":{"parts":[{"text":"partial"}]},"finishReason":"SAFETY"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.choices[0].finish_reason.as_deref(),
+            Some("content_filter")
+        );
+        let e = parse_response(
+            "m",
+            br#"{"candidates":[{"finishReason":"MALFORMED_FUNCTION_CALL"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, Status::Upstream);
+    }
+
+    fn http_error(status: u16, body: &str) -> Error {
+        Gemini.parse_error(&endpoint(), status, body.as_bytes())
+    }
+
+    #[test]
+    fn error_bodies() {
+        // Verbatim shapes of the Gemini API's errors.
+        let e = http_error(
+            400,
+            r#"{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#,
+        );
+        assert_eq!(e.status, Status::ContextOverflow);
+        let e = http_error(
+            400,
+            r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT",
+                "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#,
+        );
+        assert_eq!(e.status, Status::Auth);
+        let e = http_error(
+            429,
+            r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED",
+                "details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"27s"}]}}"#,
+        );
+        assert_eq!(e.status, Status::RateLimited);
+        assert_eq!(e.retry_after, Some(27.0));
+        let e = http_error(
+            429,
+            r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[
+                {"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]}]}}"#,
+        );
+        assert_eq!(e.status, Status::RateLimited);
+        assert!(e.quota, "a per-day quota is not worth a quick retry");
+        let e = http_error(
+            503,
+            r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#,
+        );
+        assert_eq!(e.status, Status::Upstream);
+        let e = http_error(
+            404,
+            r#"{"error":{"code":404,"message":"models/gemini-9 is not found for API version v1beta","status":"NOT_FOUND"}}"#,
+        );
+        assert_eq!(e.status, Status::BadRequest);
+        // The one-element array form, and a body that is not JSON.
+        let e = http_error(
+            500,
+            r#"[{"error":{"code":500,"message":"Internal error encountered.","status":"INTERNAL"}}]"#,
+        );
+        assert_eq!(e.status, Status::Upstream);
+        assert!(e.message.contains("Internal error"), "{}", e.message);
+        assert_eq!(
+            http_error(502, "<html>bad gateway</html>").status,
+            Status::Upstream
+        );
+        // A 200 with an error inside.
+        let e = parse_response(
+            "m",
+            br#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, Status::RateLimited);
+    }
+
+    fn run_stream(input: &str, piece: usize) -> (Vec<ChatChunk>, Result<(), Error>) {
+        let mut p = Gemini.stream_parser(&endpoint());
+        let mut out = VecDeque::new();
+        for bytes in input.as_bytes().chunks(piece) {
+            if let Err(e) = p.feed(bytes, &mut out) {
+                return (out.into_iter().collect(), Err(e));
+            }
+        }
+        let r = p.finish(&mut out);
+        (out.into_iter().collect(), r)
+    }
+
+    fn assemble(chunks: &[ChatChunk]) -> ChatResponse {
+        let mut a = StreamAssembler::default();
+        for c in chunks {
+            a.push(c);
+        }
+        a.into_response()
+    }
+
+    const TEXT_STREAM: &str = concat!(
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hel\"}],\"role\": \"model\"},\"index\": 0}],",
+        "\"usageMetadata\": {\"promptTokenCount\": 4},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"r1\"}\r\n\r\n",
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"lo\\nthere\"}],\"role\": \"model\"},\"index\": 0}]}\r\n\r\n",
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],",
+        "\"usageMetadata\": {\"promptTokenCount\": 4,\"candidatesTokenCount\": 3,\"totalTokenCount\": 7}}\r\n\r\n",
+    );
+
+    #[test]
+    fn stream_text_survives_any_split() {
+        for piece in 1..=TEXT_STREAM.len().min(64) {
+            let (chunks, r) = run_stream(TEXT_STREAM, piece);
+            r.unwrap();
+            let resp = assemble(&chunks);
+            assert_eq!(
+                resp.choices[0].message.content.as_deref(),
+                Some("Hello\nthere"),
+                "piece {piece}"
+            );
+            assert_eq!(resp.choices[0].finish_reason.as_deref(), Some("stop"));
+            let u = resp.usage.unwrap();
+            assert_eq!((u.prompt_tokens, u.completion_tokens), (4, 3));
+            assert_eq!(resp.id, "r1");
+        }
+    }
+
+    #[test]
+    fn stream_function_calls_arrive_whole() {
+        let input = concat!(
+            "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[",
+            "{\"functionCall\":{\"name\":\"get_weather\",\"args\":{\"city\":\"Paris\"}}},",
+            "{\"functionCall\":{\"name\":\"now\"}}]},\"finishReason\":\"STOP\"}]}\n\n"
+        );
+        let (chunks, r) = run_stream(input, 7);
+        r.unwrap();
+        let resp = assemble(&chunks);
+        let calls = resp.choices[0].message.tool_calls.as_ref().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].function.name, "get_weather");
+        assert_eq!(calls[0].function.arguments, r#"{"city":"Paris"}"#);
+        assert_eq!(calls[1].function.arguments, "{}");
+        assert_ne!(calls[0].id, calls[1].id);
+        assert_eq!(resp.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+    }
+
+    #[test]
+    fn stream_errors_blocks_and_truncation() {
+        // Cut before the finishReason: truncated, what came is kept.
+        let cut = &TEXT_STREAM[..TEXT_STREAM
+            .find("data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"\"}]")
+            .unwrap()];
+        let (chunks, r) = run_stream(cut, 5);
+        assert_eq!(r.unwrap_err().status, Status::Upstream);
+        assert_eq!(
+            assemble(&chunks).choices[0].message.content.as_deref(),
+            Some("Hello\nthere")
+        );
+        // An error event mid-stream.
+        let input = concat!(
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}]}\n\n",
+            "data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded.\",\"status\":\"UNAVAILABLE\"}}\n\n"
+        );
+        let (chunks, r) = run_stream(input, 3);
+        assert_eq!(r.unwrap_err().status, Status::Upstream);
+        assert!(!chunks.is_empty());
+        // A blocked prompt in a stream.
+        let input = "data: {\"promptFeedback\":{\"blockReason\":\"PROHIBITED_CONTENT\"}}\n\n";
+        let (_, r) = run_stream(input, 4);
+        assert_eq!(r.unwrap_err().status, Status::ContentPolicy);
+        // Garbage.
+        let (_, r) = run_stream("data: {not json\n\n", 2);
+        assert_eq!(r.unwrap_err().status, Status::Upstream);
+    }
+
+    #[test]
+    fn schemas_are_cleaned_into_gemini_s_subset() {
+        let s = clean_schema(&json!({
+            "$defs": {"Unit": {"type": "string", "enum": ["c", "f"]}},
+            "type": "object",
+            "properties": {
+                "unit": {"$ref": "#/$defs/Unit"},
+                "n": {"type": ["integer", "null"], "exclusiveMinimum": 0},
+                "k": {"const": "x"},
+                "alt": {"oneOf": [{"type": "string"}, {"type": "number"}]}
+            },
+            "required": ["unit", "missing"],
+            "additionalProperties": false
+        }));
+        assert_eq!(
+            s["properties"]["unit"],
+            json!({"type": "string", "enum": ["c", "f"]})
+        );
+        assert_eq!(s["properties"]["n"]["nullable"], true);
+        assert_eq!(s["properties"]["n"]["type"], "integer");
+        assert!(s["properties"]["n"].get("exclusiveMinimum").is_none());
+        assert_eq!(s["properties"]["k"]["enum"], json!(["x"]));
+        assert!(s["properties"]["alt"].get("anyOf").is_some());
+        assert_eq!(s["required"], json!(["unit"]));
+        assert!(s.get("additionalProperties").is_none() && s.get("$defs").is_none());
+        // A self-referencing schema ends; it does not recurse forever.
+        let s = clean_schema(
+            &json!({"$defs": {"N": {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}}}},
+                                     "$ref": "#/$defs/N"}),
+        );
+        assert_eq!(s["type"], "object");
+    }
+}
