@@ -73,7 +73,15 @@ pub(crate) async fn perform(conn: &mut Conn, ex: &Exchange, reply: Reply) -> io:
             out.json(400, &format.overflow(limit, tokens.max(limit + 1)))
                 .await
         }
-        Kind::Policy => out.json(400, &format.policy()).await,
+        Kind::Policy => match format.policy() {
+            // A refusal that comes as a 200 comes as the stream's one event when streaming.
+            (200, body) if ex.prompt.stream => {
+                out.events(vec![crate::format::event(None, &body)], true)
+                    .await?;
+                Ok(out.after())
+            }
+            (status, body) => out.json(status, &body).await,
+        },
         Kind::Status(status) => out.json(status, &format.error(status)).await,
         Kind::Raw { status, body } => out.full(status, JSON, body.as_bytes()).await,
         Kind::Fault(fault) => out.fault(ex, fault).await,

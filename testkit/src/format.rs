@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::prompt::{Answer, Prompt};
-use crate::{anthropic, openai};
+use crate::{anthropic, gemini, openai};
 
 /// Which provider API a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub(crate) enum Format {
     OpenAi,
     /// `.../v1/messages`.
     Anthropic,
+    /// `.../models/{model}:generateContent` and `:streamGenerateContent`.
+    Gemini,
 }
 
 /// A streamed response, in three parts so faults can cut it: events before
@@ -69,8 +71,18 @@ impl Format {
         let path = path.split(['?', '#']).next().unwrap_or("");
         if path.trim_end_matches('/').ends_with("/messages") {
             Format::Anthropic
+        } else if path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent") {
+            Format::Gemini
         } else {
             Format::OpenAi
+        }
+    }
+
+    /// What the behaviours need to know of a request in this format.
+    pub fn prompt(self, body: &Value, path: &str) -> Prompt {
+        match self {
+            Format::OpenAi | Format::Anthropic => Prompt::from_body(body),
+            Format::Gemini => gemini::prompt(body, path),
         }
     }
 
@@ -79,6 +91,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::error(status),
             Format::Anthropic => anthropic::error(status),
+            Format::Gemini => gemini::error(status),
         }
     }
 
@@ -87,14 +100,17 @@ impl Format {
         match self {
             Format::OpenAi => openai::overflow(limit, tokens),
             Format::Anthropic => anthropic::overflow(limit, tokens),
+            Format::Gemini => gemini::overflow(limit, tokens),
         }
     }
 
-    /// The 400 body of a content-policy refusal.
-    pub fn policy(self) -> Value {
+    /// The status and body of a content-policy refusal.
+    pub fn policy(self) -> (u16, Value) {
         match self {
-            Format::OpenAi => openai::policy(),
-            Format::Anthropic => anthropic::policy(),
+            Format::OpenAi => (400, openai::policy()),
+            Format::Anthropic => (400, anthropic::policy()),
+            // A blocked prompt is a 200 whose `promptFeedback` says why.
+            Format::Gemini => (200, gemini::policy()),
         }
     }
 
@@ -103,6 +119,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::inline_error(),
             Format::Anthropic => anthropic::inline_error(),
+            Format::Gemini => gemini::inline_error(),
         }
     }
 
@@ -111,6 +128,7 @@ impl Format {
         match self {
             Format::OpenAi => event(None, &openai::inline_error()),
             Format::Anthropic => event(Some("error"), &anthropic::inline_error()),
+            Format::Gemini => event(None, &gemini::inline_error()),
         }
     }
 
@@ -119,6 +137,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::response(prompt, answer),
             Format::Anthropic => anthropic::response(prompt, answer),
+            Format::Gemini => gemini::response(prompt, answer),
         }
     }
 
@@ -127,6 +146,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::stream(prompt, answer),
             Format::Anthropic => anthropic::stream(prompt, answer),
+            Format::Gemini => gemini::stream(prompt, answer),
         }
     }
 }
@@ -144,5 +164,9 @@ mod tests {
             Format::Anthropic
         );
         assert_eq!(Format::from_path("/a/v1/embeddings"), Format::OpenAi);
+        assert_eq!(
+            Format::from_path("/a/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"),
+            Format::Gemini
+        );
     }
 }

@@ -10,7 +10,6 @@ use crate::behaviour::{perform, Exchange, Next};
 use crate::control;
 use crate::format::Format;
 use crate::http::{head, Conn, Framing, Request};
-use crate::prompt::Prompt;
 use crate::record::{tenant_of, RecordedRequest, Registry};
 
 /// Accepts connections forever, each served on its own task.
@@ -86,9 +85,10 @@ async fn exchange(conn: &mut Conn, registry: &Registry, req: Request) -> std::io
         serde_json::from_slice(&req.body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&req.body).into_owned()))
     };
+    let format = Format::from_path(&req.path);
     let ex = Exchange {
-        format: Format::from_path(&req.path),
-        prompt: Prompt::from_body(&body),
+        format,
+        prompt: format.prompt(&body, &req.path),
         tenant: tenant_of(&req.path).to_owned(),
         close: !req.keep_alive,
     };
