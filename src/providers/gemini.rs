@@ -154,6 +154,7 @@ fn checks_signatures(model: &str) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flavor {
     GeminiApi,
+    #[allow(dead_code)] // Until the Vertex provider lands.
     Vertex,
 }
 
@@ -469,7 +470,7 @@ fn function_declarations(tools: &[Tool]) -> Vec<Value> {
                 let is_object = schema
                     .get("type")
                     .and_then(Value::as_str)
-                    .is_none_or(|t| t.eq_ignore_ascii_case("object"));
+                    .map_or(true, |t| t.eq_ignore_ascii_case("object"));
                 if has_properties || !is_object {
                     decl.insert("parameters".into(), schema);
                 }
