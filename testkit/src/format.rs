@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::prompt::{Answer, Prompt};
-use crate::{anthropic, openai};
+use crate::{anthropic, cohere, openai};
 
 /// Which provider API a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub(crate) enum Format {
     OpenAi,
     /// `.../v1/messages`.
     Anthropic,
+    /// `.../v2/chat`.
+    Cohere,
 }
 
 /// A streamed response, in three parts so faults can cut it: events before
@@ -67,8 +69,11 @@ pub(crate) fn now() -> u64 {
 impl Format {
     pub fn from_path(path: &str) -> Format {
         let path = path.split(['?', '#']).next().unwrap_or("");
-        if path.trim_end_matches('/').ends_with("/messages") {
+        let path = path.trim_end_matches('/');
+        if path.ends_with("/messages") {
             Format::Anthropic
+        } else if path.ends_with("/v2/chat") {
+            Format::Cohere
         } else {
             Format::OpenAi
         }
@@ -79,6 +84,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::error(status),
             Format::Anthropic => anthropic::error(status),
+            Format::Cohere => cohere::error(status),
         }
     }
 
@@ -87,6 +93,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::overflow(limit, tokens),
             Format::Anthropic => anthropic::overflow(limit, tokens),
+            Format::Cohere => cohere::overflow(limit, tokens),
         }
     }
 
@@ -95,6 +102,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::policy(),
             Format::Anthropic => anthropic::policy(),
+            Format::Cohere => cohere::policy(),
         }
     }
 
@@ -103,6 +111,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::inline_error(),
             Format::Anthropic => anthropic::inline_error(),
+            Format::Cohere => cohere::inline_error(),
         }
     }
 
@@ -111,6 +120,7 @@ impl Format {
         match self {
             Format::OpenAi => event(None, &openai::inline_error()),
             Format::Anthropic => event(Some("error"), &anthropic::inline_error()),
+            Format::Cohere => cohere::stream_error(),
         }
     }
 
@@ -119,6 +129,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::response(prompt, answer),
             Format::Anthropic => anthropic::response(prompt, answer),
+            Format::Cohere => cohere::response(prompt, answer),
         }
     }
 
@@ -127,6 +138,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::stream(prompt, answer),
             Format::Anthropic => anthropic::stream(prompt, answer),
+            Format::Cohere => cohere::stream(prompt, answer),
         }
     }
 }
@@ -144,5 +156,7 @@ mod tests {
             Format::Anthropic
         );
         assert_eq!(Format::from_path("/a/v1/embeddings"), Format::OpenAi);
+        assert_eq!(Format::from_path("/a/v2/chat"), Format::Cohere);
+        assert_eq!(Format::from_path("/a/v1/chat"), Format::OpenAi);
     }
 }

@@ -1,14 +1,14 @@
 //! A loopback stand-in for LLM providers, for llmr's tests and benchmarks.
 //!
 //! [`StandIn`] is a small HTTP/1.1 server on `127.0.0.1` that speaks the
-//! OpenAI chat-completions and Anthropic messages wire formats and can
-//! misbehave in the ways real providers do.
+//! OpenAI chat-completions, Anthropic messages and Cohere v2 chat wire
+//! formats and can misbehave in the ways real providers do.
 //!
 //! Each request's behaviour is chosen by the first segment of its path, the
 //! *tenant*: point a client at [`StandIn::base`]`("e429")` (OpenAI style,
 //! `…/e429/v1`) or [`StandIn::anthropic_base`]`("e429")` (`…/e429`) and it
-//! gets rate-limited. The format comes from the path's end (`/chat/completions`
-//! or `/v1/messages`), streaming from `"stream": true` in the body.
+//! gets rate-limited. The format comes from the path's end (`/chat/completions`,
+//! `/v1/messages` or `/v2/chat`), streaming from `"stream": true` in the body.
 //!
 //! A tenant answers, in order of precedence: the replies [scripted](StandIn::script)
 //! for it, one per request; its [`always`](StandIn::always) reply; the preset
@@ -36,6 +36,7 @@
 
 mod anthropic;
 mod behaviour;
+mod cohere;
 mod control;
 mod format;
 mod http;
@@ -55,6 +56,7 @@ use tokio::sync::oneshot;
 
 pub use anthropic::TOOL_USE_ID;
 pub use behaviour::HUGE_PADDING;
+pub use cohere::TOOL_CALL_ID as COHERE_TOOL_CALL_ID;
 pub use openai::TOOL_CALL_ID;
 pub use record::RecordedRequest;
 pub use reply::{Fault, Reply, OVERFLOW_LIMIT, TOOL_ARGUMENTS};
@@ -181,6 +183,7 @@ impl StandIn {
     }
 
     /// An Anthropic-style api_base for a tenant: `http://127.0.0.1:PORT/<tenant>`.
+    /// Cohere's is the same (its client appends `/v2/chat`).
     pub fn anthropic_base(&self, tenant: &str) -> String {
         format!("http://{}/{tenant}", self.addr)
     }
