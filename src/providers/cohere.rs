@@ -979,3 +979,784 @@ impl StreamParser for CohereStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::types::StreamAssembler;
+
+    fn endpoint_with(entry: &str) -> Endpoint {
+        let c = config::parse(&format!(
+            r#"{{"global_llm_configs":[{{"provider":"COHERE","model_name":"command-a-03-2025","api_key":"co-test-key-123456"{entry}}}]}}"#
+        ))
+        .unwrap();
+        Cohere.endpoint(&c.deployments[0], None).unwrap()
+    }
+
+    fn endpoint() -> Endpoint {
+        endpoint_with("")
+    }
+
+    fn body_of(ep: &Endpoint, request: &str, stream: bool) -> Value {
+        let req = ChatRequest::from_json(request).unwrap();
+        serde_json::from_slice(&Cohere.request_body(ep, &req, stream).unwrap()).unwrap()
+    }
+
+    fn body(request: &str) -> Value {
+        body_of(&endpoint(), request, false)
+    }
+
+    fn body_err(request: &str) -> Error {
+        let req = ChatRequest::from_json(request).unwrap();
+        Cohere.request_body(&endpoint(), &req, false).unwrap_err()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Endpoint and request
+
+    #[test]
+    fn endpoint_url_and_bearer_key() {
+        let ep = endpoint();
+        assert_eq!(ep.url, "https://api.cohere.com/v2/chat");
+        assert_eq!(ep.stream_url, ep.url);
+        assert_eq!(ep.headers[AUTHORIZATION], "Bearer co-test-key-123456");
+        assert!(ep.headers[AUTHORIZATION].is_sensitive());
+        assert_eq!(ep.headers[CONTENT_TYPE], "application/json");
+        assert!(
+            !format!("{ep:?}").contains("co-test-key-123456"),
+            "no key in Debug"
+        );
+        let ep = endpoint_with(r#","litellm_params":{"extra_headers":{"X-Client-Name":"my-app"}}"#);
+        assert_eq!(ep.headers["x-client-name"], "my-app");
+    }
+
+    #[test]
+    fn a_base_with_or_without_the_path() {
+        for base in [
+            "https://api.cohere.ai",
+            "https://api.cohere.ai/",
+            "https://api.cohere.ai/v2",
+            "https://api.cohere.ai/v2/chat",
+            "https://api.cohere.ai/v1",
+            "https://api.cohere.ai/v1/chat/",
+        ] {
+            assert_eq!(chat_url(base), "https://api.cohere.ai/v2/chat", "{base}");
+        }
+        assert_eq!(
+            chat_url("http://127.0.0.1:9/t"),
+            "http://127.0.0.1:9/t/v2/chat"
+        );
+    }
+
+    #[test]
+    fn sampling_fields_and_their_cohere_names() {
+        let ep = endpoint_with(
+            r#","litellm_params":{"temperature":0.1,"safety_mode":"STRICT","top_k":5,"max_tokens":100}"#,
+        );
+        let b = body_of(
+            &ep,
+            r#"{"messages":[{"role":"developer","content":"Be brief."},{"role":"user","content":"hi"}],
+                "max_completion_tokens":64,"stop":"END","temperature":0.7,"top_p":0.9,"seed":42,
+                "frequency_penalty":0.5,"user":"u1","parallel_tool_calls":false,"logit_bias":{"1":2}}"#,
+            false,
+        );
+        assert_eq!(b["model"], "command-a-03-2025");
+        assert_eq!(b["stream"], false);
+        assert_eq!(
+            b["messages"],
+            json!([{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}])
+        );
+        assert_eq!(b["max_tokens"], 64);
+        assert_eq!(b["stop_sequences"], json!(["END"]));
+        assert_eq!(b["temperature"], 0.7);
+        assert_eq!(b["p"], 0.9);
+        assert_eq!(b["k"], 5);
+        assert_eq!(
+            (b["seed"].clone(), b["frequency_penalty"].clone()),
+            (json!(42), json!(0.5))
+        );
+        assert_eq!(b["safety_mode"], "STRICT");
+        for absent in [
+            "stop",
+            "top_p",
+            "top_k",
+            "user",
+            "parallel_tool_calls",
+            "logit_bias",
+            "max_completion_tokens",
+            "tools",
+            "tool_choice",
+        ] {
+            assert!(b.get(absent).is_none(), "{absent}");
+        }
+        let b = body_of(
+            &ep,
+            r#"{"messages":[{"role":"user","content":"hi"}],"stop":["a","b"]}"#,
+            true,
+        );
+        assert_eq!(b["stream"], true);
+        assert_eq!(b["temperature"], 0.1, "the deployment's default");
+        assert_eq!(b["max_tokens"], 100, "the deployment's default");
+        assert_eq!(b["stop_sequences"], json!(["a", "b"]));
+    }
+
+    const WEATHER_TOOLS: &str = r#"[
+        {"type":"function","function":{"name":"get_weather","description":"Weather of a city",
+          "parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}},
+        {"type":"function","function":{"name":"now"}}]"#;
+
+    #[test]
+    fn tool_calls_plans_and_results() {
+        let b = body(&format!(
+            r#"{{"messages":[
+                {{"role":"user","content":"weather in Paris?"}},
+                {{"role":"assistant","content":"I will look it up.","tool_calls":[
+                    {{"id":"get_weather_1","type":"function","function":{{"name":"get_weather","arguments":{{"city":"Paris"}}}}}},
+                    {{"id":"now_2","type":"function","function":{{"name":"now","arguments":""}}}}]}},
+                {{"role":"tool","tool_call_id":"get_weather_1","content":"sunny"}},
+                {{"role":"tool","tool_call_id":"now_2","content":{{"t":"12:00"}}}},
+                {{"role":"assistant","content":[{{"type":"text","text":"Sunny at noon."}}]}}],
+              "tools":{WEATHER_TOOLS}}}"#
+        ));
+        let m = &b["messages"];
+        assert_eq!(
+            m[1],
+            json!({"role":"assistant","tool_plan":"I will look it up.","tool_calls":[
+                {"id":"get_weather_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}},
+                {"id":"now_2","type":"function","function":{"name":"now","arguments":"{}"}}]})
+        );
+        assert_eq!(
+            m[2],
+            json!({"role":"tool","tool_call_id":"get_weather_1","content":"sunny"})
+        );
+        assert_eq!(
+            m[3]["content"], r#"{"t":"12:00"}"#,
+            "non-string results are serialised"
+        );
+        assert_eq!(
+            m[4],
+            json!({"role":"assistant","content":[{"type":"text","text":"Sunny at noon."}]})
+        );
+        assert_eq!(
+            b["tools"],
+            json!([
+                {"type":"function","function":{"name":"get_weather","description":"Weather of a city",
+                  "parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}},
+                {"type":"function","function":{"name":"now","parameters":{"type":"object","properties":{}}}}])
+        );
+        assert!(b.get("tool_choice").is_none(), "auto is Cohere's default");
+        assert!(b.get("strict_tools").is_none());
+
+        // A tool plan given back as Cohere sent it wins over the text, and a call without text has none.
+        let b = body(
+            r#"{"messages":[{"role":"user","content":"x"},
+                {"role":"assistant","content":null,"tool_plan":"Plan.","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]},
+                {"role":"assistant","tool_calls":[{"id":"b","type":"function","function":{"name":"f","arguments":"{}"}}]}]}"#,
+        );
+        assert_eq!(b["messages"][1]["tool_plan"], "Plan.");
+        assert!(b["messages"][1].get("content").is_none());
+        assert!(b["messages"][2].get("tool_plan").is_none());
+    }
+
+    fn choice(tool_choice: &str) -> Value {
+        body(&format!(
+            r#"{{"messages":[{{"role":"user","content":"hi"}}],"tools":{WEATHER_TOOLS},"tool_choice":{tool_choice}}}"#
+        ))
+    }
+
+    #[test]
+    fn tool_choice_is_required_none_or_left_out() {
+        assert!(choice(r#""auto""#).get("tool_choice").is_none());
+        assert_eq!(choice(r#""required""#)["tool_choice"], "REQUIRED");
+        assert_eq!(choice(r#""none""#)["tool_choice"], "NONE");
+        assert_eq!(choice(r#""NONE""#)["tool_choice"], "NONE");
+        assert_eq!(choice(r#""none""#)["tools"].as_array().unwrap().len(), 2);
+        // A named tool: required, with only that tool offered.
+        let b = choice(r#"{"type":"function","function":{"name":"now"}}"#);
+        assert_eq!(b["tool_choice"], "REQUIRED");
+        assert_eq!(b["tools"].as_array().unwrap().len(), 1);
+        assert_eq!(b["tools"][0]["function"]["name"], "now");
+        let e = body_err(&format!(
+            r#"{{"messages":[{{"role":"user","content":"hi"}}],"tools":{WEATHER_TOOLS},"tool_choice":{{"type":"function","function":{{"name":"nope"}}}}}}"#
+        ));
+        assert_eq!(e.status, Status::InvalidArgument);
+        assert!(e.message.contains("nope"), "{}", e.message);
+        let e = body_err(&format!(
+            r#"{{"messages":[{{"role":"user","content":"hi"}}],"tools":{WEATHER_TOOLS},"tool_choice":"sometimes"}}"#
+        ));
+        assert_eq!(e.status, Status::InvalidArgument);
+        // Without tools there is nothing to choose among.
+        let b = body(r#"{"messages":[{"role":"user","content":"hi"}],"tool_choice":"required"}"#);
+        assert!(b.get("tool_choice").is_none());
+        // OpenAI's per-function `strict` is Cohere's request-wide `strict_tools`.
+        let b = body(
+            r#"{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","strict":true,"parameters":{"type":"object","properties":{}}}}]}"#,
+        );
+        assert_eq!(b["strict_tools"], true);
+        assert!(b["tools"][0]["function"].get("strict").is_none());
+    }
+
+    #[test]
+    fn response_format_json_object_and_schema() {
+        let rf = |f: &str| {
+            body(&format!(
+                r#"{{"messages":[{{"role":"user","content":"hi"}}],"response_format":{f}}}"#
+            ))["response_format"]
+                .clone()
+        };
+        assert_eq!(
+            rf(r#"{"type":"json_object"}"#),
+            json!({"type":"json_object"})
+        );
+        assert_eq!(
+            rf(
+                r#"{"type":"json_schema","json_schema":{"name":"age","strict":true,"schema":{"type":"object","properties":{"age":{"type":"integer"}}}}}"#
+            ),
+            json!({"type":"json_object","json_schema":{"type":"object","properties":{"age":{"type":"integer"}}}})
+        );
+        let native = r#"{"type":"json_object","json_schema":{"type":"object"}}"#;
+        assert_eq!(rf(native), serde_json::from_str::<Value>(native).unwrap());
+        assert_eq!(rf(r#"{"type":"text"}"#), Value::Null, "text is the default");
+    }
+
+    #[test]
+    fn images_and_system_parts() {
+        let b = body(
+            r#"{"messages":[
+                {"role":"system","content":[{"type":"text","text":"Be"},{"type":"text","text":" kind."}]},
+                {"role":"user","content":[{"type":"text","text":"what is this?"},
+                    {"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo=","detail":"low"}},
+                    {"type":"image_url","image_url":"https://x/y.png"}]}]}"#,
+        );
+        assert_eq!(
+            b["messages"][0]["content"],
+            json!([{"type":"text","text":"Be"},{"type":"text","text":" kind."}])
+        );
+        assert_eq!(
+            b["messages"][1]["content"],
+            json!([{"type":"text","text":"what is this?"},
+                   {"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo=","detail":"low"}},
+                   {"type":"image_url","image_url":{"url":"https://x/y.png"}}])
+        );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Response
+
+    #[test]
+    fn text_response_with_tokens_usage() {
+        // Cohere's documented v2 answer.
+        let r = parse_response(
+            &endpoint(),
+            br#"{"id":"c14c80c3-18eb-4519-9460-6c92edd8cfb4","finish_reason":"COMPLETE",
+                 "message":{"role":"assistant","content":[{"type":"text","text":"LLMs are "},{"type":"text","text":"models."}]},
+                 "usage":{"billed_units":{"input_tokens":5,"output_tokens":418},"tokens":{"input_tokens":71,"output_tokens":418}}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.id, "c14c80c3-18eb-4519-9460-6c92edd8cfb4");
+        assert_eq!(r.model, "command-a-03-2025");
+        let c = &r.choices[0];
+        assert_eq!(c.message.content.as_deref(), Some("LLMs are models."));
+        assert_eq!(c.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            r.usage,
+            Some(Usage::new(71, 418)),
+            "tokens, not billed_units"
+        );
+
+        let r = parse_response(
+            &endpoint(),
+            br#"{"id":"x","finish_reason":"MAX_TOKENS","message":{"role":"assistant","content":[
+                 {"type":"thinking","thinking":"Hmm."},{"type":"text","text":"cut"}]},
+                 "usage":{"billed_units":{"input_tokens":9.0,"output_tokens":3}}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.choices[0].finish_reason.as_deref(), Some("length"));
+        assert_eq!(
+            r.choices[0].message.reasoning_content.as_deref(),
+            Some("Hmm.")
+        );
+        assert_eq!(r.choices[0].message.content.as_deref(), Some("cut"));
+        assert_eq!(
+            r.usage,
+            Some(Usage::new(9, 3)),
+            "billed_units when tokens are absent"
+        );
+    }
+
+    #[test]
+    fn tool_call_response_keeps_the_plan_as_text() {
+        let r = parse_response(
+            &endpoint(),
+            br#"{"id":"a1","finish_reason":"TOOL_CALL","message":{"role":"assistant",
+                 "tool_plan":"I will search for the weather in Madrid.",
+                 "tool_calls":[{"id":"get_weather_776n8ctsgycn","type":"function",
+                    "function":{"name":"get_weather","arguments":"{\"location\":\"Madrid\"}"}},
+                    {"id":"now_1","type":"function","function":{"name":"now","arguments":""}}]},
+                 "usage":{"billed_units":{"input_tokens":37,"output_tokens":28},"tokens":{"input_tokens":1048,"output_tokens":57}}}"#,
+        )
+        .unwrap();
+        let m = &r.choices[0].message;
+        assert_eq!(
+            m.content.as_deref(),
+            Some("I will search for the weather in Madrid.")
+        );
+        let calls = m.tool_calls.as_ref().unwrap();
+        assert_eq!(calls[0].id, "get_weather_776n8ctsgycn");
+        assert_eq!(calls[0].function.name, "get_weather");
+        assert_eq!(calls[0].function.arguments, r#"{"location":"Madrid"}"#);
+        assert_eq!(calls[1].function.arguments, "{}");
+        assert_eq!(r.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(r.usage, Some(Usage::new(1048, 57)));
+
+        // Calls without a plan: no content at all, as OpenAI.
+        let r = parse_response(
+            &endpoint(),
+            br#"{"id":"a2","finish_reason":"COMPLETE","message":{"role":"assistant","tool_calls":[
+                 {"id":"t","type":"function","function":{"name":"f","arguments":"{}"}}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.choices[0].message.content, None);
+        assert_eq!(r.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(r.usage, None, "no usage: the router estimates it");
+    }
+
+    #[test]
+    fn finish_reasons() {
+        let finish = |reason: &str| {
+            parse_response(
+                &endpoint(),
+                format!(r#"{{"id":"x","finish_reason":"{reason}","message":{{"role":"assistant","content":[{{"type":"text","text":"t"}}]}}}}"#)
+                    .as_bytes(),
+            )
+            .map(|r| r.choices[0].finish_reason.clone().unwrap())
+        };
+        assert_eq!(finish("COMPLETE").unwrap(), "stop");
+        assert_eq!(finish("STOP_SEQUENCE").unwrap(), "stop");
+        assert_eq!(finish("MAX_TOKENS").unwrap(), "length");
+        assert_eq!(finish("complete").unwrap(), "stop");
+        assert_eq!(finish("ERROR_TOXIC").unwrap(), "content_filter");
+        assert_eq!(finish("SOMETHING_NEW").unwrap(), "stop");
+        let e = finish("ERROR").unwrap_err();
+        assert_eq!(
+            e.status,
+            Status::Upstream,
+            "a failed generation is retryable"
+        );
+        assert_eq!(finish("TIMEOUT").unwrap_err().status, Status::Timeout);
+    }
+
+    #[test]
+    fn a_200_that_is_not_an_answer() {
+        let e = parse_response(
+            &endpoint(),
+            br#"{"id":"x","message":"internal server error"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (Status::Upstream, "internal server error")
+        );
+        let e = parse_response(
+            &endpoint(),
+            br#"{"id":"x","message":"too many tokens: size limit exceeded by 12 tokens. Try using shorter or fewer inputs."}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, Status::ContextOverflow);
+        assert_eq!(
+            parse_response(&endpoint(), b"<html>").unwrap_err().status,
+            Status::Upstream
+        );
+        assert_eq!(
+            parse_response(&endpoint(), b"{}").unwrap_err().status,
+            Status::Upstream
+        );
+        assert_eq!(
+            parse_response(&endpoint(), b"[1]").unwrap_err().status,
+            Status::Upstream
+        );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Errors (texts from Cohere's errors page and from public issue threads)
+
+    fn http_error(status: u16, message: &str) -> Error {
+        let body = json!({"id": "24e32f6d-b372-4853-85f2-11e65134f032", "message": message});
+        Cohere.parse_error(&endpoint(), status, body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn overflow_and_the_output_cap_that_is_not_one() {
+        for m in [
+            "too many tokens: size limit exceeded by 11326 tokens. Try using shorter or fewer inputs, or setting prompt_truncation='AUTO'.",
+            "too many tokens: size limit exceeded by 19296 tokens. Try using shorter or fewer inputs. The limit for this model is 132000 tokens.",
+            "too many tokens: minimal context could not be added to prompt (size limit exceeded by 280 tokens)",
+            "too many tokens: total number of tokens in the prompt cannot exceed 4081 - received 4292. Try using a shorter prompt, or enabling prompt truncating.",
+        ] {
+            let e = http_error(400, m);
+            assert_eq!(e.status, Status::ContextOverflow, "{m}");
+            assert_eq!(e.message, m);
+        }
+        let e = http_error(
+            400,
+            "too many tokens: max tokens must be less than or equal to 4096, the maximum output for this model - received 8192.",
+        );
+        assert_eq!(
+            e.status,
+            Status::BadRequest,
+            "an output cap is not an overflow"
+        );
+        assert_eq!(
+            http_error(400, "invalid request: message must not be empty in a turn").status,
+            Status::BadRequest
+        );
+    }
+
+    #[test]
+    fn rate_limits_and_quotas() {
+        let e = http_error(
+            429,
+            "You are using a Trial key, which is limited to 40 API calls / minute. You can continue to use the Trial key for free or upgrade to a Production key with higher rate limits at 'https://dashboard.cohere.com/api-keys'.",
+        );
+        assert_eq!(e.status, Status::RateLimited);
+        assert!(!e.quota);
+        assert_eq!(e.retry_after, None, "Cohere gives no retry hint");
+        let e = http_error(
+            429,
+            "You are using a Trial key, which is limited to 1000 API calls / month.",
+        );
+        assert_eq!(e.status, Status::RateLimited);
+        assert!(
+            e.quota,
+            "this month's allowance is gone: another key must answer"
+        );
+        assert_eq!(
+            http_error(
+                429,
+                "trial token rate limit exceeded, limit is 100000 tokens per minute"
+            )
+            .status,
+            Status::RateLimited
+        );
+        let e = http_error(
+            402,
+            "Maximum billing reached for this API key as set in your dashboard, please go to https://dashboard.cohere.com/billing?tab=payment to increase your maximum amount to continue using this API key.",
+        );
+        assert!(e.quota);
+        assert_eq!(e.status, Status::BadRequest);
+    }
+
+    #[test]
+    fn auth_policy_cancel_and_server_errors() {
+        assert_eq!(http_error(401, "invalid api token").status, Status::Auth);
+        assert_eq!(http_error(401, "no api key supplied").status, Status::Auth);
+        let e = http_error(498, "invalid api token");
+        assert_eq!((e.status, e.http_status), (Status::Auth, Some(498)));
+        let e = http_error(
+            400,
+            "invalid request: the generation was blocked by the safety mode",
+        );
+        assert_eq!(e.status, Status::ContentPolicy);
+        assert_eq!(
+            http_error(403, "Sorry, you have been blocked").status,
+            Status::Auth,
+            "a WAF page is about access, not content"
+        );
+        for m in [
+            "request cancelled",
+            "streaming error - scroll down for more streaming errors",
+        ] {
+            let e = http_error(499, m);
+            assert_eq!(
+                e.status,
+                Status::Upstream,
+                "retryable, as Cohere's docs say: {m}"
+            );
+        }
+        assert_eq!(
+            http_error(404, "model 'xyz' not found, make sure the correct model ID was used and that you have access to the model.").status,
+            Status::BadRequest
+        );
+        assert_eq!(
+            http_error(500, "internal server error").status,
+            Status::Upstream
+        );
+        let e = Cohere.parse_error(&endpoint(), 503, b"<html>503 Service Unavailable</html>");
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (Status::Upstream, "<html>503 Service Unavailable</html>")
+        );
+        let e = Cohere.parse_error(&endpoint(), 502, b"");
+        assert!(!e.message.is_empty());
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Stream
+
+    /// Feeds `input` in pieces of `piece` bytes; the chunks, whether a feed said done, and how
+    /// the stream ended.
+    fn run_stream(input: &str, piece: usize) -> (Vec<ChatChunk>, bool, Result<(), Error>) {
+        let mut p = CohereStream::new("command-a-03-2025");
+        let mut out = VecDeque::new();
+        let mut done = false;
+        for bytes in input.as_bytes().chunks(piece) {
+            match p.feed(bytes, &mut out) {
+                Ok(d) => done = d,
+                Err(e) => return (out.into_iter().collect(), done, Err(e)),
+            }
+        }
+        let r = p.finish(&mut out);
+        (out.into_iter().collect(), done, r)
+    }
+
+    fn assemble(chunks: &[ChatChunk]) -> ChatResponse {
+        let mut a = StreamAssembler::default();
+        for c in chunks {
+            a.push(c);
+        }
+        a.into_response()
+    }
+
+    fn ev(data: Value) -> String {
+        format!(
+            "event: {}\ndata: {data}\n\n",
+            data["type"].as_str().unwrap()
+        )
+    }
+
+    /// Cohere's documented text stream (abridged), ending with a gateway's `[DONE]`.
+    fn text_stream() -> String {
+        [
+            ev(json!({"id":"a8fc192e-4bb8-4e15-ae1f-a174e8b02ae8","type":"message-start","delta":{"message":{"role":"assistant","content":[],"tool_plan":"","tool_calls":[],"citations":[]}}})),
+            ev(json!({"type":"content-start","index":0,"delta":{"message":{"content":{"type":"text","text":""}}}})),
+            ev(json!({"type":"content-delta","index":0,"delta":{"message":{"content":{"text":"Coca"}}}})),
+            ev(json!({"type":"content-delta","index":0,"delta":{"message":{"content":{"text":"-Cola é"}}}})),
+            ev(json!({"type":"citation-start","index":0,"delta":{"message":{"citations":{"start":0,"end":4,"text":"Coca","sources":[]}}}})),
+            ev(json!({"type":"citation-end","index":0})),
+            ev(json!({"type":"content-end","index":0})),
+            ev(json!({"type":"message-end","delta":{"finish_reason":"COMPLETE","usage":{"billed_units":{"input_tokens":21,"output_tokens":105},"tokens":{"input_tokens":186,"output_tokens":105}}}})),
+            "data: [DONE]\n\n".to_owned(),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn stream_text_survives_any_split() {
+        let input = text_stream();
+        for piece in 1..=input.len().min(600) {
+            let (chunks, done, r) = run_stream(&input, piece);
+            r.unwrap_or_else(|e| panic!("piece {piece}: {e}"));
+            assert!(done, "piece {piece}");
+            let texts: Vec<_> = chunks
+                .iter()
+                .filter_map(|c| c.choices.first()?.delta.content.clone())
+                .collect();
+            assert_eq!(texts, ["Coca", "-Cola é"], "piece {piece}");
+            assert_eq!(
+                chunks[0].choices[0].delta.role.as_deref(),
+                Some("assistant")
+            );
+            assert!(chunks
+                .iter()
+                .all(|c| c.id == "a8fc192e-4bb8-4e15-ae1f-a174e8b02ae8"));
+            let r = assemble(&chunks);
+            assert_eq!(r.choices[0].message.content.as_deref(), Some("Coca-Cola é"));
+            assert_eq!(r.choices[0].finish_reason.as_deref(), Some("stop"));
+            assert_eq!(r.usage, Some(Usage::new(186, 105)));
+            assert_eq!(r.model, "command-a-03-2025");
+        }
+    }
+
+    /// A recorded tool-call stream (object-shaped `tool_calls`, as the API sends them), with two
+    /// calls, the second without parameters.
+    fn tool_stream() -> String {
+        [
+            ev(json!({"id":"93b3f521-090e-4ebc-bac4-f7c557e63c00","type":"message-start","delta":{"message":{"role":"assistant","content":[],"tool_plan":"","tool_calls":[],"citations":[]}}})),
+            ev(json!({"type":"tool-plan-delta","delta":{"message":{"tool_plan":"Voy"}}})),
+            ev(json!({"type":"tool-plan-delta","delta":{"message":{"tool_plan":" a buscar"}}})),
+            ev(json!({"type":"tool-call-start","index":0,"delta":{"message":{"tool_calls":{"id":"database_agent_3v76fs3zjrgq","type":"function","function":{"name":"database_agent","arguments":""}}}}})),
+            ev(json!({"type":"tool-call-delta","index":0,"delta":{"message":{"tool_calls":{"function":{"arguments":"{\n    \""}}}}})),
+            ev(json!({"type":"tool-call-delta","index":0,"delta":{"message":{"tool_calls":{"function":{"arguments":"query"}}}}})),
+            ev(json!({"type":"tool-call-delta","index":0,"delta":{"message":{"tool_calls":{"function":{"arguments":"\": \"Juan\""}}}}})),
+            ev(json!({"type":"tool-call-delta","index":0,"delta":{"message":{"tool_calls":{"function":{"arguments":"\n}"}}}}})),
+            ev(json!({"type":"tool-call-end","index":0})),
+            ev(json!({"type":"tool-call-start","index":1,"delta":{"message":{"tool_calls":[{"id":"now_1","type":"function","function":{"name":"now","arguments":""}}]}}})),
+            ev(json!({"type":"tool-call-end","index":1})),
+            ev(json!({"type":"message-end","delta":{"finish_reason":"TOOL_CALL","usage":{"billed_units":{"input_tokens":50,"output_tokens":26},"tokens":{"input_tokens":793,"output_tokens":61},"cached_tokens":176}}})),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn stream_tool_calls_assemble_at_any_split() {
+        let input = tool_stream();
+        for piece in [1, 2, 3, 5, 8, 13, 64, 333, input.len()] {
+            let (chunks, done, r) = run_stream(&input, piece);
+            r.unwrap();
+            assert!(done);
+            let r = assemble(&chunks);
+            let m = &r.choices[0].message;
+            assert_eq!(
+                m.content.as_deref(),
+                Some("Voy a buscar"),
+                "the plan reaches the caller as text"
+            );
+            let calls = m.tool_calls.as_ref().unwrap();
+            assert_eq!(calls.len(), 2, "piece {piece}");
+            assert_eq!(calls[0].id, "database_agent_3v76fs3zjrgq");
+            assert_eq!(calls[0].function.name, "database_agent");
+            let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
+            assert_eq!(args, json!({"query": "Juan"}));
+            assert_eq!(
+                (calls[1].id.as_str(), calls[1].function.arguments.as_str()),
+                ("now_1", "{}")
+            );
+            assert_eq!(r.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+            assert_eq!(r.usage, Some(Usage::new(793, 61)));
+        }
+        // The first fragment of a call carries its id, type and name, as OpenAI's do.
+        let (chunks, _, _) = run_stream(&input, input.len());
+        let first = chunks
+            .iter()
+            .find_map(|c| c.choices.first()?.delta.tool_calls.clone())
+            .unwrap();
+        assert_eq!(first[0].index, 0);
+        assert_eq!(first[0].kind.as_deref(), Some("function"));
+        assert_eq!(
+            first[0].function.as_ref().unwrap().name.as_deref(),
+            Some("database_agent")
+        );
+    }
+
+    #[test]
+    fn stream_thinking_and_max_tokens() {
+        let input = [
+            ev(json!({"id":"r","type":"message-start","delta":{"message":{"role":"assistant"}}})),
+            ev(json!({"type":"content-start","index":0,"delta":{"message":{"content":{"type":"thinking","thinking":""}}}})),
+            ev(json!({"type":"content-delta","index":0,"delta":{"message":{"content":{"thinking":"Let me"}}}})),
+            ev(json!({"type":"content-end","index":0})),
+            ev(json!({"type":"content-start","index":1,"delta":{"message":{"content":{"type":"text","text":"Hi"}}}})),
+            ev(json!({"type":"content-end","index":1})),
+            ev(json!({"type":"message-end","delta":{"finish_reason":"MAX_TOKENS","usage":{"billed_units":{"input_tokens":3,"output_tokens":1}}}})),
+        ]
+        .concat();
+        let (chunks, _, r) = run_stream(&input, 7);
+        r.unwrap();
+        let r = assemble(&chunks);
+        assert_eq!(
+            r.choices[0].message.reasoning_content.as_deref(),
+            Some("Let me")
+        );
+        assert_eq!(r.choices[0].message.content.as_deref(), Some("Hi"));
+        assert_eq!(r.choices[0].finish_reason.as_deref(), Some("length"));
+        assert_eq!(r.usage, Some(Usage::new(3, 1)));
+    }
+
+    #[test]
+    fn stream_errors() {
+        let head = [
+            ev(json!({"id":"e","type":"message-start","delta":{"message":{"role":"assistant"}}})),
+            ev(json!({"type":"content-delta","index":0,"delta":{"message":{"content":{"text":"par"}}}})),
+        ]
+        .concat();
+        // message-end with an error: what came before is delivered, then the error.
+        let input = head.clone()
+            + &ev(
+                json!({"type":"message-end","delta":{"finish_reason":"ERROR","error":"internal server error"}}),
+            );
+        let (chunks, _, r) = run_stream(&input, 9);
+        assert_eq!(chunks.iter().filter(|c| c.has_payload()).count(), 1);
+        let e = r.unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (Status::Upstream, "internal server error")
+        );
+        // An overflow reported in the stream is still an overflow.
+        let input = head.clone()
+            + &ev(
+                json!({"type":"message-end","delta":{"finish_reason":"ERROR","error":"too many tokens: size limit exceeded by 5 tokens."}}),
+            );
+        assert_eq!(
+            run_stream(&input, 4).2.unwrap_err().status,
+            Status::ContextOverflow
+        );
+        // ERROR without a text, TIMEOUT, an error next to another finish reason.
+        let input =
+            head.clone() + &ev(json!({"type":"message-end","delta":{"finish_reason":"ERROR"}}));
+        assert_eq!(
+            run_stream(&input, 50).2.unwrap_err().status,
+            Status::Upstream
+        );
+        let input =
+            head.clone() + &ev(json!({"type":"message-end","delta":{"finish_reason":"TIMEOUT"}}));
+        assert_eq!(
+            run_stream(&input, 50).2.unwrap_err().status,
+            Status::Timeout
+        );
+        let input = head.clone()
+            + &ev(
+                json!({"type":"message-end","delta":{"finish_reason":"COMPLETE","error":"the generation was blocked"}}),
+            );
+        assert_eq!(
+            run_stream(&input, 50).2.unwrap_err().status,
+            Status::ContentPolicy
+        );
+        // A flat error object as an event.
+        let input = head.clone() + "data: {\"id\":\"x\",\"message\":\"request cancelled\"}\n\n";
+        assert_eq!(
+            run_stream(&input, 50).2.unwrap_err().message,
+            "request cancelled"
+        );
+    }
+
+    #[test]
+    fn stream_cut_short_malformed_or_ended_by_done() {
+        let head = ev(
+            json!({"id":"e","type":"message-start","delta":{"message":{"role":"assistant"}}}),
+        ) + &ev(
+            json!({"type":"content-delta","index":0,"delta":{"message":{"content":{"text":"par"}}}}),
+        );
+        let (chunks, done, r) = run_stream(&head, 5);
+        assert!(!done);
+        assert_eq!(chunks.iter().filter(|c| c.has_payload()).count(), 1);
+        let e = r.unwrap_err();
+        assert_eq!(e.status, Status::Upstream);
+        assert!(
+            e.message.contains("before it was complete"),
+            "{}",
+            e.message
+        );
+        let (_, _, r) = run_stream(&(head.clone() + "data: {not json\n\n"), 5);
+        assert!(r.unwrap_err().message.contains("malformed"));
+        // `[DONE]` without message-end still ends the stream (some gateways send only that).
+        let (chunks, done, r) = run_stream(&(head + "data: [DONE]\n\n"), 5);
+        r.unwrap();
+        assert!(done);
+        assert_eq!(
+            assemble(&chunks).choices[0].finish_reason.as_deref(),
+            Some("stop")
+        );
+        // Events after message-end are ignored.
+        let (chunks, _, r) = run_stream(
+            &(text_stream()
+                + &ev(
+                    json!({"type":"content-delta","delta":{"message":{"content":{"text":"late"}}}}),
+                )),
+            3,
+        );
+        r.unwrap();
+        assert_eq!(
+            assemble(&chunks).choices[0].message.content.as_deref(),
+            Some("Coca-Cola é")
+        );
+    }
+
+    #[test]
+    fn stream_parser_from_the_wire_format() {
+        let mut p = Cohere.stream_parser(&endpoint());
+        let mut out = VecDeque::new();
+        assert!(p.feed(text_stream().as_bytes(), &mut out).unwrap());
+        p.finish(&mut out).unwrap();
+    }
+}
