@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::prompt::{Answer, Prompt};
-use crate::{anthropic, gemini, openai};
+use crate::{anthropic, cohere, gemini, openai};
 
 /// Which provider API a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub(crate) enum Format {
     Anthropic,
     /// `.../models/{model}:generateContent` and `:streamGenerateContent`.
     Gemini,
+    /// `.../v2/chat`.
+    Cohere,
 }
 
 /// A streamed response, in three parts so faults can cut it: events before
@@ -69,10 +71,13 @@ pub(crate) fn now() -> u64 {
 impl Format {
     pub fn from_path(path: &str) -> Format {
         let path = path.split(['?', '#']).next().unwrap_or("");
-        if path.trim_end_matches('/').ends_with("/messages") {
+        let path = path.trim_end_matches('/');
+        if path.ends_with("/messages") {
             Format::Anthropic
         } else if path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent") {
             Format::Gemini
+        } else if path.ends_with("/v2/chat") {
+            Format::Cohere
         } else {
             Format::OpenAi
         }
@@ -81,7 +86,7 @@ impl Format {
     /// What the behaviours need to know of a request in this format.
     pub fn prompt(self, body: &Value, path: &str) -> Prompt {
         match self {
-            Format::OpenAi | Format::Anthropic => Prompt::from_body(body),
+            Format::OpenAi | Format::Anthropic | Format::Cohere => Prompt::from_body(body),
             Format::Gemini => gemini::prompt(body, path),
         }
     }
@@ -92,6 +97,7 @@ impl Format {
             Format::OpenAi => openai::error(status),
             Format::Anthropic => anthropic::error(status),
             Format::Gemini => gemini::error(status),
+            Format::Cohere => cohere::error(status),
         }
     }
 
@@ -101,6 +107,7 @@ impl Format {
             Format::OpenAi => openai::overflow(limit, tokens),
             Format::Anthropic => anthropic::overflow(limit, tokens),
             Format::Gemini => gemini::overflow(limit, tokens),
+            Format::Cohere => cohere::overflow(limit, tokens),
         }
     }
 
@@ -111,6 +118,7 @@ impl Format {
             Format::Anthropic => (400, anthropic::policy()),
             // A blocked prompt is a 200 whose `promptFeedback` says why.
             Format::Gemini => (200, gemini::policy()),
+            Format::Cohere => (400, cohere::policy()),
         }
     }
 
@@ -120,6 +128,7 @@ impl Format {
             Format::OpenAi => openai::inline_error(),
             Format::Anthropic => anthropic::inline_error(),
             Format::Gemini => gemini::inline_error(),
+            Format::Cohere => cohere::inline_error(),
         }
     }
 
@@ -129,6 +138,7 @@ impl Format {
             Format::OpenAi => event(None, &openai::inline_error()),
             Format::Anthropic => event(Some("error"), &anthropic::inline_error()),
             Format::Gemini => event(None, &gemini::inline_error()),
+            Format::Cohere => cohere::stream_error(),
         }
     }
 
@@ -138,6 +148,7 @@ impl Format {
             Format::OpenAi => openai::response(prompt, answer),
             Format::Anthropic => anthropic::response(prompt, answer),
             Format::Gemini => gemini::response(prompt, answer),
+            Format::Cohere => cohere::response(prompt, answer),
         }
     }
 
@@ -147,6 +158,7 @@ impl Format {
             Format::OpenAi => openai::stream(prompt, answer),
             Format::Anthropic => anthropic::stream(prompt, answer),
             Format::Gemini => gemini::stream(prompt, answer),
+            Format::Cohere => cohere::stream(prompt, answer),
         }
     }
 }
@@ -168,5 +180,7 @@ mod tests {
             Format::from_path("/a/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"),
             Format::Gemini
         );
+        assert_eq!(Format::from_path("/a/v2/chat"), Format::Cohere);
+        assert_eq!(Format::from_path("/a/v1/chat"), Format::OpenAi);
     }
 }

@@ -1,15 +1,16 @@
 //! A loopback stand-in for LLM providers, for llmr's tests and benchmarks.
 //!
 //! [`StandIn`] is a small HTTP/1.1 server on `127.0.0.1` that speaks the
-//! OpenAI chat-completions, Anthropic messages and Gemini `generateContent`
-//! wire formats and can misbehave in the ways real providers do.
+//! wire formats of the providers llmr supports (OpenAI chat completions,
+//! Anthropic messages, Gemini `generateContent`, Cohere v2 chat) and can
+//! misbehave in the ways real providers do.
 //!
 //! Each request's behaviour is chosen by the first segment of its path, the
 //! *tenant*: point a client at [`StandIn::base`]`("e429")` (OpenAI style,
 //! `…/e429/v1`) or [`StandIn::anthropic_base`]`("e429")` (`…/e429`) and it
-//! gets rate-limited. The format comes from the path's end (`/chat/completions`,
-//! `/v1/messages`, `:generateContent`), streaming from `"stream": true` in the
-//! body (Gemini: from `:streamGenerateContent` in the path).
+//! gets rate-limited. The format comes from the request path (see `Format`),
+//! streaming from `"stream": true` in the body or, where the provider says it
+//! in the URL (Gemini's `:streamGenerateContent`), from the path.
 //!
 //! A tenant answers, in order of precedence: the replies [scripted](StandIn::script)
 //! for it, one per request; its [`always`](StandIn::always) reply; the preset
@@ -37,6 +38,7 @@
 
 mod anthropic;
 mod behaviour;
+mod cohere;
 mod control;
 mod format;
 mod gemini;
@@ -57,6 +59,7 @@ use tokio::sync::oneshot;
 
 pub use anthropic::TOOL_USE_ID;
 pub use behaviour::HUGE_PADDING;
+pub use cohere::TOOL_CALL_ID as COHERE_TOOL_CALL_ID;
 pub use openai::TOOL_CALL_ID;
 pub use record::RecordedRequest;
 pub use reply::{Fault, Reply, OVERFLOW_LIMIT, TOOL_ARGUMENTS};
@@ -183,6 +186,7 @@ impl StandIn {
     }
 
     /// An Anthropic-style api_base for a tenant: `http://127.0.0.1:PORT/<tenant>`.
+    /// Cohere's is the same (its client appends `/v2/chat`).
     pub fn anthropic_base(&self, tenant: &str) -> String {
         format!("http://{}/{tenant}", self.addr)
     }
