@@ -343,6 +343,19 @@ fn opt_positive(o: &Map<String, Value>, k: &str) -> Result<Option<f64>, String> 
     }
 }
 
+/// Ollama reads no more of a prompt than `num_ctx` (the rest is cut or refused), so a
+/// configured `num_ctx` is the deployment's real window, whatever the model could take.
+fn ollama_window(spec: &ProviderSpec, params: &Map<String, Value>) -> Option<u64> {
+    if spec.family != Family::Ollama {
+        return None;
+    }
+    params
+        .get("num_ctx")
+        .or_else(|| params.get("options")?.get("num_ctx"))
+        .and_then(Value::as_u64)
+        .filter(|&n| n > 0)
+}
+
 fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> {
     let Value::Object(o) = entry else {
         return Err("not an object".into());
@@ -437,7 +450,7 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
         rpm: whole_field("rpm")?,
         tpm: whole_field("tpm")?,
         weight: field("weight")?,
-        max_input_tokens: whole_field("max_input_tokens")?,
+        max_input_tokens: whole_field("max_input_tokens")?.or_else(|| ollama_window(spec, params)),
         max_output_tokens: whole_field("max_output_tokens")?,
         timeout: secs("timeout")?,
         cooldown_time: secs("cooldown_time")?,
@@ -581,5 +594,15 @@ mod tests {
             "redis://u:***@h:6379/0"
         );
         assert_eq!(mask_url_password("redis://h:6379"), "redis://h:6379");
+    }
+    #[test]
+    fn an_ollama_num_ctx_is_the_window() {
+        let c = cfg(r#"[{"provider": "OLLAMA", "model_name": "llama3.1:8b", "litellm_params": {"num_ctx": 8192}},
+            {"provider": "OLLAMA", "model_name": "qwen3", "litellm_params": {"options": {"num_ctx": 4096}}},
+            {"provider": "OLLAMA", "model_name": "m", "max_input_tokens": 1000, "litellm_params": {"num_ctx": 8192}},
+            {"provider": "GROQ", "model_name": "m", "api_key": "k", "litellm_params": {"num_ctx": 8192}}]"#)
+        .unwrap();
+        let w: Vec<_> = c.deployments.iter().map(|d| d.max_input_tokens).collect();
+        assert_eq!(w, [Some(8192), Some(4096), Some(1000), None]);
     }
 }

@@ -12,7 +12,6 @@ use crate::prompt::{Answer, Prompt};
 use crate::reply::{Fault, Kind, Reply};
 
 const JSON: &str = "application/json";
-const SSE: &str = "text/event-stream";
 
 /// Size of the `huge` body before its closing `{}`.
 pub const HUGE_PADDING: u64 = 64 * 1024 * 1024;
@@ -53,6 +52,7 @@ pub(crate) async fn perform(conn: &mut Conn, ex: &Exchange, reply: Reply) -> io:
         headers: &headers,
         close: ex.close,
         interval: chunk_interval,
+        stream_type: ex.format.stream_content_type(),
     };
     let format = ex.format;
     let tokens = ex.prompt.tokens();
@@ -73,7 +73,10 @@ pub(crate) async fn perform(conn: &mut Conn, ex: &Exchange, reply: Reply) -> io:
             out.json(400, &format.overflow(limit, tokens.max(limit + 1)))
                 .await
         }
-        Kind::Policy => out.json(400, &format.policy()).await,
+        Kind::Policy => match format.refusal_text() {
+            Some(text) => out.success(ex, &Answer::Text(text.to_owned())).await,
+            None => out.json(400, &format.policy()).await,
+        },
         Kind::Status(status) => out.json(status, &format.error(status)).await,
         Kind::Raw { status, body } => out.full(status, JSON, body.as_bytes()).await,
         Kind::Fault(fault) => out.fault(ex, fault).await,
@@ -86,6 +89,8 @@ struct Out<'a> {
     headers: &'a [(String, String)],
     close: bool,
     interval: Duration,
+    /// The content type of a stream in this format.
+    stream_type: &'static str,
 }
 
 impl Out<'_> {
@@ -113,10 +118,10 @@ impl Out<'_> {
         self.full(status, JSON, &to_bytes(body)).await
     }
 
-    /// A 200 chunked SSE response carrying `events`; `end` writes the last
+    /// A 200 chunked stream response (SSE or NDJSON) carrying `events`; `end` writes the last
     /// chunk, otherwise the body is left unfinished.
     async fn events(&mut self, events: Vec<Vec<u8>>, end: bool) -> io::Result<()> {
-        let mut bytes = self.head(200, SSE, Framing::Chunked);
+        let mut bytes = self.head(200, self.stream_type, Framing::Chunked);
         if self.interval.is_zero() {
             for e in &events {
                 chunk(&mut bytes, e);
@@ -209,7 +214,7 @@ impl Out<'_> {
             Fault::Trickle => {
                 let (head, body) = if prompt.stream {
                     let body = format.stream(prompt, &ok_answer(ex)).all().concat();
-                    (self.head(200, SSE, Framing::Chunked), body)
+                    (self.head(200, self.stream_type, Framing::Chunked), body)
                 } else {
                     let body = to_bytes(&ok_response(ex));
                     let framing = Framing::Length(body.len() as u64);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::prompt::{Answer, Prompt};
-use crate::{anthropic, openai};
+use crate::{anthropic, ollama, openai};
 
 /// Which provider API a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub(crate) enum Format {
     OpenAi,
     /// `.../v1/messages`.
     Anthropic,
+    /// `.../api/chat` (Ollama's native API).
+    Ollama,
 }
 
 /// A streamed response, in three parts so faults can cut it: events before
@@ -67,10 +69,35 @@ pub(crate) fn now() -> u64 {
 impl Format {
     pub fn from_path(path: &str) -> Format {
         let path = path.split(['?', '#']).next().unwrap_or("");
-        if path.trim_end_matches('/').ends_with("/messages") {
+        let path = path.trim_end_matches('/');
+        if path.ends_with("/messages") {
             Format::Anthropic
+        } else if path.ends_with("/api/chat") {
+            Format::Ollama
         } else {
             Format::OpenAi
+        }
+    }
+
+    /// Whether a request without `"stream"` streams (Ollama's default).
+    pub fn streams_by_default(self) -> bool {
+        self == Format::Ollama
+    }
+
+    /// The content type of a streamed answer.
+    pub fn stream_content_type(self) -> &'static str {
+        match self {
+            Format::OpenAi | Format::Anthropic => "text/event-stream",
+            Format::Ollama => ollama::NDJSON,
+        }
+    }
+
+    /// The answer text of a refusal, for formats whose providers refuse in the answer
+    /// instead of with an error.
+    pub fn refusal_text(self) -> Option<&'static str> {
+        match self {
+            Format::Ollama => Some(ollama::REFUSAL),
+            Format::OpenAi | Format::Anthropic => None,
         }
     }
 
@@ -79,6 +106,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::error(status),
             Format::Anthropic => anthropic::error(status),
+            Format::Ollama => ollama::error(status),
         }
     }
 
@@ -87,6 +115,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::overflow(limit, tokens),
             Format::Anthropic => anthropic::overflow(limit, tokens),
+            Format::Ollama => ollama::overflow(limit, tokens),
         }
     }
 
@@ -95,6 +124,8 @@ impl Format {
         match self {
             Format::OpenAi => openai::policy(),
             Format::Anthropic => anthropic::policy(),
+            // Never sent: an Ollama refusal is an answer (see `refusal_text`).
+            Format::Ollama => ollama::inline_error(),
         }
     }
 
@@ -103,6 +134,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::inline_error(),
             Format::Anthropic => anthropic::inline_error(),
+            Format::Ollama => ollama::inline_error(),
         }
     }
 
@@ -111,6 +143,7 @@ impl Format {
         match self {
             Format::OpenAi => event(None, &openai::inline_error()),
             Format::Anthropic => event(Some("error"), &anthropic::inline_error()),
+            Format::Ollama => ollama::line(&ollama::inline_error()),
         }
     }
 
@@ -119,6 +152,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::response(prompt, answer),
             Format::Anthropic => anthropic::response(prompt, answer),
+            Format::Ollama => ollama::response(prompt, answer),
         }
     }
 
@@ -127,6 +161,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::stream(prompt, answer),
             Format::Anthropic => anthropic::stream(prompt, answer),
+            Format::Ollama => ollama::stream(prompt, answer),
         }
     }
 }
@@ -144,5 +179,7 @@ mod tests {
             Format::Anthropic
         );
         assert_eq!(Format::from_path("/a/v1/embeddings"), Format::OpenAi);
+        assert_eq!(Format::from_path("/a/api/chat"), Format::Ollama);
+        assert_eq!(Format::from_path("/a/v1/chat/completions"), Format::OpenAi);
     }
 }

@@ -1,14 +1,16 @@
 //! A loopback stand-in for LLM providers, for llmr's tests and benchmarks.
 //!
 //! [`StandIn`] is a small HTTP/1.1 server on `127.0.0.1` that speaks the
-//! OpenAI chat-completions and Anthropic messages wire formats and can
-//! misbehave in the ways real providers do.
+//! OpenAI chat-completions, Anthropic messages and Ollama `/api/chat` wire
+//! formats and can misbehave in the ways real providers do.
 //!
 //! Each request's behaviour is chosen by the first segment of its path, the
 //! *tenant*: point a client at [`StandIn::base`]`("e429")` (OpenAI style,
 //! `…/e429/v1`) or [`StandIn::anthropic_base`]`("e429")` (`…/e429`) and it
-//! gets rate-limited. The format comes from the path's end (`/chat/completions`
-//! or `/v1/messages`), streaming from `"stream": true` in the body.
+//! gets rate-limited. The format comes from the path's end (`/chat/completions`,
+//! `/v1/messages` or `/api/chat`, see [`StandIn::ollama_base`]), streaming from
+//! `"stream": true` in the body (Ollama: unless `"stream": false`). Ollama has
+//! no content filter, so its `policy` is a 200 refusal in the answer text.
 //!
 //! A tenant answers, in order of precedence: the replies [scripted](StandIn::script)
 //! for it, one per request; its [`always`](StandIn::always) reply; the preset
@@ -39,6 +41,7 @@ mod behaviour;
 mod control;
 mod format;
 mod http;
+mod ollama;
 mod openai;
 mod prompt;
 mod record;
@@ -182,6 +185,12 @@ impl StandIn {
 
     /// An Anthropic-style api_base for a tenant: `http://127.0.0.1:PORT/<tenant>`.
     pub fn anthropic_base(&self, tenant: &str) -> String {
+        format!("http://{}/{tenant}", self.addr)
+    }
+
+    /// An Ollama api_base for a tenant: `http://127.0.0.1:PORT/<tenant>` (the
+    /// client appends `/api/chat`).
+    pub fn ollama_base(&self, tenant: &str) -> String {
         format!("http://{}/{tenant}", self.addr)
     }
 

@@ -86,9 +86,14 @@ async fn exchange(conn: &mut Conn, registry: &Registry, req: Request) -> std::io
         serde_json::from_slice(&req.body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&req.body).into_owned()))
     };
+    let format = Format::from_path(&req.path);
+    let mut prompt = Prompt::from_body(&body);
+    if body.get("stream").is_none() && format.streams_by_default() {
+        prompt.stream = true;
+    }
     let ex = Exchange {
-        format: Format::from_path(&req.path),
-        prompt: Prompt::from_body(&body),
+        format,
+        prompt,
         tenant: tenant_of(&req.path).to_owned(),
         close: !req.keep_alive,
     };
