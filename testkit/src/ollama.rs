@@ -90,7 +90,9 @@ pub(crate) fn response(prompt: &Prompt, answer: &Answer) -> Value {
 
 pub(crate) fn stream(prompt: &Prompt, answer: &Answer) -> Sse {
     let chunk = |message: Value| {
-        line(&json!({"model": prompt.model, "created_at": CREATED_AT, "message": message, "done": false}))
+        line(
+            &json!({"model": prompt.model, "created_at": CREATED_AT, "message": message, "done": false}),
+        )
     };
     let mut sse = Sse::default();
     match answer {
@@ -137,7 +139,13 @@ mod tests {
         assert_eq!(lines[0]["done"], false);
         assert_eq!(lines[2]["done"], true);
         assert_eq!(lines[2]["done_reason"], "stop");
-        assert_eq!((lines[2]["prompt_eval_count"].clone(), lines[2]["eval_count"].clone()), (json!(2), json!(2)));
+        assert_eq!(
+            (
+                lines[2]["prompt_eval_count"].clone(),
+                lines[2]["eval_count"].clone()
+            ),
+            (json!(2), json!(2))
+        );
 
         let call = Answer::ToolCall {
             name: "w".into(),
@@ -149,6 +157,9 @@ mod tests {
             json!([{"function": {"name": "w", "arguments": {"city": "Paris"}}}]),
             "arguments are an object"
         );
-        assert_eq!(error(404)["error"], "model \"standin\" not found, try pulling it first");
+        assert_eq!(
+            error(404)["error"],
+            "model \"standin\" not found, try pulling it first"
+        );
     }
 }
