@@ -318,8 +318,8 @@ fn error_parts_of(env: Envelope, body: &[u8]) -> ErrorParts {
 fn filtered_empty(r: &ChatResponse) -> bool {
     r.choices.iter().all(|c| {
         c.finish_reason.as_deref() == Some("content_filter")
-            && c.message.content.as_deref().is_none_or(str::is_empty)
-            && c.message.tool_calls.as_ref().is_none_or(Vec::is_empty)
+            && c.message.content.as_deref().unwrap_or("").is_empty()
+            && c.message.tool_calls.as_ref().map_or(true, Vec::is_empty)
     })
 }
 
