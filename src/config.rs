@@ -68,6 +68,7 @@ pub const RESERVED_PARAMS: &[&str] = &[
     "extra_headers",
     "organization",
     "account_id",
+    "azure_ad_token",
     "region_name",
     "aws_region_name",
     "aws_access_key_id",
@@ -178,6 +179,9 @@ pub struct Config {
     pub settings: RouterSettings,
     pub warnings: Vec<String>,
 }
+
+/// The environment variable holding the Cloudflare account id when the config names none.
+pub const CLOUDFLARE_ACCOUNT_ENV: &str = "CLOUDFLARE_ACCOUNT_ID";
 
 /// Largest `cooldown_time` / `timeout` accepted, in seconds: beyond a day it is a typo.
 const MAX_SECONDS: f64 = 86_400.0;
@@ -313,7 +317,7 @@ fn id_string(v: &Value) -> Option<String> {
 }
 
 /// Reads `os.environ/NAME` keys from the environment; other strings are the key itself.
-fn resolve_secret(field: &str, v: &str) -> Result<Option<Secret>, String> {
+pub(crate) fn resolve_secret(field: &str, v: &str) -> Result<Option<Secret>, String> {
     if let Some(name) = v.strip_prefix("os.environ/") {
         return match std::env::var(name) {
             Ok(val) if !val.is_empty() => Ok(Some(Secret::new(&val))),
@@ -341,6 +345,19 @@ fn opt_positive(o: &Map<String, Value>, k: &str) -> Result<Option<f64>, String> 
             _ => Err(format!("`{k}` must be a positive number")),
         },
     }
+}
+
+/// Ollama reads no more of a prompt than `num_ctx` (the rest is cut or refused), so a
+/// configured `num_ctx` is the deployment's real window, whatever the model could take.
+fn ollama_window(spec: &ProviderSpec, params: &Map<String, Value>) -> Option<u64> {
+    if spec.family != Family::Ollama {
+        return None;
+    }
+    params
+        .get("num_ctx")
+        .or_else(|| params.get("options")?.get("num_ctx"))
+        .and_then(Value::as_u64)
+        .filter(|&n| n > 0)
 }
 
 fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> {
@@ -390,8 +407,10 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
         return Err(spec.note.to_owned());
     }
     if spec.default_base.is_none() && spec.family != Family::Mock && api_base.is_none() {
-        let account = opt_str(params, "account_id")?;
-        if !(spec.key == "CLOUDFLARE" && account.is_some()) {
+        // Cloudflare's URL is built from the account id (see `openai_hosts`).
+        let account = opt_str(params, "account_id")?.is_some()
+            || std::env::var_os(CLOUDFLARE_ACCOUNT_ENV).is_some_and(|v| !v.is_empty());
+        if !(spec.key == "CLOUDFLARE" && account) {
             return Err(spec.note.to_owned());
         }
     }
@@ -404,7 +423,9 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
         Some(k) => resolve_secret(key_field, k)?,
         None => None,
     };
-    if api_key.is_none() && spec.needs_key {
+    // Azure takes an Entra ID token in place of a key.
+    let azure_token = spec.family == Family::Azure && opt_str(params, "azure_ad_token")?.is_some();
+    if api_key.is_none() && spec.needs_key && !azure_token {
         return Err(format!("no `api_key` (provider {} needs one)", spec.key));
     }
     let id = match o.get("id") {
@@ -437,7 +458,7 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
         rpm: whole_field("rpm")?,
         tpm: whole_field("tpm")?,
         weight: field("weight")?,
-        max_input_tokens: whole_field("max_input_tokens")?,
+        max_input_tokens: whole_field("max_input_tokens")?.or_else(|| ollama_window(spec, params)),
         max_output_tokens: whole_field("max_output_tokens")?,
         timeout: secs("timeout")?,
         cooldown_time: secs("cooldown_time")?,
@@ -581,5 +602,15 @@ mod tests {
             "redis://u:***@h:6379/0"
         );
         assert_eq!(mask_url_password("redis://h:6379"), "redis://h:6379");
+    }
+    #[test]
+    fn an_ollama_num_ctx_is_the_window() {
+        let c = cfg(r#"[{"provider": "OLLAMA", "model_name": "llama3.1:8b", "litellm_params": {"num_ctx": 8192}},
+            {"provider": "OLLAMA", "model_name": "qwen3", "litellm_params": {"options": {"num_ctx": 4096}}},
+            {"provider": "OLLAMA", "model_name": "m", "max_input_tokens": 1000, "litellm_params": {"num_ctx": 8192}},
+            {"provider": "GROQ", "model_name": "m", "api_key": "k", "litellm_params": {"num_ctx": 8192}}]"#)
+        .unwrap();
+        let w: Vec<_> = c.deployments.iter().map(|d| d.max_input_tokens).collect();
+        assert_eq!(w, [Some(8192), Some(4096), Some(1000), None]);
     }
 }

@@ -3,6 +3,7 @@
 //! Routing, retries and cooldowns live in [`crate::router`] and never see a wire format.
 
 pub mod anthropic;
+pub mod azure;
 pub mod bedrock;
 pub mod classify;
 pub mod cohere;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
+pub mod openai_hosts;
 pub mod registry;
 pub mod replicate;
 pub mod sigv4;

@@ -7,7 +7,13 @@
 //! Ollama option) from `litellm_params` or the request; tool-call arguments are sent as objects
 //! and come back as objects (serialised here), with ids synthesised where Ollama gives none;
 //! tool results are `tool` messages carrying the tool's name; images are bare base64 strings in
-//! the message's `images`; `response_format` becomes `format` (`"json"` or the JSON schema).
+//! the message's `images`; `response_format` becomes `format` (`"json"` or the JSON schema);
+//! `reasoning_effort` becomes `think`.
+//!
+//! Context overflow: by default Ollama cuts a prompt longer than `num_ctx` and answers 200 (no
+//! error to classify); with `truncate: false` it answers 400, and Ollama Cloud and newer
+//! builds say "The prompt is too long: N, model maximum context length: M" — both classified
+//! as overflows. A deployment's `num_ctx` is its real window (see `config`).
 //! `tool_choice` is not sent (Ollama has none; litellm drops it); `"none"` leaves the tools out.
 
 use std::collections::{HashMap, VecDeque};
@@ -56,7 +62,10 @@ const OPTION_NAMES: &[&str] = &[
 ];
 
 /// Top-level fields of `/api/chat` other than those built here, passed through when given.
-const TOP_LEVEL_NAMES: &[&str] = &["keep_alive", "think", "format"];
+/// `truncate: false` (and `shift: false`) make Ollama refuse a prompt longer than `num_ctx`
+/// with a 400 instead of silently cutting it: set it in `litellm_params` to get context
+/// overflows reported (and the router's fallback to a larger window).
+const TOP_LEVEL_NAMES: &[&str] = &["keep_alive", "think", "format", "truncate", "shift"];
 
 /// The largest NDJSON line accepted; a stream that never ends a line is broken.
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
@@ -99,7 +108,14 @@ impl WireFormat for Ollama {
     }
 
     fn parse_error(&self, _ep: &Endpoint, http_status: u16, body: &[u8]) -> Error {
-        classify(Some(http_status), error_parts(body))
+        let mut e = classify(Some(http_status), error_parts(body));
+        // Ollama Cloud's session / weekly / monthly plan limits: hours or days away.
+        if e.status == crate::errors::Status::RateLimited
+            && e.message.contains("usage limit, upgrade")
+        {
+            e.quota = true;
+        }
+        e
     }
 
     fn stream_parser(&self, ep: &Endpoint) -> Box<dyn StreamParser> {
@@ -161,6 +177,12 @@ fn build_body(ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Value, E
     if !body.contains_key("format") {
         if let Some(format) = param(ep, req, "response_format").and_then(format_of) {
             body.insert("format".into(), format);
+        }
+    }
+    if !body.contains_key("think") {
+        if let Some(think) = param(ep, req, "reasoning_effort").and_then(|e| think_of(e, &ep.model))
+        {
+            body.insert("think".into(), think);
         }
     }
 
@@ -233,6 +255,22 @@ fn format_of(rf: &Value) -> Option<Value> {
         }
         _ => None,
     }
+}
+
+/// OpenAI's `reasoning_effort` as Ollama's `think`: `"none"` is off; gpt-oss takes the level
+/// (`"low"`/`"medium"`/`"high"`), other thinking models only `true`.
+fn think_of(effort: &Value, model: &str) -> Option<Value> {
+    let level = match effort.as_str()? {
+        "none" => return Some(Value::Bool(false)),
+        "minimal" | "low" => "low",
+        "medium" => "medium",
+        _ => "high",
+    };
+    Some(if model.contains("gpt-oss") {
+        Value::from(level)
+    } else {
+        Value::Bool(true)
+    })
 }
 
 /// The messages as Ollama takes them: string content, images apart, tool calls with object
@@ -845,6 +883,26 @@ mod tests {
             json!({"type":"object","properties":{"age":{"type":"integer"}}})
         );
         assert!(b.get("response_format").is_none());
+        let b = body(r#"{"messages":[{"role":"user","content":"hi"}],"reasoning_effort":"low"}"#);
+        assert_eq!(b["think"], true, "llama3.1 takes no level");
+        assert!(b.get("reasoning_effort").is_none());
+        let b = body(r#"{"messages":[{"role":"user","content":"hi"}],"reasoning_effort":"none"}"#);
+        assert_eq!(b["think"], false);
+        let ep = endpoint_with(r#","litellm_params":{"truncate":false}"#);
+        let ep = Endpoint {
+            model: "gpt-oss:20b".into(),
+            ..ep
+        };
+        let b = body_of(
+            &ep,
+            r#"{"messages":[{"role":"user","content":"hi"}],"reasoning_effort":"medium"}"#,
+            false,
+        );
+        assert_eq!(b["think"], "medium", "gpt-oss takes the level");
+        assert_eq!(
+            b["truncate"], false,
+            "turns silent truncation into an error"
+        );
         let b =
             body(r#"{"messages":[{"role":"user","content":"hi"}],"format":"json","think":true}"#);
         assert_eq!(
@@ -940,9 +998,28 @@ mod tests {
             r#"{"error":"prompt too long; exceeded max context length by 540451 tokens"}"#,
         );
         assert_eq!(e.status, Status::ContextOverflow);
+        // `truncate: false` on a prompt beyond `num_ctx`.
+        let e = http_error(
+            400,
+            r#"{"error":"the input length exceeds the context length"}"#,
+        );
+        assert_eq!(e.status, Status::ContextOverflow);
+        // OLLAMA_MAX_QUEUE reached: retryable, not a bad request.
+        let e = http_error(
+            503,
+            r#"{"error":"server busy, please try again.  maximum pending requests exceeded"}"#,
+        );
+        assert_eq!(e.status, Status::Upstream);
+        let e = http_error(429, r#"{"error":"too many requests"}"#);
+        assert_eq!((e.status, e.quota), (Status::RateLimited, false));
+        let e = http_error(
+            429,
+            r#"{"error":"you (u1) have reached your weekly usage limit, upgrade for higher limits: https://ollama.com/upgrade"}"#,
+        );
         assert_eq!(
-            http_error(429, r#"{"error":"too many requests"}"#).status,
-            Status::RateLimited
+            (e.status, e.quota),
+            (Status::RateLimited, true),
+            "a plan limit is a quota"
         );
         assert_eq!(
             http_error(401, r#"{"error":"unauthorized"}"#).status,

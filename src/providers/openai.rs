@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::classify::{body_excerpt, classify, ErrorParts};
 use super::{extra_headers, secret_header, Endpoint, StreamParser, WireFormat};
 use crate::config::DeploymentConfig;
-use crate::errors::Error;
+use crate::errors::{Error, Status};
 use crate::sse::SseDecoder;
 use crate::types::{ChatChunk, ChatRequest, ChatResponse};
 
@@ -19,26 +19,12 @@ pub struct OpenAi;
 pub struct AzureOpenAi;
 
 /// Azure's GA data-plane version, used when the config names none.
-pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+pub const AZURE_DEFAULT_API_VERSION: &str = super::azure::DEFAULT_API_VERSION;
 
 impl WireFormat for OpenAi {
     fn endpoint(&self, d: &DeploymentConfig, max_output: Option<u64>) -> Result<Endpoint, String> {
         let mut ep = Endpoint::common(d, max_output);
-        let base = match (
-            &d.api_base,
-            d.params.get("account_id").and_then(Value::as_str),
-        ) {
-            (Some(b), _) => b.clone(),
-            (None, Some(account)) if d.spec.key == "CLOUDFLARE" => {
-                format!("https://api.cloudflare.com/client/v4/accounts/{account}/ai/v1")
-            }
-            _ => d
-                .spec
-                .default_base
-                .ok_or_else(|| d.spec.note.to_owned())?
-                .to_owned(),
-        };
-        ep.url = format!("{}/chat/completions", base.trim_end_matches('/'));
+        ep.url = format!("{}/chat/completions", super::openai_hosts::base_url(d)?);
         ep.stream_url = ep.url.clone();
         ep.headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -72,7 +58,7 @@ impl WireFormat for OpenAi {
     }
 
     fn parse_error(&self, _ep: &Endpoint, http_status: u16, body: &[u8]) -> Error {
-        classify(Some(http_status), error_parts(body))
+        error_of(http_status, body)
     }
 
     fn stream_parser(&self, _ep: &Endpoint) -> Box<dyn StreamParser> {
@@ -83,28 +69,11 @@ impl WireFormat for OpenAi {
 impl WireFormat for AzureOpenAi {
     fn endpoint(&self, d: &DeploymentConfig, max_output: Option<u64>) -> Result<Endpoint, String> {
         let mut ep = Endpoint::common(d, max_output);
-        let base = d
-            .api_base
-            .as_deref()
-            .ok_or_else(|| d.spec.note.to_owned())?;
-        let version = d
-            .params
-            .get("api_version")
-            .and_then(Value::as_str)
-            .unwrap_or(AZURE_DEFAULT_API_VERSION);
-        // The model name of an Azure config is its deployment name.
-        ep.url = format!(
-            "{}/openai/deployments/{}/chat/completions?api-version={}",
-            base.trim_end_matches('/'),
-            d.model,
-            version
-        );
+        ep.url = super::azure::chat_url(d)?;
         ep.stream_url = ep.url.clone();
         ep.headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(k) = &d.api_key {
-            ep.headers.insert("api-key", secret_header(k.expose())?);
-        }
+        super::azure::auth_headers(d, &mut ep.headers)?;
         extra_headers(d, &mut ep.headers)?;
         Ok(ep)
     }
@@ -123,7 +92,7 @@ impl WireFormat for AzureOpenAi {
     }
 
     fn parse_error(&self, _ep: &Endpoint, http_status: u16, body: &[u8]) -> Error {
-        classify(Some(http_status), error_parts(body))
+        error_of(http_status, body)
     }
 
     fn stream_parser(&self, _ep: &Endpoint) -> Box<dyn StreamParser> {
@@ -199,11 +168,19 @@ fn write_body(ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Vec<u8>,
 }
 
 /// The envelopes OpenAI-compatible hosts use for errors, all in one lenient shape:
-/// `{"error": {"message", "type", "code"}}` (OpenAI, most), `{"error": "text", "code": "..."}`
-/// (xAI), `{"object": "error", "message", "type", "code"}` (Mistral, vLLM), `{"detail": ...}`
-/// (FastAPI hosts), `{"message": ...}`.
+/// `{"error": {"message", "type", "code"}}` (OpenAI, Azure, most), `{"error": "text", "code": "..."}`
+/// (xAI, Hugging Face), `{"object": "error", "message", "type", "code"}` (Mistral, vLLM),
+/// `{"detail": ...}` (FastAPI hosts), `{"error_code", "message"}` (Databricks),
+/// `{"success": false, "errors": [{"code", "message"}]}` (Cloudflare), `{"message": ...}`.
 #[derive(Deserialize, Default)]
 struct Envelope {
+    #[serde(default)]
+    error_code: Option<Value>,
+    #[serde(default)]
+    errors: Option<Vec<Value>>,
+    /// Hugging Face: seconds until a cold model is loaded (with a 503).
+    #[serde(default)]
+    estimated_time: Option<f64>,
     #[serde(default)]
     error: Option<Value>,
     #[serde(default)]
@@ -236,8 +213,61 @@ pub fn error_parts(body: &[u8]) -> ErrorParts {
     error_parts_of(env, body)
 }
 
+/// A non-2xx answer classified, with a retry hint from the body where the host gives one.
+fn error_of(http_status: u16, body: &[u8]) -> Error {
+    let Ok(mut env) = serde_json::from_slice::<Envelope>(body) else {
+        return classify(Some(http_status), error_parts(body));
+    };
+    let wait = env
+        .estimated_time
+        .take()
+        .filter(|t| t.is_finite() && *t >= 0.0);
+    let mut e = classify(Some(http_status), error_parts_of(env, body));
+    if e.retry_after.is_none() {
+        e.retry_after = wait;
+    }
+    e
+}
+
+/// Cloudflare's v4 `errors[]`: the first entry's code, every message. Its throttling and
+/// allocation codes are named the way the classifier knows them, since the bare numbers
+/// mean other things elsewhere (Mistral's codes are numbers of the same range).
+fn cloudflare_parts(errors: &[Value]) -> ErrorParts {
+    let messages: Vec<String> = errors
+        .iter()
+        .filter_map(|e| e.get("message").and_then(text_of))
+        .collect();
+    let code = errors.first().and_then(|e| e.get("code")).and_then(text_of);
+    let code = match code.as_deref() {
+        // 3040 out of capacity, 3021 inference requests per minute.
+        Some("3040" | "3021") => Some("rate_limit_exceeded".to_owned()),
+        // The daily free neuron allocation is used up: no use retrying today.
+        Some("3036") => Some("insufficient_quota".to_owned()),
+        _ => code,
+    };
+    ErrorParts {
+        code,
+        kind: None,
+        message: messages.join("; "),
+    }
+}
+
 fn error_parts_of(env: Envelope, body: &[u8]) -> ErrorParts {
     let mut p = ErrorParts::default();
+    if env.error.is_none() {
+        if let Some(errors) = env.errors.as_deref().filter(|e| !e.is_empty()) {
+            return cloudflare_parts(errors);
+        }
+        if let Some(code) = env.error_code.as_ref().and_then(text_of) {
+            p.code = Some(code);
+            p.message = env
+                .message
+                .as_ref()
+                .and_then(text_of)
+                .unwrap_or_else(|| body_excerpt(body));
+            return p;
+        }
+    }
     match env.error {
         Some(Value::Object(e)) => {
             p.message = e.get("message").and_then(text_of).unwrap_or_default();
@@ -283,8 +313,28 @@ fn error_parts_of(env: Envelope, body: &[u8]) -> ErrorParts {
     p
 }
 
+/// A choice stopped by the host's content filter before it produced anything: a refusal the
+/// caller must see as such, not an empty answer (Azure, OpenAI, Qwen).
+fn filtered_empty(r: &ChatResponse) -> bool {
+    r.choices.iter().all(|c| {
+        c.finish_reason.as_deref() == Some("content_filter")
+            && c.message.content.as_deref().unwrap_or("").is_empty()
+            && c.message.tool_calls.as_ref().map_or(true, Vec::is_empty)
+    })
+}
+
+const FILTERED: &str =
+    "the answer was withheld by the provider's content filter (finish_reason: content_filter)";
+
 fn parse_response(body: &[u8]) -> Result<ChatResponse, Error> {
     match serde_json::from_slice::<ChatResponse>(body) {
+        Ok(r) if !r.choices.is_empty() && filtered_empty(&r) => {
+            let refusal = r.choices.iter().find_map(|c| c.message.refusal.clone());
+            Err(Error::new(
+                Status::ContentPolicy,
+                refusal.unwrap_or_else(|| FILTERED.to_owned()),
+            ))
+        }
         Ok(r) if !r.choices.is_empty() => Ok(r),
         Ok(_) => {
             // A 200 whose body is an error object (several hosts do this).
@@ -319,6 +369,8 @@ struct OpenAiStream {
     sse: SseDecoder,
     saw_finish: bool,
     saw_done: bool,
+    /// Content or tool calls went out (a later content filter then only cuts the answer).
+    delivered: bool,
 }
 
 impl OpenAiStream {
@@ -363,8 +415,17 @@ impl OpenAiStream {
         {
             return Err(classify(None, error_parts(data.as_bytes())));
         }
+        self.delivered |= chunk.has_payload();
         if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
             self.saw_finish = true;
+            if !self.delivered
+                && chunk
+                    .choices
+                    .iter()
+                    .any(|c| c.finish_reason.as_deref() == Some("content_filter"))
+            {
+                return Err(Error::new(Status::ContentPolicy, FILTERED));
+            }
         }
         out.push_back(chunk);
         Ok(())
@@ -533,5 +594,189 @@ mod tests {
         assert!(r.is_ok(), "EOF after a finish_reason is a whole answer");
         let (_, r) = run_stream("data: {not json\n\n");
         assert!(r.unwrap_err().message.contains("malformed"));
+    }
+    // -----------------------------------------------------------------------------------------
+    // Azure OpenAI, Cloudflare, Databricks, Hugging Face: their own error bodies and quirks.
+
+    fn http_error(status: u16, body: &str) -> Error {
+        OpenAi.parse_error(&endpoint(""), status, body.as_bytes())
+    }
+
+    #[test]
+    fn azure_content_filter_overflow_and_throttling() {
+        let e = http_error(
+            400,
+            r#"{"error":{"message":"The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry. To learn more about our content filtering policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766","type":null,"param":"prompt","code":"content_filter","status":400,"innererror":{"code":"ResponsibleAIPolicyViolation","content_filter_result":{"hate":{"filtered":false,"severity":"safe"},"jailbreak":{"filtered":true,"detected":true},"self_harm":{"filtered":false,"severity":"safe"},"sexual":{"filtered":false,"severity":"safe"},"violence":{"filtered":false,"severity":"safe"}}}}}"#,
+        );
+        assert_eq!(e.status, Status::ContentPolicy);
+        assert!(e.message.contains("content management policy"));
+        let e = http_error(
+            400,
+            r#"{"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130042 tokens. Please reduce the length of the messages.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
+        );
+        assert_eq!(e.status, Status::ContextOverflow);
+        let e = http_error(
+            429,
+            r#"{"error":{"code":"429","message":"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded token rate limit of your current OpenAI S0 pricing tier. Please retry after 6 seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit."}}"#,
+        );
+        assert_eq!(e.status, Status::RateLimited);
+        assert!(!e.quota);
+        assert_eq!(
+            super::super::http::retry_hint_in_text(&e.message),
+            Some(6.0)
+        );
+        let e = http_error(
+            404,
+            r#"{"error":{"code":"DeploymentNotFound","message":"The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."}}"#,
+        );
+        assert_eq!(e.status, Status::BadRequest);
+    }
+
+    #[test]
+    fn a_filtered_answer_is_a_content_policy_error() {
+        let e = parse_response(br#"{"id":"c","object":"chat.completion","created":1,"model":"gpt-4o","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{}}],
+            "choices":[{"index":0,"finish_reason":"content_filter","message":{"role":"assistant","content":null},
+            "content_filter_results":{"violence":{"filtered":true,"severity":"high"}}}],"usage":{"prompt_tokens":9,"completion_tokens":0,"total_tokens":9}}"#).unwrap_err();
+        assert_eq!(e.status, Status::ContentPolicy);
+        // Content cut short by the filter is still an answer.
+        let r = parse_response(br#"{"choices":[{"index":0,"finish_reason":"content_filter","message":{"role":"assistant","content":"Once upon"}}]}"#).unwrap();
+        assert_eq!(
+            r.choices[0].finish_reason.as_deref(),
+            Some("content_filter")
+        );
+
+        // Azure's first chunk holds only prompt_filter_results; a filter before any content
+        // is a refusal, one after content only ends the answer.
+        let head = "data: {\"id\":\"\",\"object\":\"\",\"created\":0,\"model\":\"\",\"choices\":[],\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{}}]}\n\n";
+        let (_, r) = run_stream(&format!("{head}data: {{\"id\":\"1\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"content_filter\"}}]}}\n\ndata: [DONE]\n\n"));
+        assert_eq!(r.unwrap_err().status, Status::ContentPolicy);
+        let (chunks, r) = run_stream(&format!("{head}data: {{\"id\":\"1\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"Hi\"}}}}]}}\n\ndata: {{\"id\":\"1\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"content_filter\"}}]}}\n\ndata: [DONE]\n\n"));
+        r.unwrap();
+        assert!(chunks.iter().any(|c| c.has_payload()));
+    }
+
+    #[test]
+    fn cloudflare_envelope() {
+        let e = http_error(
+            400,
+            r#"{"result":null,"success":false,"errors":[{"code":5007,"message":"No such model @cf/meta/llama-9 or task"}],"messages":[]}"#,
+        );
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (Status::BadRequest, "No such model @cf/meta/llama-9 or task")
+        );
+        let e = http_error(
+            429,
+            r#"{"result":null,"success":false,"errors":[{"code":3040,"message":"Capacity temporarily exceeded, please try again."}],"messages":[]}"#,
+        );
+        assert_eq!((e.status, e.quota), (Status::RateLimited, false));
+        let e = http_error(
+            429,
+            r#"{"result":null,"success":false,"errors":[{"code":3036,"message":"You have used up your daily free allocation of 10,000 neurons. Please upgrade to Cloudflare's Workers Paid plan if you would like to continue usage."}],"messages":[]}"#,
+        );
+        assert_eq!(
+            (e.status, e.quota),
+            (Status::RateLimited, true),
+            "the daily allocation is a quota"
+        );
+        let e = http_error(
+            400,
+            r#"{"result":null,"success":false,"errors":[{"code":3030,"message":"AiError: This model's maximum context length is 131072 tokens. However, you requested 16000 output tokens and your prompt contains at least 115073 input tokens, for a total of at least 131073 tokens. Please reduce the length of the input prompt or reduce max_tokens."}],"messages":[]}"#,
+        );
+        assert_eq!(e.status, Status::ContextOverflow);
+        let e = http_error(
+            403,
+            r#"{"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[],"result":null}"#,
+        );
+        assert_eq!(e.status, Status::Auth);
+        let e = http_error(
+            408,
+            r#"{"success":false,"errors":[{"code":3007,"message":"Request timeout"}]}"#,
+        );
+        assert_eq!(e.status, Status::Timeout);
+    }
+
+    #[test]
+    fn databricks_envelope() {
+        let e = http_error(
+            429,
+            r#"{"error_code":"REQUEST_LIMIT_EXCEEDED","message":"Exceeded workspace rate limit for databricks-meta-llama-3-3-70b-instruct: QPS limit of 2"}"#,
+        );
+        assert_eq!(e.status, Status::RateLimited);
+        assert!(e.message.starts_with("Exceeded workspace rate limit"));
+        let e = http_error(
+            400,
+            r#"{"error_code":"BAD_REQUEST","message":"Bad request: rpc error: code = InvalidArgument desc = max_tokens (10000) cannot exceed 8192. Please reduce the length of max output tokens generated."}"#,
+        );
+        assert_eq!(
+            e.status,
+            Status::BadRequest,
+            "an output cap, not the window"
+        );
+        let e = http_error(
+            400,
+            r#"{"error_code":"BAD_REQUEST","message":"Bad request: This model's maximum context length is 131072 tokens. However, you requested 140000 tokens (132000 in the messages, 8000 in the completion). Please reduce the length of the messages or completion."}"#,
+        );
+        assert_eq!(e.status, Status::ContextOverflow);
+        assert_eq!(
+            http_error(
+                403,
+                r#"{"error_code":"PERMISSION_DENIED","message":"Invalid access token."}"#
+            )
+            .status,
+            Status::Auth
+        );
+        assert_eq!(http_error(404, r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"The given endpoint does not exist."}"#).status, Status::BadRequest);
+        assert_eq!(http_error(503, r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"The service is temporarily unavailable."}"#).status, Status::Upstream);
+        // Claude-backed endpoints answer with a list of blocks.
+        let r = parse_response(br#"{"id":"c","object":"chat.completion","created":1,"model":"databricks-claude-sonnet-4","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":[{"type":"reasoning","summary":[{"type":"summary_text","text":"think"}]},{"type":"text","text":"Hello"}]}}]}"#).unwrap();
+        assert_eq!(r.choices[0].message.content.as_deref(), Some("Hello"));
+        let (chunks, r) = run_stream("data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Hel\"}]}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n");
+        r.unwrap();
+        assert_eq!(chunks[0].choices[0].delta.content.as_deref(), Some("Hel"));
+    }
+
+    #[test]
+    fn hugging_face_envelopes() {
+        let e = http_error(
+            400,
+            r#"{"error":"Model meta-llama/Llama-9 is not supported by any provider you have enabled."}"#,
+        );
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (
+                Status::BadRequest,
+                "Model meta-llama/Llama-9 is not supported by any provider you have enabled."
+            )
+        );
+        let e = http_error(
+            422,
+            r#"{"error":"Input validation error: `inputs` tokens + `max_new_tokens` must be <= 8192. Given: 6204 `inputs` tokens and 2047 `max_new_tokens`","error_type":"validation"}"#,
+        );
+        assert_eq!(e.status, Status::ContextOverflow);
+        let e = http_error(
+            422,
+            r#"{"error":"Input validation error: `max_new_tokens` must be <= 192","error_type":"validation"}"#,
+        );
+        assert_eq!(
+            e.status,
+            Status::BadRequest,
+            "an output cap, not the window"
+        );
+        let e = http_error(
+            503,
+            r#"{"error":"Model HuggingFaceH4/zephyr-7b-beta is currently loading","estimated_time":20.0}"#,
+        );
+        assert_eq!((e.status, e.retry_after), (Status::Upstream, Some(20.0)));
+        let e = http_error(
+            429,
+            r#"{"error":{"message":"Rate limit reached. You reached free usage limit (reset hourly).","type":"rate_limit","code":null}}"#,
+        );
+        assert_eq!(e.status, Status::RateLimited);
+        let e = http_error(
+            402,
+            r#"{"error":"You have exceeded your monthly included credits for Inference Providers. Subscribe to PRO to get 20x more monthly included credits."}"#,
+        );
+        assert!(e.quota);
     }
 }

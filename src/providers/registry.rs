@@ -112,7 +112,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         default_base: None,
         needs_key: true,
         stream_usage: true,
-        note: "AZURE_OPENAI needs `api_base` (https://<resource>.openai.azure.com)",
+        note: "AZURE_OPENAI needs `api_base` (https://<resource>.openai.azure.com) and `api_key` or `litellm_params.azure_ad_token`",
     },
     compat("OPENROUTER", "openrouter", "https://openrouter.ai/api/v1", true),
     compat("COMETAPI", "cometapi", "https://api.cometapi.com/v1", true),
@@ -184,7 +184,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         default_base: None,
         needs_key: true,
         stream_usage: false,
-        note: "CLOUDFLARE needs `api_base` (https://api.cloudflare.com/client/v4/accounts/ACCOUNT_ID/ai/v1) or `litellm_params.account_id`",
+        note: "CLOUDFLARE needs `litellm_params.account_id` (or CLOUDFLARE_ACCOUNT_ID in the environment) or `api_base` (https://api.cloudflare.com/client/v4/accounts/ACCOUNT_ID/ai/v1)",
     },
     ProviderSpec {
         key: "DATABRICKS",

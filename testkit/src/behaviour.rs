@@ -6,13 +6,12 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::sleep;
 
-use crate::format::Format;
+use crate::format::{Format, Refusal};
 use crate::http::{chunk, head, Conn, Framing, LAST_CHUNK};
 use crate::prompt::{Answer, Prompt};
 use crate::reply::{Fault, Kind, Reply};
 
 const JSON: &str = "application/json";
-const SSE: &str = "text/event-stream";
 
 /// Size of the `huge` body before its closing `{}`.
 pub const HUGE_PADDING: u64 = 64 * 1024 * 1024;
@@ -53,6 +52,7 @@ pub(crate) async fn perform(conn: &mut Conn, ex: &Exchange, reply: Reply) -> io:
         headers: &headers,
         close: ex.close,
         interval: chunk_interval,
+        stream_type: ex.format.stream_content_type(),
     };
     let format = ex.format;
     let tokens = ex.prompt.tokens();
@@ -74,13 +74,14 @@ pub(crate) async fn perform(conn: &mut Conn, ex: &Exchange, reply: Reply) -> io:
                 .await
         }
         Kind::Policy => match format.policy() {
-            // A refusal that comes as a 200 comes as the stream's one event when streaming.
-            (200, body) if ex.prompt.stream => {
+            Refusal::Error(status, body) => out.json(status, &body).await,
+            Refusal::Blocked(body) if ex.prompt.stream => {
                 out.events(vec![crate::format::event(None, &body)], true)
                     .await?;
                 Ok(out.after())
             }
-            (status, body) => out.json(status, &body).await,
+            Refusal::Blocked(body) => out.json(200, &body).await,
+            Refusal::Text(text) => out.success(ex, &Answer::Text(text.to_owned())).await,
         },
         Kind::Status(status) => out.json(status, &format.error(status)).await,
         Kind::Raw { status, body } => out.full(status, JSON, body.as_bytes()).await,
@@ -94,6 +95,8 @@ struct Out<'a> {
     headers: &'a [(String, String)],
     close: bool,
     interval: Duration,
+    /// The content type of a stream in this format.
+    stream_type: &'static str,
 }
 
 impl Out<'_> {
@@ -121,10 +124,10 @@ impl Out<'_> {
         self.full(status, JSON, &to_bytes(body)).await
     }
 
-    /// A 200 chunked SSE response carrying `events`; `end` writes the last
+    /// A 200 chunked stream response (SSE or NDJSON) carrying `events`; `end` writes the last
     /// chunk, otherwise the body is left unfinished.
     async fn events(&mut self, events: Vec<Vec<u8>>, end: bool) -> io::Result<()> {
-        let mut bytes = self.head(200, SSE, Framing::Chunked);
+        let mut bytes = self.head(200, self.stream_type, Framing::Chunked);
         if self.interval.is_zero() {
             for e in &events {
                 chunk(&mut bytes, e);
@@ -217,7 +220,7 @@ impl Out<'_> {
             Fault::Trickle => {
                 let (head, body) = if prompt.stream {
                     let body = format.stream(prompt, &ok_answer(ex)).all().concat();
-                    (self.head(200, SSE, Framing::Chunked), body)
+                    (self.head(200, self.stream_type, Framing::Chunked), body)
                 } else {
                     let body = to_bytes(&ok_response(ex));
                     let framing = Framing::Length(body.len() as u64);

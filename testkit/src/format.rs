@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::prompt::{Answer, Prompt};
-use crate::{anthropic, cohere, gemini, openai};
+use crate::{anthropic, cohere, gemini, ollama, openai};
 
 /// Which provider API a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +19,18 @@ pub(crate) enum Format {
     Gemini,
     /// `.../v2/chat`.
     Cohere,
+    /// `.../api/chat` (Ollama's native API).
+    Ollama,
+}
+
+/// How a provider refuses content.
+pub(crate) enum Refusal {
+    /// An error answer with this status and body.
+    Error(u16, Value),
+    /// A 200 whose body (streaming: whose one event) says the prompt was blocked.
+    Blocked(Value),
+    /// An ordinary answer whose text declines (Ollama has no content filter).
+    Text(&'static str),
 }
 
 /// A streamed response, in three parts so faults can cut it: events before
@@ -78,6 +90,8 @@ impl Format {
             Format::Gemini
         } else if path.ends_with("/v2/chat") {
             Format::Cohere
+        } else if path.ends_with("/api/chat") {
+            Format::Ollama
         } else {
             Format::OpenAi
         }
@@ -88,6 +102,22 @@ impl Format {
         match self {
             Format::OpenAi | Format::Anthropic | Format::Cohere => Prompt::from_body(body),
             Format::Gemini => gemini::prompt(body, path),
+            Format::Ollama => {
+                let mut p = Prompt::from_body(body);
+                // Ollama streams unless told not to.
+                p.stream |= body.get("stream").is_none();
+                p
+            }
+        }
+    }
+
+    /// The content type of a streamed answer.
+    pub fn stream_content_type(self) -> &'static str {
+        match self {
+            Format::OpenAi | Format::Anthropic | Format::Gemini | Format::Cohere => {
+                "text/event-stream"
+            }
+            Format::Ollama => ollama::NDJSON,
         }
     }
 
@@ -98,6 +128,7 @@ impl Format {
             Format::Anthropic => anthropic::error(status),
             Format::Gemini => gemini::error(status),
             Format::Cohere => cohere::error(status),
+            Format::Ollama => ollama::error(status),
         }
     }
 
@@ -108,17 +139,18 @@ impl Format {
             Format::Anthropic => anthropic::overflow(limit, tokens),
             Format::Gemini => gemini::overflow(limit, tokens),
             Format::Cohere => cohere::overflow(limit, tokens),
+            Format::Ollama => ollama::overflow(limit, tokens),
         }
     }
 
-    /// The status and body of a content-policy refusal.
-    pub fn policy(self) -> (u16, Value) {
+    /// How this format's provider refuses content.
+    pub fn policy(self) -> Refusal {
         match self {
-            Format::OpenAi => (400, openai::policy()),
-            Format::Anthropic => (400, anthropic::policy()),
-            // A blocked prompt is a 200 whose `promptFeedback` says why.
-            Format::Gemini => (200, gemini::policy()),
-            Format::Cohere => (400, cohere::policy()),
+            Format::OpenAi => Refusal::Error(400, openai::policy()),
+            Format::Anthropic => Refusal::Error(400, anthropic::policy()),
+            Format::Gemini => Refusal::Blocked(gemini::policy()),
+            Format::Cohere => Refusal::Error(400, cohere::policy()),
+            Format::Ollama => Refusal::Text(ollama::REFUSAL),
         }
     }
 
@@ -129,6 +161,7 @@ impl Format {
             Format::Anthropic => anthropic::inline_error(),
             Format::Gemini => gemini::inline_error(),
             Format::Cohere => cohere::inline_error(),
+            Format::Ollama => ollama::inline_error(),
         }
     }
 
@@ -139,6 +172,7 @@ impl Format {
             Format::Anthropic => event(Some("error"), &anthropic::inline_error()),
             Format::Gemini => event(None, &gemini::inline_error()),
             Format::Cohere => cohere::stream_error(),
+            Format::Ollama => ollama::line(&ollama::inline_error()),
         }
     }
 
@@ -149,6 +183,7 @@ impl Format {
             Format::Anthropic => anthropic::response(prompt, answer),
             Format::Gemini => gemini::response(prompt, answer),
             Format::Cohere => cohere::response(prompt, answer),
+            Format::Ollama => ollama::response(prompt, answer),
         }
     }
 
@@ -159,6 +194,7 @@ impl Format {
             Format::Anthropic => anthropic::stream(prompt, answer),
             Format::Gemini => gemini::stream(prompt, answer),
             Format::Cohere => cohere::stream(prompt, answer),
+            Format::Ollama => ollama::stream(prompt, answer),
         }
     }
 }
@@ -182,5 +218,7 @@ mod tests {
         );
         assert_eq!(Format::from_path("/a/v2/chat"), Format::Cohere);
         assert_eq!(Format::from_path("/a/v1/chat"), Format::OpenAi);
+        assert_eq!(Format::from_path("/a/api/chat"), Format::Ollama);
+        assert_eq!(Format::from_path("/a/v1/chat/completions"), Format::OpenAi);
     }
 }

@@ -2,15 +2,19 @@
 //!
 //! [`StandIn`] is a small HTTP/1.1 server on `127.0.0.1` that speaks the
 //! wire formats of the providers llmr supports (OpenAI chat completions,
-//! Anthropic messages, Gemini `generateContent`, Cohere v2 chat) and can
-//! misbehave in the ways real providers do.
+//! Anthropic messages, Gemini `generateContent`, Cohere v2 chat, Ollama
+//! `/api/chat`) and can misbehave in the ways real providers do.
 //!
 //! Each request's behaviour is chosen by the first segment of its path, the
 //! *tenant*: point a client at [`StandIn::base`]`("e429")` (OpenAI style,
-//! `…/e429/v1`) or [`StandIn::anthropic_base`]`("e429")` (`…/e429`) and it
-//! gets rate-limited. The format comes from the request path (see `Format`),
-//! streaming from `"stream": true` in the body or, where the provider says it
-//! in the URL (Gemini's `:streamGenerateContent`), from the path.
+//! `…/e429/v1`), [`StandIn::anthropic_base`]`("e429")` (`…/e429`) or
+//! [`StandIn::ollama_base`] and it gets rate-limited. The format comes from the
+//! request path (see `Format`), streaming from `"stream": true` in the body,
+//! or where the provider says it otherwise, as it does (Gemini's
+//! `:streamGenerateContent` path; Ollama streams unless `"stream": false`).
+//! Each format refuses content as its provider does: an error, a 200 that
+//! says the prompt was blocked (Gemini), or a declining answer (Ollama, which
+//! has no content filter).
 //!
 //! A tenant answers, in order of precedence: the replies [scripted](StandIn::script)
 //! for it, one per request; its [`always`](StandIn::always) reply; the preset
@@ -43,6 +47,7 @@ mod control;
 mod format;
 mod gemini;
 mod http;
+mod ollama;
 mod openai;
 mod prompt;
 mod record;
@@ -188,6 +193,12 @@ impl StandIn {
     /// An Anthropic-style api_base for a tenant: `http://127.0.0.1:PORT/<tenant>`.
     /// Cohere's is the same (its client appends `/v2/chat`).
     pub fn anthropic_base(&self, tenant: &str) -> String {
+        format!("http://{}/{tenant}", self.addr)
+    }
+
+    /// An Ollama api_base for a tenant: `http://127.0.0.1:PORT/<tenant>` (the
+    /// client appends `/api/chat`).
+    pub fn ollama_base(&self, tenant: &str) -> String {
         format!("http://{}/{tenant}", self.addr)
     }
 

@@ -216,6 +216,25 @@ mod tests {
     }
 
     #[test]
+    fn ollama_prompt_after_tool_result() {
+        let p = Prompt::from_body(&json!({
+            "model": "llama3.1:8b",
+            "messages": [
+                {"role": "user", "content": "weather?", "images": ["iVBORw0KGgo="]},
+                {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "w", "arguments": {"city": "Paris"}}}]},
+                {"role": "tool", "content": "sunny", "tool_name": "w"},
+            ],
+            "tools": [{"type": "function", "function": {"name": "w"}}],
+            "options": {"num_predict": 5},
+        }));
+        assert_eq!(p.model, "llama3.1:8b");
+        assert_eq!(p.chars, 8 + 5);
+        assert!(!p.ends_with_user && !p.stream);
+        assert_eq!(p.first_tool.as_deref(), Some("w"));
+        assert_eq!(Answer::auto(&p, "t"), Answer::Text("echo: weather?".into()));
+    }
+
+    #[test]
     fn splitting() {
         assert_eq!(words("echo: hello  world"), ["echo: ", "hello  ", "world"]);
         assert_eq!(words(" a b "), [" a ", "b "]);
