@@ -146,9 +146,17 @@ fn credentials(d: &DeploymentConfig, env: Env) -> Result<Auth, String> {
     }
 }
 
-fn endpoint_in(d: &DeploymentConfig, max_output: Option<u64>, env: Env) -> Result<Endpoint, String> {
+fn endpoint_in(
+    d: &DeploymentConfig,
+    max_output: Option<u64>,
+    env: Env,
+) -> Result<Endpoint, String> {
     // Ways of getting credentials this client does not have: refusing beats signing with others.
-    for key in ["aws_profile_name", "aws_role_name", "aws_web_identity_token"] {
+    for key in [
+        "aws_profile_name",
+        "aws_role_name",
+        "aws_web_identity_token",
+    ] {
         if d.params.get(key).is_some_and(|v| !v.is_null()) {
             return Err(format!(
                 "`litellm_params.{key}` is not supported: give access keys (`aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`) or a Bedrock API key"
@@ -180,7 +188,10 @@ fn endpoint_in(d: &DeploymentConfig, max_output: Option<u64>, env: Env) -> Resul
         "no AWS region: set `litellm_params.aws_region_name` (or AWS_REGION / AWS_DEFAULT_REGION)"
             .to_owned()
     };
-    let base = match (&d.api_base, setting(d, "aws_bedrock_runtime_endpoint", env)?) {
+    let base = match (
+        &d.api_base,
+        setting(d, "aws_bedrock_runtime_endpoint", env)?,
+    ) {
         (Some(b), _) => b.clone(),
         (None, Some(b)) => b,
         (None, None) => {
@@ -281,7 +292,9 @@ struct Document<'a> {
 enum Source<'a> {
     /// Base64 text: JSON carries Converse's blob type that way.
     Bytes(&'a str),
-    S3Location { uri: &'a str },
+    S3Location {
+        uri: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -451,9 +464,7 @@ fn build_body<'a>(ep: &'a Endpoint, req: &'a ChatRequest) -> Result<Body<'a>, Er
             .temperature
             .or_else(|| d.get("temperature").and_then(Value::as_f64))
             .map(|t| t.clamp(0.0, 1.0)),
-        top_p: req
-            .top_p
-            .or_else(|| d.get("top_p").and_then(Value::as_f64)),
+        top_p: req.top_p.or_else(|| d.get("top_p").and_then(Value::as_f64)),
         stop_sequences: stop.map(stop_sequences).unwrap_or_default(),
     };
 
@@ -783,16 +794,12 @@ fn part_block<'a>(p: &'a Value, msg: usize, docs: &mut Docs) -> Result<Option<Bl
                 .and_then(|f| f.get("file_data").or_else(|| f.get("file_id")))
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let name = file
-                .and_then(|f| f.get("filename"))
-                .and_then(Value::as_str);
+            let name = file.and_then(|f| f.get("filename")).and_then(Value::as_str);
             media_block(data, msg, "file.file_data", Some(name), docs)?
         }
-        other => {
-            return Err(Error::invalid(format!(
-                "request JSON at `messages[{msg}].content`: Bedrock Converse takes no `{other}` parts"
-            )))
-        }
+        other => return Err(Error::invalid(format!(
+            "request JSON at `messages[{msg}].content`: Bedrock Converse takes no `{other}` parts"
+        ))),
     }))
 }
 
@@ -1294,10 +1301,11 @@ fn exception_frame(frame: &Frame) -> Error {
     }
     let kind = frame.header_str(":exception-type").unwrap_or("exception");
     let p: Payload = serde_json::from_slice(&frame.payload).unwrap_or_default();
-    let mut message = p
-        .message
-        .unwrap_or_else(|| body_excerpt(&frame.payload));
-    if let Some(original) = p.original_message.filter(|m| !m.is_empty() && *m != message) {
+    let mut message = p.message.unwrap_or_else(|| body_excerpt(&frame.payload));
+    if let Some(original) = p
+        .original_message
+        .filter(|m| !m.is_empty() && *m != message)
+    {
         message = format!("{message}: {original}");
     }
     classify_error(
@@ -1462,10 +1470,9 @@ impl BedrockStream {
                 None,
             )),
             "contentBlockStart" => {
-                let (Some(tool), Some(at)) = (
-                    ev.start.and_then(|s| s.tool_use),
-                    ev.content_block_index,
-                ) else {
+                let (Some(tool), Some(at)) =
+                    (ev.start.and_then(|s| s.tool_use), ev.content_block_index)
+                else {
                     return Ok(());
                 };
                 let index = self.tools.len() as u32;
@@ -1588,7 +1595,9 @@ impl StreamParser for BedrockStream {
             return Ok(());
         }
         if let Err(e) = self.decoder.finish() {
-            return Err(Error::upstream(format!("Bedrock event stream cut short: {e}")));
+            return Err(Error::upstream(format!(
+                "Bedrock event stream cut short: {e}"
+            )));
         }
         if self.stopped {
             // The answer is whole; only the usage (metadata) is missing.
@@ -1690,14 +1699,24 @@ mod tests {
             "https://bedrock-runtime.us-west-2.amazonaws.com/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"
         );
         assert_eq!(ep.headers[CONTENT_TYPE], "application/json");
-        assert!(ep.headers.get(AUTHORIZATION).is_none(), "signed per request");
+        assert!(
+            ep.headers.get(AUTHORIZATION).is_none(),
+            "signed per request"
+        );
         assert!(!format!("{ep:?}").contains(SECRET), "no secret in Debug");
-        for k in ["aws_access_key_id", "aws_secret_access_key", "aws_region_name"] {
+        for k in [
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "aws_region_name",
+        ] {
             assert!(!ep.defaults.contains_key(k), "{k} is never sent");
         }
         let h = sign(&ep, &ep.url, b"{}");
         let auth = h[AUTHORIZATION].to_str().unwrap();
-        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{auth}");
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+            "{auth}"
+        );
         assert!(auth.contains("/us-west-2/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature="), "{auth}");
         assert!(h[AUTHORIZATION].is_sensitive());
         assert!(h.get("x-amz-security-token").is_none());
@@ -1720,13 +1739,18 @@ mod tests {
         ));
         let ep = endpoint_in(&d, None, &no_env).unwrap();
         assert_eq!(ep.model, MODEL);
-        assert!(ep.url.ends_with("/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"));
+        assert!(ep
+            .url
+            .ends_with("/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"));
     }
 
     #[test]
     fn bearer_api_key_and_api_base() {
-        let ep = endpoint_env(r#","api_key":"ABSKbedrockkey123","aws_region_name":"us-east-1""#, &[])
-            .unwrap();
+        let ep = endpoint_env(
+            r#","api_key":"ABSKbedrockkey123","aws_region_name":"us-east-1""#,
+            &[],
+        )
+        .unwrap();
         assert_eq!(ep.headers[AUTHORIZATION], "Bearer ABSKbedrockkey123");
         assert!(ep.headers[AUTHORIZATION].is_sensitive());
         assert!(ep.auth.is_none());
@@ -1741,7 +1765,9 @@ mod tests {
             "http://127.0.0.1:9/t/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
         );
         assert_eq!(ep.headers["x-trace"], "1");
-        let ep = endpoint_params(r#","aws_bedrock_runtime_endpoint":"https://vpce-1.bedrock-runtime.us-west-2.vpce.amazonaws.com""#);
+        let ep = endpoint_params(
+            r#","aws_bedrock_runtime_endpoint":"https://vpce-1.bedrock-runtime.us-west-2.vpce.amazonaws.com""#,
+        );
         assert!(ep
             .url
             .starts_with("https://vpce-1.bedrock-runtime.us-west-2.vpce.amazonaws.com/model/"));
@@ -1761,12 +1787,20 @@ mod tests {
             ],
         )
         .unwrap();
-        assert!(ep.url.starts_with("https://bedrock-runtime.eu-central-1.amazonaws.com/"));
+        assert!(ep
+            .url
+            .starts_with("https://bedrock-runtime.eu-central-1.amazonaws.com/"));
         let h = sign(&ep, &ep.url, b"{}");
         assert_eq!(h["x-amz-security-token"], "FwoGZXIvYXdzEtoken");
         let auth = h[AUTHORIZATION].to_str().unwrap();
-        assert!(auth.contains("/eu-central-1/bedrock/aws4_request"), "{auth}");
-        assert!(auth.contains("x-amz-security-token"), "the token is signed: {auth}");
+        assert!(
+            auth.contains("/eu-central-1/bedrock/aws4_request"),
+            "{auth}"
+        );
+        assert!(
+            auth.contains("x-amz-security-token"),
+            "the token is signed: {auth}"
+        );
         // AWS_DEFAULT_REGION when AWS_REGION is unset; a Bedrock API key first.
         let ep = endpoint_env(
             "",
@@ -1802,13 +1836,19 @@ mod tests {
         assert!(no_region.contains("region"), "{no_region}");
         let none = endpoint_env(r#","aws_region_name":"us-east-1""#, &[]).unwrap_err();
         assert!(none.contains("no AWS credentials"), "{none}");
-        let half = endpoint_env(&format!(r#","aws_region_name":"us-east-1","aws_access_key_id":"{AKID}""#), &[]).unwrap_err();
+        let half = endpoint_env(
+            &format!(r#","aws_region_name":"us-east-1","aws_access_key_id":"{AKID}""#),
+            &[],
+        )
+        .unwrap_err();
         assert!(half.contains("go together"), "{half}");
         let both = endpoint_env(&format!(r#","api_key":"k-12345678"{}"#, keys()), &[]).unwrap_err();
         assert!(both.contains("not both"), "{both}");
-        let profile = endpoint_env(&format!(r#"{},"aws_profile_name":"dev""#, keys()), &[]).unwrap_err();
+        let profile =
+            endpoint_env(&format!(r#"{},"aws_profile_name":"dev""#, keys()), &[]).unwrap_err();
         assert!(profile.contains("aws_profile_name"), "{profile}");
-        let bad_region = endpoint_env(r#","aws_region_name":"us east","api_key":"k""#, &[]).unwrap_err();
+        let bad_region =
+            endpoint_env(r#","aws_region_name":"us east","api_key":"k""#, &[]).unwrap_err();
         assert!(bad_region.contains("not an AWS region"), "{bad_region}");
         for e in [&no_region, &none, &half, &both, &profile] {
             assert!(!e.contains(SECRET), "{e}");
@@ -1856,14 +1896,22 @@ mod tests {
             ]),
             "a user turn first, same roles merged, blank text left out, the prefill trimmed"
         );
-        for absent in ["inferenceConfig", "toolConfig", "additionalModelRequestFields", "model", "stream"] {
+        for absent in [
+            "inferenceConfig",
+            "toolConfig",
+            "additionalModelRequestFields",
+            "model",
+            "stream",
+        ] {
             assert!(b.get(absent).is_none(), "{absent}: {b}");
         }
     }
 
     #[test]
     fn inference_config_and_additional_fields() {
-        let ep = endpoint_params(r#","temperature":0.3,"top_k":40,"aws_profile":"x","guardrailConfig":{"guardrailIdentifier":"g1","guardrailVersion":"1"}"#);
+        let ep = endpoint_params(
+            r#","temperature":0.3,"top_k":40,"aws_profile":"x","guardrailConfig":{"guardrailIdentifier":"g1","guardrailVersion":"1"}"#,
+        );
         let b = body_of(
             &ep,
             r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":64,"temperature":1.7,"top_p":0.9,
@@ -1880,8 +1928,14 @@ mod tests {
             b["additionalModelRequestFields"],
             json!({"top_k":40,"thinking":{"type":"enabled","budget_tokens":1024},"anthropic_beta":["x"]})
         );
-        assert_eq!(b["guardrailConfig"], json!({"guardrailIdentifier":"g1","guardrailVersion":"1"}));
-        let b = body_of(&ep, r#"{"messages":[{"role":"user","content":"hi"}],"stop":"X","max_completion_tokens":5}"#);
+        assert_eq!(
+            b["guardrailConfig"],
+            json!({"guardrailIdentifier":"g1","guardrailVersion":"1"})
+        );
+        let b = body_of(
+            &ep,
+            r#"{"messages":[{"role":"user","content":"hi"}],"stop":"X","max_completion_tokens":5}"#,
+        );
         assert_eq!(
             b["inferenceConfig"],
             json!({"maxTokens":5,"temperature":0.3,"stopSequences":["X"]}),
@@ -1958,12 +2012,18 @@ mod tests {
     #[test]
     fn tool_choice_mappings() {
         assert_eq!(choice(r#""auto""#, false)["toolChoice"], json!({"auto":{}}));
-        assert_eq!(choice(r#""required""#, false)["toolChoice"], json!({"any":{}}));
+        assert_eq!(
+            choice(r#""required""#, false)["toolChoice"],
+            json!({"any":{}})
+        );
         assert_eq!(
             choice(r#"{"type":"function","function":{"name":"now"}}"#, false)["toolChoice"],
             json!({"tool":{"name":"now"}})
         );
-        assert_eq!(choice(r#"{"any":{}}"#, false)["toolChoice"], json!({"any":{}}));
+        assert_eq!(
+            choice(r#"{"any":{}}"#, false)["toolChoice"],
+            json!({"any":{}})
+        );
         assert!(choice("null", false).get("toolChoice").is_none());
         // `none`: no toolChoice exists; the tools go unless the history needs them declared.
         assert!(choice(r#""none""#, false).is_null());
@@ -2020,12 +2080,23 @@ mod tests {
             ])
         );
         for (part, why) in [
-            (r#"{"type":"image_url","image_url":{"url":"https://x/y.png"}}"#, "fetches nothing"),
-            (r#"{"type":"image_url","image_url":{"url":"data:image/bmp;base64,AA"}}"#, "image/bmp"),
-            (r#"{"type":"image_url","image_url":{"url":"data:image/png,AA"}}"#, "base64"),
+            (
+                r#"{"type":"image_url","image_url":{"url":"https://x/y.png"}}"#,
+                "fetches nothing",
+            ),
+            (
+                r#"{"type":"image_url","image_url":{"url":"data:image/bmp;base64,AA"}}"#,
+                "image/bmp",
+            ),
+            (
+                r#"{"type":"image_url","image_url":{"url":"data:image/png,AA"}}"#,
+                "base64",
+            ),
             (r#"{"type":"input_audio","input_audio":{}}"#, "input_audio"),
         ] {
-            let e = body_err(&format!(r#"{{"messages":[{{"role":"user","content":[{part}]}}]}}"#));
+            let e = body_err(&format!(
+                r#"{{"messages":[{{"role":"user","content":[{part}]}}]}}"#
+            ));
             assert_eq!(e.status, Status::InvalidArgument);
             assert!(e.message.contains(why), "{}", e.message);
         }
@@ -2076,7 +2147,11 @@ mod tests {
         assert_eq!(m.reasoning_content.as_deref(), Some("Think."));
         assert!(m.tool_calls.is_none());
         assert_eq!(r.choices[0].finish_reason.as_deref(), Some("stop"));
-        assert_eq!(r.usage, Some(Usage::new(37, 20)), "cached input counts as prompt");
+        assert_eq!(
+            r.usage,
+            Some(Usage::new(37, 20)),
+            "cached input counts as prompt"
+        );
     }
 
     #[test]
@@ -2118,7 +2193,11 @@ mod tests {
                 r#"{{"output":{{"message":{{"content":[{{"text":"x"}}]}}}},"stopReason":"{reason}"}}"#
             ))
             .unwrap();
-            assert_eq!(r.choices[0].finish_reason.as_deref(), Some(want), "{reason}");
+            assert_eq!(
+                r.choices[0].finish_reason.as_deref(),
+                Some(want),
+                "{reason}"
+            );
         }
         for reason in ["malformed_model_output", "malformed_tool_use"] {
             let e = parse(&format!(
@@ -2146,7 +2225,10 @@ mod tests {
         if let Some(t) = error_type {
             h.insert(
                 "x-amzn-errortype",
-                HeaderValue::from_str(&format!("{t}:http://internal.amazon.com/coral/com.amazon.bedrock/")).unwrap(),
+                HeaderValue::from_str(&format!(
+                    "{t}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+                ))
+                .unwrap(),
             );
         }
         h.insert("x-amzn-requestid", HeaderValue::from_static("b7b8a0a4-1"));
@@ -2191,21 +2273,39 @@ mod tests {
         let e = http_error(400, Some("ServiceQuotaExceededException"), &msg("quota"));
         assert!(e.quota);
         // The name may come in the body alone (`__type`, awsJson style), or `Message`.
-        let e = http_error(400, None, r#"{"__type":"com.amazon.coral.service#ThrottlingException","Message":"Too many tokens, please wait before trying again."}"#);
+        let e = http_error(
+            400,
+            None,
+            r#"{"__type":"com.amazon.coral.service#ThrottlingException","Message":"Too many tokens, please wait before trying again."}"#,
+        );
         assert_eq!(e.status, Status::RateLimited);
-        assert_eq!(e.message, "Too many tokens, please wait before trying again.");
+        assert_eq!(
+            e.message,
+            "Too many tokens, please wait before trying again."
+        );
         // A 429 whose text reads like an overflow is still a throttle.
         let e = http_error(429, Some("ThrottlingException"), &msg("Too many tokens"));
         assert_eq!(e.status, Status::RateLimited);
         // Without the header the status alone decides; a non-JSON body is its excerpt.
         assert_eq!(http_error(403, None, "{}").status, Status::Auth);
         let e = http_error(502, None, "<html>Bad Gateway</html>");
-        assert_eq!((e.status, e.message.as_str()), (Status::Upstream, "<html>Bad Gateway</html>"));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (Status::Upstream, "<html>Bad Gateway</html>")
+        );
         // A gateway speaking OpenAI's envelope.
-        let e = http_error(400, None, r#"{"error":{"message":"This model's maximum context length is 8192 tokens.","code":"context_length_exceeded"}}"#);
+        let e = http_error(
+            400,
+            None,
+            r#"{"error":{"message":"This model's maximum context length is 8192 tokens.","code":"context_length_exceeded"}}"#,
+        );
         assert_eq!(e.status, Status::ContextOverflow);
         // parse_error without headers still reads the body.
-        let e = Bedrock.parse_error(&endpoint(), 400, msg("Input is too long for requested model.").as_bytes());
+        let e = Bedrock.parse_error(
+            &endpoint(),
+            400,
+            msg("Input is too long for requested model.").as_bytes(),
+        );
         assert_eq!(e.status, Status::ContextOverflow);
     }
 
@@ -2269,9 +2369,15 @@ mod tests {
         assert_eq!(m.content.as_deref(), Some("Hello ☃"));
         assert_eq!(m.reasoning_content.as_deref(), Some("Hmm."));
         assert_eq!(resp.choices[0].finish_reason.as_deref(), Some("stop"));
-        assert_eq!(resp.usage, Some(Usage::new(9, 3)), "usage after messageStop");
+        assert_eq!(
+            resp.usage,
+            Some(Usage::new(9, 3)),
+            "usage after messageStop"
+        );
         assert_eq!(whole[0].choices[0].delta.role.as_deref(), Some("assistant"));
-        assert!(whole.iter().all(|c| c.object == "chat.completion.chunk" && c.id == whole[0].id));
+        assert!(whole
+            .iter()
+            .all(|c| c.object == "chat.completion.chunk" && c.id == whole[0].id));
         let shape = |chunks: &[ChatChunk]| serde_json::to_value(assemble(chunks).choices).unwrap();
         let want = shape(&whole);
         for cut in 0..=all.len() {
@@ -2318,17 +2424,29 @@ mod tests {
         let r = assemble(&chunks);
         let calls = r.choices[0].message.tool_calls.as_ref().unwrap();
         assert_eq!(calls.len(), 2);
-        assert_eq!((calls[0].id.as_str(), calls[0].function.name.as_str()), ("tooluse_A", "weather"));
+        assert_eq!(
+            (calls[0].id.as_str(), calls[0].function.name.as_str()),
+            ("tooluse_A", "weather")
+        );
         assert_eq!(calls[0].function.arguments, r#"{"city":"Paris"}"#);
-        assert_eq!((calls[1].id.as_str(), calls[1].function.arguments.as_str()), ("tooluse_B", "{}"));
-        assert_eq!(r.choices[0].message.content.as_deref(), Some("Let me check."));
+        assert_eq!(
+            (calls[1].id.as_str(), calls[1].function.arguments.as_str()),
+            ("tooluse_B", "{}")
+        );
+        assert_eq!(
+            r.choices[0].message.content.as_deref(),
+            Some("Let me check.")
+        );
         assert_eq!(r.choices[0].finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(r.usage, Some(Usage::new(20, 10)));
         for cut in 0..=all.len() {
             let (c, res) = run_stream(&all, &[cut]);
             res.unwrap();
             let again = assemble(&c);
-            assert_eq!(again.choices[0].message.tool_calls, r.choices[0].message.tool_calls, "cut at {cut}");
+            assert_eq!(
+                again.choices[0].message.tool_calls, r.choices[0].message.tool_calls,
+                "cut at {cut}"
+            );
         }
     }
 
@@ -2336,21 +2454,57 @@ mod tests {
     fn stream_exceptions_map_to_statuses() {
         let head = [
             ev("messageStart", json!({"role":"assistant"})),
-            ev("contentBlockDelta", json!({"contentBlockIndex":0,"delta":{"text":"Hal"}})),
+            ev(
+                "contentBlockDelta",
+                json!({"contentBlockIndex":0,"delta":{"text":"Hal"}}),
+            ),
         ]
         .concat();
         let cases = [
-            ("throttlingException", "Too many tokens, please wait before trying again.", Status::RateLimited, Some(429)),
-            ("validationException", "Input is too long for requested model.", Status::ContextOverflow, Some(400)),
-            ("validationException", "The maximum tokens you requested exceed the model limit of 4096.", Status::BadRequest, Some(400)),
-            ("modelStreamErrorException", "The model stream was interrupted.", Status::Upstream, Some(424)),
-            ("internalServerException", "An internal server error occurred.", Status::Upstream, Some(500)),
-            ("serviceUnavailableException", "Bedrock is unable to process your request.", Status::Upstream, Some(503)),
+            (
+                "throttlingException",
+                "Too many tokens, please wait before trying again.",
+                Status::RateLimited,
+                Some(429),
+            ),
+            (
+                "validationException",
+                "Input is too long for requested model.",
+                Status::ContextOverflow,
+                Some(400),
+            ),
+            (
+                "validationException",
+                "The maximum tokens you requested exceed the model limit of 4096.",
+                Status::BadRequest,
+                Some(400),
+            ),
+            (
+                "modelStreamErrorException",
+                "The model stream was interrupted.",
+                Status::Upstream,
+                Some(424),
+            ),
+            (
+                "internalServerException",
+                "An internal server error occurred.",
+                Status::Upstream,
+                Some(500),
+            ),
+            (
+                "serviceUnavailableException",
+                "Bedrock is unable to process your request.",
+                Status::Upstream,
+                Some(503),
+            ),
             ("someNewException", "what", Status::Upstream, None),
         ];
         for (kind, text, want, http) in cases {
             let mut all = head.clone();
-            all.extend(exception(kind, json!({"message": text}).to_string().as_bytes()));
+            all.extend(exception(
+                kind,
+                json!({"message": text}).to_string().as_bytes(),
+            ));
             let (chunks, r) = run_stream(&all, &[]);
             assert_eq!(chunks.len(), 2, "{kind}: what came before stays delivered");
             let e = r.unwrap_err();
@@ -2374,7 +2528,10 @@ mod tests {
             b"",
         );
         let e = run_stream(&frame, &[]).1.unwrap_err();
-        assert_eq!((e.status, e.message.as_str()), (Status::RateLimited, "Rate exceeded"));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (Status::RateLimited, "Rate exceeded")
+        );
     }
 
     #[test]
@@ -2409,7 +2566,10 @@ mod tests {
         // messageStop without metadata: the answer is whole.
         let (chunks, r) = run_stream(&all[..all.len() - ev("metadata", json!({"usage":{"inputTokens":9,"outputTokens":3,"totalTokens":12},"metrics":{"latencyMs":5}})).len()], &[]);
         r.unwrap();
-        assert_eq!(assemble(&chunks).choices[0].message.content.as_deref(), Some("Hello ☃"));
+        assert_eq!(
+            assemble(&chunks).choices[0].message.content.as_deref(),
+            Some("Hello ☃")
+        );
         // A payload that is not JSON; garbage that is no frame at all.
         let (_, r) = run_stream(&event("contentBlockDelta", b"{not json"), &[]);
         assert_eq!(r.unwrap_err().status, Status::Upstream);
@@ -2417,14 +2577,20 @@ mod tests {
         assert_eq!(r.unwrap_err().status, Status::Upstream);
         // A malformed stop reason in the stream.
         let frame = ev("messageStop", json!({"stopReason":"malformed_tool_use"}));
-        assert_eq!(run_stream(&frame, &[]).1.unwrap_err().status, Status::Upstream);
+        assert_eq!(
+            run_stream(&frame, &[]).1.unwrap_err().status,
+            Status::Upstream
+        );
     }
 
     #[test]
     fn sigv4_signs_the_stand_in_host_and_path_as_sent() {
         // The signature a server recomputes from what it received matches the one sent.
         let ep = endpoint_env(
-            &format!(r#"{},"api_base":"http://127.0.0.1:8080/t","aws_session_token":"tok""#, keys()),
+            &format!(
+                r#"{},"api_base":"http://127.0.0.1:8080/t","aws_session_token":"tok""#,
+                keys()
+            ),
             &[],
         )
         .unwrap();

@@ -12,7 +12,6 @@ use crate::prompt::{Answer, Prompt};
 use crate::reply::{Fault, Kind, Reply};
 
 const JSON: &str = "application/json";
-const SSE: &str = "text/event-stream";
 
 /// Size of the `huge` body before its closing `{}`.
 pub const HUGE_PADDING: u64 = 64 * 1024 * 1024;
@@ -48,13 +47,14 @@ pub(crate) async fn perform(conn: &mut Conn, ex: &Exchange, reply: Reply) -> io:
     if !delay.is_zero() {
         sleep(delay).await;
     }
+    let format = ex.format;
     let mut out = Out {
         conn,
         headers: &headers,
         close: ex.close,
         interval: chunk_interval,
+        stream_type: format.stream_content_type(),
     };
-    let format = ex.format;
     let tokens = ex.prompt.tokens();
     match kind {
         Kind::Ok => out.success(ex, &Answer::auto(&ex.prompt, &ex.tenant)).await,
@@ -66,15 +66,16 @@ pub(crate) async fn perform(conn: &mut Conn, ex: &Exchange, reply: Reply) -> io:
             out.success(ex, &Answer::ToolCall { name, arguments }).await
         }
         Kind::ContextWindow(limit) if tokens > limit => {
-            out.json(400, &format.overflow(limit, tokens)).await
+            out.error(format, 400, &format.overflow(limit, tokens))
+                .await
         }
         Kind::ContextWindow(_) => out.success(ex, &Answer::auto(&ex.prompt, &ex.tenant)).await,
         Kind::Overflow(limit) => {
-            out.json(400, &format.overflow(limit, tokens.max(limit + 1)))
+            out.error(format, 400, &format.overflow(limit, tokens.max(limit + 1)))
                 .await
         }
-        Kind::Policy => out.json(400, &format.policy()).await,
-        Kind::Status(status) => out.json(status, &format.error(status)).await,
+        Kind::Policy => out.error(format, 400, &format.policy()).await,
+        Kind::Status(status) => out.error(format, status, &format.error(status)).await,
         Kind::Raw { status, body } => out.full(status, JSON, body.as_bytes()).await,
         Kind::Fault(fault) => out.fault(ex, fault).await,
     }
@@ -86,6 +87,8 @@ struct Out<'a> {
     headers: &'a [(String, String)],
     close: bool,
     interval: Duration,
+    /// The content type of a streamed body.
+    stream_type: &'static str,
 }
 
 impl Out<'_> {
@@ -113,10 +116,25 @@ impl Out<'_> {
         self.full(status, JSON, &to_bytes(body)).await
     }
 
+    /// An error answer, with the header that names the error where the format has one.
+    async fn error(&mut self, format: Format, status: u16, body: &Value) -> io::Result<Next> {
+        let Some(named) = format.error_header(status) else {
+            return self.json(status, body).await;
+        };
+        let body = to_bytes(body);
+        let mut headers = self.headers.to_vec();
+        headers.push(named);
+        let framing = Framing::Length(body.len() as u64);
+        let mut bytes = head(status, JSON, framing, &headers, self.close);
+        bytes.extend_from_slice(&body);
+        self.conn.write_all(&bytes).await?;
+        Ok(self.after())
+    }
+
     /// A 200 chunked SSE response carrying `events`; `end` writes the last
     /// chunk, otherwise the body is left unfinished.
     async fn events(&mut self, events: Vec<Vec<u8>>, end: bool) -> io::Result<()> {
-        let mut bytes = self.head(200, SSE, Framing::Chunked);
+        let mut bytes = self.head(200, self.stream_type, Framing::Chunked);
         if self.interval.is_zero() {
             for e in &events {
                 chunk(&mut bytes, e);
@@ -209,7 +227,7 @@ impl Out<'_> {
             Fault::Trickle => {
                 let (head, body) = if prompt.stream {
                     let body = format.stream(prompt, &ok_answer(ex)).all().concat();
-                    (self.head(200, SSE, Framing::Chunked), body)
+                    (self.head(200, self.stream_type, Framing::Chunked), body)
                 } else {
                     let body = to_bytes(&ok_response(ex));
                     let framing = Framing::Length(body.len() as u64);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::prompt::{Answer, Prompt};
-use crate::{anthropic, openai};
+use crate::{anthropic, bedrock, openai};
 
 /// Which provider API a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,11 +15,14 @@ pub(crate) enum Format {
     OpenAi,
     /// `.../v1/messages`.
     Anthropic,
+    /// `.../model/{id}/converse` and `.../converse-stream` (AWS event-stream frames).
+    Bedrock,
 }
 
 /// A streamed response, in three parts so faults can cut it: events before
 /// the content, one event per content piece, events after the content.
-/// Each event is complete SSE text (ending with a blank line).
+/// Each event is complete SSE text (ending with a blank line), or one whole
+/// binary event-stream frame for Bedrock.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Sse {
     pub head: Vec<Vec<u8>>,
@@ -66,6 +69,9 @@ pub(crate) fn now() -> u64 {
 
 impl Format {
     pub fn from_path(path: &str) -> Format {
+        if bedrock::is_converse_path(path) {
+            return Format::Bedrock;
+        }
         let path = path.split(['?', '#']).next().unwrap_or("");
         if path.trim_end_matches('/').ends_with("/messages") {
             Format::Anthropic
@@ -79,6 +85,24 @@ impl Format {
         match self {
             Format::OpenAi => openai::error(status),
             Format::Anthropic => anthropic::error(status),
+            Format::Bedrock => bedrock::error(status),
+        }
+    }
+
+    /// A header that names the error, where the format has one (Bedrock's
+    /// `x-amzn-ErrorType`). `status` is the HTTP status of the error answer.
+    pub fn error_header(self, status: u16) -> Option<(String, String)> {
+        match self {
+            Format::Bedrock => Some(("x-amzn-ErrorType".to_owned(), bedrock::error_type(status))),
+            Format::OpenAi | Format::Anthropic => None,
+        }
+    }
+
+    /// The content type of a streamed success.
+    pub fn stream_content_type(self) -> &'static str {
+        match self {
+            Format::Bedrock => bedrock::EVENT_STREAM,
+            Format::OpenAi | Format::Anthropic => "text/event-stream",
         }
     }
 
@@ -87,6 +111,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::overflow(limit, tokens),
             Format::Anthropic => anthropic::overflow(limit, tokens),
+            Format::Bedrock => bedrock::overflow(limit, tokens),
         }
     }
 
@@ -95,6 +120,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::policy(),
             Format::Anthropic => anthropic::policy(),
+            Format::Bedrock => bedrock::policy(),
         }
     }
 
@@ -103,6 +129,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::inline_error(),
             Format::Anthropic => anthropic::inline_error(),
+            Format::Bedrock => bedrock::inline_error(),
         }
     }
 
@@ -111,6 +138,7 @@ impl Format {
         match self {
             Format::OpenAi => event(None, &openai::inline_error()),
             Format::Anthropic => event(Some("error"), &anthropic::inline_error()),
+            Format::Bedrock => bedrock::stream_error(),
         }
     }
 
@@ -119,6 +147,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::response(prompt, answer),
             Format::Anthropic => anthropic::response(prompt, answer),
+            Format::Bedrock => bedrock::response(prompt, answer),
         }
     }
 
@@ -127,6 +156,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::stream(prompt, answer),
             Format::Anthropic => anthropic::stream(prompt, answer),
+            Format::Bedrock => bedrock::stream(prompt, answer),
         }
     }
 }
@@ -144,5 +174,13 @@ mod tests {
             Format::Anthropic
         );
         assert_eq!(Format::from_path("/a/v1/embeddings"), Format::OpenAi);
+        assert_eq!(
+            Format::from_path("/a/model/x.y-v1%3A0/converse"),
+            Format::Bedrock
+        );
+        assert_eq!(
+            Format::from_path("/a/model/x/converse-stream"),
+            Format::Bedrock
+        );
     }
 }

@@ -1,14 +1,15 @@
 //! A loopback stand-in for LLM providers, for llmr's tests and benchmarks.
 //!
 //! [`StandIn`] is a small HTTP/1.1 server on `127.0.0.1` that speaks the
-//! OpenAI chat-completions and Anthropic messages wire formats and can
+//! OpenAI chat-completions, Anthropic messages and Bedrock Converse wire formats and can
 //! misbehave in the ways real providers do.
 //!
 //! Each request's behaviour is chosen by the first segment of its path, the
 //! *tenant*: point a client at [`StandIn::base`]`("e429")` (OpenAI style,
 //! `…/e429/v1`) or [`StandIn::anthropic_base`]`("e429")` (`…/e429`) and it
-//! gets rate-limited. The format comes from the path's end (`/chat/completions`
-//! or `/v1/messages`), streaming from `"stream": true` in the body.
+//! gets rate-limited. The format comes from the path's end (`/chat/completions`,
+//! `/v1/messages`, or Bedrock's `/model/{id}/converse`), streaming from
+//! `"stream": true` in the body (Bedrock: the `/converse-stream` path).
 //!
 //! A tenant answers, in order of precedence: the replies [scripted](StandIn::script)
 //! for it, one per request; its [`always`](StandIn::always) reply; the preset
@@ -35,8 +36,14 @@
 //! ```
 
 mod anthropic;
+mod bedrock;
 mod behaviour;
 mod control;
+/// llmr's own event-stream codec (checked against AWS's vectors there), shared as source so
+/// that the stand-in frames Bedrock streams without depending on the library it tests.
+#[allow(dead_code)]
+#[path = "../../src/providers/eventstream.rs"]
+mod eventstream;
 mod format;
 mod http;
 mod openai;
@@ -54,6 +61,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 pub use anthropic::TOOL_USE_ID;
+pub use bedrock::TOOL_USE_ID as BEDROCK_TOOL_USE_ID;
 pub use behaviour::HUGE_PADDING;
 pub use openai::TOOL_CALL_ID;
 pub use record::RecordedRequest;
@@ -182,6 +190,12 @@ impl StandIn {
 
     /// An Anthropic-style api_base for a tenant: `http://127.0.0.1:PORT/<tenant>`.
     pub fn anthropic_base(&self, tenant: &str) -> String {
+        format!("http://{}/{tenant}", self.addr)
+    }
+
+    /// A Bedrock api_base for a tenant: `http://127.0.0.1:PORT/<tenant>` (the client adds
+    /// `/model/{id}/converse` or `/converse-stream`).
+    pub fn bedrock_base(&self, tenant: &str) -> String {
         format!("http://{}/{tenant}", self.addr)
     }
 

@@ -86,9 +86,12 @@ async fn exchange(conn: &mut Conn, registry: &Registry, req: Request) -> std::io
         serde_json::from_slice(&req.body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&req.body).into_owned()))
     };
+    let mut prompt = Prompt::from_body(&body);
+    // Bedrock says "stream" in the path (`/converse-stream`), not in the body.
+    prompt.stream |= crate::bedrock::is_stream_path(&req.path);
     let ex = Exchange {
         format: Format::from_path(&req.path),
-        prompt: Prompt::from_body(&body),
+        prompt,
         tenant: tenant_of(&req.path).to_owned(),
         close: !req.keep_alive,
     };
@@ -97,6 +100,7 @@ async fn exchange(conn: &mut Conn, registry: &Registry, req: Request) -> std::io
         path: req.path,
         headers: req.headers,
         body,
+        raw_body: req.body,
     });
     perform(conn, &ex, reply).await
 }
