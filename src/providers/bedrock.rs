@@ -797,9 +797,11 @@ fn part_block<'a>(p: &'a Value, msg: usize, docs: &mut Docs) -> Result<Option<Bl
             let name = file.and_then(|f| f.get("filename")).and_then(Value::as_str);
             media_block(data, msg, "file.file_data", Some(name), docs)?
         }
-        other => return Err(Error::invalid(format!(
+        other => {
+            return Err(Error::invalid(format!(
             "request JSON at `messages[{msg}].content`: Bedrock Converse takes no `{other}` parts"
-        ))),
+        )))
+        }
     }))
 }
 
