@@ -1619,7 +1619,6 @@ mod tests {
     use crate::providers::eventstream::{encode, event, exception, HeaderValue as H};
     use crate::types::StreamAssembler;
     use std::collections::HashMap;
-    use std::time::{Duration, UNIX_EPOCH};
 
     const MODEL: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
     const AKID: &str = "AKIDEXAMPLE";
@@ -2621,6 +2620,28 @@ mod tests {
         let want = super::super::sigv4::sign(&req, &scope, AKID, SECRET);
         assert!(want.canonical_request.contains("v1%253A0/converse-stream"));
         assert_eq!(h[AUTHORIZATION], want.authorization.as_str());
-        let _ = (UNIX_EPOCH, Duration::ZERO);
+    }
+}
+
+#[cfg(test)]
+mod model_table {
+    /// Bedrock deployments get their windows from the model table, inference-profile and
+    /// `converse/` forms included (the context-window fallback depends on it).
+    #[test]
+    fn bedrock_ids_resolve_in_the_model_table() {
+        use crate::model_info::lookup_deployment;
+        for (id, window) in [
+            ("anthropic.claude-3-5-haiku-20241022-v1:0", 200_000),
+            ("us.anthropic.claude-sonnet-4-20250514-v1:0", 200_000),
+            ("eu.anthropic.claude-3-7-sonnet-20250219-v1:0", 200_000),
+            ("global.anthropic.claude-sonnet-4-5-20250929-v1:0", 200_000),
+            ("amazon.nova-pro-v1:0", 300_000),
+            ("us.amazon.nova-micro-v1:0", 128_000),
+            ("meta.llama3-3-70b-instruct-v1:0", 128_000),
+            ("converse/amazon.nova-lite-v1:0", 300_000),
+        ] {
+            let info = lookup_deployment(None, "bedrock", id);
+            assert_eq!(info.map(|i| i.max_input_tokens), Some(window), "{id}");
+        }
     }
 }
