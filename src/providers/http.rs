@@ -55,10 +55,14 @@ impl HttpClient {
             return Ok(resp);
         }
         let header_hint = retry_after_from_headers(resp.headers());
+        // Kept for the format: reading the body consumes the response.
+        let error_headers = resp.headers().clone();
         let body = read_body(resp, MAX_ERROR_BODY_BYTES, &self.ep, true)
             .await
             .unwrap_or_default();
-        let mut e = self.wire.parse_error(&self.ep, status, &body);
+        let mut e = self
+            .wire
+            .parse_error_with_headers(&self.ep, status, &error_headers, &body);
         e.http_status = Some(status);
         if e.retry_after.is_none() {
             e.retry_after = header_hint.or_else(|| retry_hint_in_text(&e.message));

@@ -163,6 +163,18 @@ pub trait WireFormat: Send + Sync {
     fn parse_response(&self, ep: &Endpoint, body: &[u8]) -> Result<ChatResponse, Error>;
     /// A non-2xx answer, classified.
     fn parse_error(&self, ep: &Endpoint, http_status: u16, body: &[u8]) -> Error;
+    /// The same with the answer's headers, for formats that name the error in a header
+    /// (Bedrock's `x-amzn-ErrorType`). The driver calls this one; by default it ignores the
+    /// headers.
+    fn parse_error_with_headers(
+        &self,
+        ep: &Endpoint,
+        http_status: u16,
+        _headers: &HeaderMap,
+        body: &[u8],
+    ) -> Error {
+        self.parse_error(ep, http_status, body)
+    }
     fn stream_parser(&self, ep: &Endpoint) -> Box<dyn StreamParser>;
 }
 

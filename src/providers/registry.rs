@@ -120,20 +120,24 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         key: "BEDROCK",
         prefix: "bedrock",
-        family: Family::Unsupported,
-        default_base: None,
-        needs_key: true,
+        family: Family::Bedrock,
+        // `{region}` from `aws_region_name` / AWS_REGION; `api_base` replaces the whole host.
+        default_base: Some("https://bedrock-runtime.{region}.amazonaws.com"),
+        // SigV4 access keys or a Bedrock API key, from `litellm_params` or the environment.
+        needs_key: false,
         stream_usage: false,
-        note: "BEDROCK's native Converse API (SigV4) is not implemented yet; use an OpenAI-compatible gateway as CUSTOM",
+        note: "",
     },
     ProviderSpec {
         key: "AWS_BEDROCK",
         prefix: "bedrock",
-        family: Family::Unsupported,
-        default_base: None,
-        needs_key: true,
+        family: Family::Bedrock,
+        // `{region}` from `aws_region_name` / AWS_REGION; `api_base` replaces the whole host.
+        default_base: Some("https://bedrock-runtime.{region}.amazonaws.com"),
+        // SigV4 access keys or a Bedrock API key, from `litellm_params` or the environment.
+        needs_key: false,
         stream_usage: false,
-        note: "AWS_BEDROCK's native Converse API (SigV4) is not implemented yet; use an OpenAI-compatible gateway as CUSTOM",
+        note: "",
     },
     ProviderSpec {
         key: "VERTEX_AI",

@@ -47,14 +47,14 @@ pub(crate) async fn perform(conn: &mut Conn, ex: &Exchange, reply: Reply) -> io:
     if !delay.is_zero() {
         sleep(delay).await;
     }
+    let format = ex.format;
     let mut out = Out {
         conn,
         headers: &headers,
         close: ex.close,
         interval: chunk_interval,
-        stream_type: ex.format.stream_content_type(),
+        stream_type: format.stream_content_type(),
     };
-    let format = ex.format;
     let tokens = ex.prompt.tokens();
     match kind {
         Kind::Ok => out.success(ex, &Answer::auto(&ex.prompt, &ex.tenant)).await,
@@ -66,15 +66,16 @@ pub(crate) async fn perform(conn: &mut Conn, ex: &Exchange, reply: Reply) -> io:
             out.success(ex, &Answer::ToolCall { name, arguments }).await
         }
         Kind::ContextWindow(limit) if tokens > limit => {
-            out.json(400, &format.overflow(limit, tokens)).await
+            out.error(format, 400, &format.overflow(limit, tokens))
+                .await
         }
         Kind::ContextWindow(_) => out.success(ex, &Answer::auto(&ex.prompt, &ex.tenant)).await,
         Kind::Overflow(limit) => {
-            out.json(400, &format.overflow(limit, tokens.max(limit + 1)))
+            out.error(format, 400, &format.overflow(limit, tokens.max(limit + 1)))
                 .await
         }
         Kind::Policy => match format.policy() {
-            Refusal::Error(status, body) => out.json(status, &body).await,
+            Refusal::Error(status, body) => out.error(format, status, &body).await,
             Refusal::Blocked(body) if ex.prompt.stream => {
                 out.events(vec![crate::format::event(None, &body)], true)
                     .await?;
@@ -83,7 +84,7 @@ pub(crate) async fn perform(conn: &mut Conn, ex: &Exchange, reply: Reply) -> io:
             Refusal::Blocked(body) => out.json(200, &body).await,
             Refusal::Text(text) => out.success(ex, &Answer::Text(text.to_owned())).await,
         },
-        Kind::Status(status) => out.json(status, &format.error(status)).await,
+        Kind::Status(status) => out.error(format, status, &format.error(status)).await,
         Kind::Raw { status, body } => out.full(status, JSON, body.as_bytes()).await,
         Kind::Fault(fault) => out.fault(ex, fault).await,
     }
@@ -122,6 +123,21 @@ impl Out<'_> {
 
     async fn json(&mut self, status: u16, body: &Value) -> io::Result<Next> {
         self.full(status, JSON, &to_bytes(body)).await
+    }
+
+    /// An error answer, with the header that names the error where the format has one.
+    async fn error(&mut self, format: Format, status: u16, body: &Value) -> io::Result<Next> {
+        let Some(named) = format.error_header(status) else {
+            return self.json(status, body).await;
+        };
+        let body = to_bytes(body);
+        let mut headers = self.headers.to_vec();
+        headers.push(named);
+        let framing = Framing::Length(body.len() as u64);
+        let mut bytes = head(status, JSON, framing, &headers, self.close);
+        bytes.extend_from_slice(&body);
+        self.conn.write_all(&bytes).await?;
+        Ok(self.after())
     }
 
     /// A 200 chunked stream response (SSE or NDJSON) carrying `events`; `end` writes the last

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::prompt::{Answer, Prompt};
-use crate::{anthropic, cohere, gemini, ollama, openai};
+use crate::{anthropic, bedrock, cohere, gemini, ollama, openai};
 
 /// Which provider API a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub(crate) enum Format {
     Cohere,
     /// `.../api/chat` (Ollama's native API).
     Ollama,
+    /// `.../model/{id}/converse` and `.../converse-stream` (AWS event-stream frames).
+    Bedrock,
 }
 
 /// How a provider refuses content.
@@ -35,7 +37,8 @@ pub(crate) enum Refusal {
 
 /// A streamed response, in three parts so faults can cut it: events before
 /// the content, one event per content piece, events after the content.
-/// Each event is complete SSE text (ending with a blank line).
+/// Each event is complete SSE text (ending with a blank line), or one whole
+/// binary event-stream frame for Bedrock.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Sse {
     pub head: Vec<Vec<u8>>,
@@ -82,6 +85,12 @@ pub(crate) fn now() -> u64 {
 
 impl Format {
     pub fn from_path(path: &str) -> Format {
+        if bedrock::is_converse_path(path) {
+            return Format::Bedrock;
+        }
+        if bedrock::is_converse_path(path) {
+            return Format::Bedrock;
+        }
         let path = path.split(['?', '#']).next().unwrap_or("");
         let path = path.trim_end_matches('/');
         if path.ends_with("/messages") {
@@ -102,6 +111,12 @@ impl Format {
         match self {
             Format::OpenAi | Format::Anthropic | Format::Cohere => Prompt::from_body(body),
             Format::Gemini => gemini::prompt(body, path),
+            Format::Bedrock => {
+                let mut p = Prompt::from_body(body);
+                // Bedrock says "stream" in the path (`/converse-stream`), not in the body.
+                p.stream |= bedrock::is_stream_path(path);
+                p
+            }
             Format::Ollama => {
                 let mut p = Prompt::from_body(body);
                 // Ollama streams unless told not to.
@@ -118,6 +133,7 @@ impl Format {
                 "text/event-stream"
             }
             Format::Ollama => ollama::NDJSON,
+            Format::Bedrock => bedrock::EVENT_STREAM,
         }
     }
 
@@ -129,6 +145,16 @@ impl Format {
             Format::Gemini => gemini::error(status),
             Format::Cohere => cohere::error(status),
             Format::Ollama => ollama::error(status),
+            Format::Bedrock => bedrock::error(status),
+        }
+    }
+
+    /// A header that names the error, where the format has one (Bedrock's
+    /// `x-amzn-ErrorType`). `status` is the HTTP status of the error answer.
+    pub fn error_header(self, status: u16) -> Option<(String, String)> {
+        match self {
+            Format::Bedrock => Some(("x-amzn-ErrorType".to_owned(), bedrock::error_type(status))),
+            _ => None,
         }
     }
 
@@ -140,6 +166,7 @@ impl Format {
             Format::Gemini => gemini::overflow(limit, tokens),
             Format::Cohere => cohere::overflow(limit, tokens),
             Format::Ollama => ollama::overflow(limit, tokens),
+            Format::Bedrock => bedrock::overflow(limit, tokens),
         }
     }
 
@@ -151,6 +178,7 @@ impl Format {
             Format::Gemini => Refusal::Blocked(gemini::policy()),
             Format::Cohere => Refusal::Error(400, cohere::policy()),
             Format::Ollama => Refusal::Text(ollama::REFUSAL),
+            Format::Bedrock => Refusal::Error(400, bedrock::policy()),
         }
     }
 
@@ -162,6 +190,7 @@ impl Format {
             Format::Gemini => gemini::inline_error(),
             Format::Cohere => cohere::inline_error(),
             Format::Ollama => ollama::inline_error(),
+            Format::Bedrock => bedrock::inline_error(),
         }
     }
 
@@ -173,6 +202,7 @@ impl Format {
             Format::Gemini => event(None, &gemini::inline_error()),
             Format::Cohere => cohere::stream_error(),
             Format::Ollama => ollama::line(&ollama::inline_error()),
+            Format::Bedrock => bedrock::stream_error(),
         }
     }
 
@@ -184,6 +214,7 @@ impl Format {
             Format::Gemini => gemini::response(prompt, answer),
             Format::Cohere => cohere::response(prompt, answer),
             Format::Ollama => ollama::response(prompt, answer),
+            Format::Bedrock => bedrock::response(prompt, answer),
         }
     }
 
@@ -195,6 +226,7 @@ impl Format {
             Format::Gemini => gemini::stream(prompt, answer),
             Format::Cohere => cohere::stream(prompt, answer),
             Format::Ollama => ollama::stream(prompt, answer),
+            Format::Bedrock => bedrock::stream(prompt, answer),
         }
     }
 }
@@ -220,5 +252,13 @@ mod tests {
         assert_eq!(Format::from_path("/a/v1/chat"), Format::OpenAi);
         assert_eq!(Format::from_path("/a/api/chat"), Format::Ollama);
         assert_eq!(Format::from_path("/a/v1/chat/completions"), Format::OpenAi);
+        assert_eq!(
+            Format::from_path("/a/model/x.y-v1%3A0/converse"),
+            Format::Bedrock
+        );
+        assert_eq!(
+            Format::from_path("/a/model/x/converse-stream"),
+            Format::Bedrock
+        );
     }
 }

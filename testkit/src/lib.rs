@@ -3,7 +3,7 @@
 //! [`StandIn`] is a small HTTP/1.1 server on `127.0.0.1` that speaks the
 //! wire formats of the providers llmr supports (OpenAI chat completions,
 //! Anthropic messages, Gemini `generateContent`, Cohere v2 chat, Ollama
-//! `/api/chat`) and can misbehave in the ways real providers do.
+//! `/api/chat`, Bedrock Converse) and can misbehave in the ways real providers do.
 //!
 //! Each request's behaviour is chosen by the first segment of its path, the
 //! *tenant*: point a client at [`StandIn::base`]`("e429")` (OpenAI style,
@@ -11,7 +11,8 @@
 //! [`StandIn::ollama_base`] and it gets rate-limited. The format comes from the
 //! request path (see `Format`), streaming from `"stream": true` in the body,
 //! or where the provider says it otherwise, as it does (Gemini's
-//! `:streamGenerateContent` path; Ollama streams unless `"stream": false`).
+//! `:streamGenerateContent` and Bedrock's `/converse-stream` paths; Ollama
+//! streams unless `"stream": false`).
 //! Each format refuses content as its provider does: an error, a 200 that
 //! says the prompt was blocked (Gemini), or a declining answer (Ollama, which
 //! has no content filter).
@@ -41,9 +42,15 @@
 //! ```
 
 mod anthropic;
+mod bedrock;
 mod behaviour;
 mod cohere;
 mod control;
+/// llmr's own event-stream codec (checked against AWS's vectors there), shared as source so
+/// that the stand-in frames Bedrock streams without depending on the library it tests.
+#[allow(dead_code)]
+#[path = "../../src/providers/eventstream.rs"]
+mod eventstream;
 mod format;
 mod gemini;
 mod http;
@@ -63,6 +70,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 pub use anthropic::TOOL_USE_ID;
+pub use bedrock::TOOL_USE_ID as BEDROCK_TOOL_USE_ID;
 pub use behaviour::HUGE_PADDING;
 pub use cohere::TOOL_CALL_ID as COHERE_TOOL_CALL_ID;
 pub use openai::TOOL_CALL_ID;
@@ -199,6 +207,12 @@ impl StandIn {
     /// An Ollama api_base for a tenant: `http://127.0.0.1:PORT/<tenant>` (the
     /// client appends `/api/chat`).
     pub fn ollama_base(&self, tenant: &str) -> String {
+        format!("http://{}/{tenant}", self.addr)
+    }
+
+    /// A Bedrock api_base for a tenant: `http://127.0.0.1:PORT/<tenant>` (the client adds
+    /// `/model/{id}/converse` or `/converse-stream`).
+    pub fn bedrock_base(&self, tenant: &str) -> String {
         format!("http://{}/{tenant}", self.addr)
     }
 

@@ -5,15 +5,15 @@ use serde_json::Value;
 
 use crate::reply::TOOL_ARGUMENTS;
 
-/// What the behaviours need to know about a chat request (OpenAI or
-/// Anthropic shaped; anything else reads as an empty prompt).
+/// What the behaviours need to know about a chat request (OpenAI, Anthropic
+/// or Bedrock Converse shaped; anything else reads as an empty prompt).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Prompt {
     pub model: String,
     pub stream: bool,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
-    /// Characters of all message contents (and an Anthropic `system`).
+    /// Characters of all message contents (and an Anthropic or Bedrock `system`).
     pub chars: usize,
     /// The text of the last user message that has text.
     pub last_user_text: Option<String>,
@@ -35,15 +35,22 @@ impl Prompt {
             .rev()
             .filter(|m| m["role"] == "user")
             .find_map(|m| content_text(&m["content"]));
-        let ends_with_user = messages
-            .last()
-            .is_some_and(|m| m["role"] == "user" && !has_part(&m["content"], "tool_result"));
-        let first_tool = body["tools"].get(0).and_then(|t| {
-            t["function"]["name"]
-                .as_str()
-                .or_else(|| t["name"].as_str())
-                .map(str::to_owned)
+        let ends_with_user = messages.last().is_some_and(|m| {
+            m["role"] == "user"
+                && !has_part(&m["content"], "tool_result")
+                && !has_block(&m["content"], "toolResult")
         });
+        // OpenAI `tools[].function.name`, Anthropic `tools[].name`, Bedrock
+        // `toolConfig.tools[].toolSpec.name`.
+        let first_tool = body["tools"]
+            .get(0)
+            .and_then(|t| {
+                t["function"]["name"]
+                    .as_str()
+                    .or_else(|| t["name"].as_str())
+            })
+            .or_else(|| body["toolConfig"]["tools"][0]["toolSpec"]["name"].as_str())
+            .map(str::to_owned);
         Prompt {
             model: body["model"].as_str().unwrap_or("standin").to_owned(),
             stream: body["stream"] == true,
@@ -68,7 +75,8 @@ fn content_chars(content: &Value) -> usize {
             .iter()
             .map(|p| match &p["text"] {
                 Value::String(s) => s.chars().count(),
-                _ => content_chars(&p["content"]),
+                // Anthropic tool_result `content`, Bedrock `toolResult.content`.
+                _ => content_chars(&p["content"]) + content_chars(&p["toolResult"]["content"]),
             })
             .sum(),
         _ => 0,
@@ -80,9 +88,10 @@ fn content_text(content: &Value) -> Option<String> {
     match content {
         Value::String(s) => Some(s.clone()),
         Value::Array(parts) => {
+            // OpenAI and Anthropic parts say `"type": "text"`; Bedrock blocks are `{"text": …}`.
             let texts: Vec<&str> = parts
                 .iter()
-                .filter(|p| p["type"] == "text")
+                .filter(|p| p["type"] == "text" || p["type"].is_null())
                 .filter_map(|p| p["text"].as_str())
                 .collect();
             (!texts.is_empty()).then(|| texts.concat())
@@ -95,6 +104,13 @@ fn has_part(content: &Value, kind: &str) -> bool {
     content
         .as_array()
         .is_some_and(|parts| parts.iter().any(|p| p["type"] == kind))
+}
+
+/// Whether a Bedrock content array has a block of this member (`toolResult`).
+fn has_block(content: &Value, member: &str) -> bool {
+    content
+        .as_array()
+        .is_some_and(|parts| parts.iter().any(|p| p.get(member).is_some()))
 }
 
 /// What a successful response carries.
@@ -232,6 +248,29 @@ mod tests {
         assert!(!p.ends_with_user && !p.stream);
         assert_eq!(p.first_tool.as_deref(), Some("w"));
         assert_eq!(Answer::auto(&p, "t"), Answer::Text("echo: weather?".into()));
+    }
+
+    #[test]
+    fn bedrock_prompt() {
+        let p = Prompt::from_body(&json!({
+            "system": [{"text": "sys"}],
+            "messages": [
+                {"role": "user", "content": [{"text": "weather?"}]},
+                {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t", "name": "w", "input": {}}}]},
+                {"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": [{"text": "sunny"}]}}]},
+            ],
+            "toolConfig": {"tools": [{"toolSpec": {"name": "w", "inputSchema": {"json": {}}}}]},
+        }));
+        assert_eq!(p.chars, 3 + 8 + 5);
+        assert!(!p.ends_with_user && !p.stream);
+        assert_eq!(p.last_user_text.as_deref(), Some("weather?"));
+        assert_eq!(p.first_tool.as_deref(), Some("w"));
+        let p = Prompt::from_body(&json!({
+            "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+            "toolConfig": {"tools": [{"toolSpec": {"name": "w"}}]},
+        }));
+        assert!(p.ends_with_user);
+        assert!(matches!(Answer::auto(&p, "t"), Answer::ToolCall { .. }));
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct RecordedRequest {
     /// The body parsed as JSON; `Null` when empty, a JSON string holding the
     /// text when it is not JSON.
     pub body: Value,
+    /// The body's bytes as received (to check a signature over them).
+    pub raw_body: Vec<u8>,
 }
 
 impl RecordedRequest {
@@ -184,6 +186,7 @@ mod tests {
             path: path.into(),
             headers: vec![],
             body: Value::Null,
+            raw_body: Vec::new(),
         };
         reg.script("e500", [Reply::text("a"), Reply::text("b")]);
         assert_eq!(reg.arrive(req("/e500/x")), Reply::text("a"));

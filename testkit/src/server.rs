@@ -97,6 +97,7 @@ async fn exchange(conn: &mut Conn, registry: &Registry, req: Request) -> std::io
         path: req.path,
         headers: req.headers,
         body,
+        raw_body: req.body,
     });
     perform(conn, &ex, reply).await
 }
