@@ -1272,3 +1272,413 @@ impl ChunkStream for PredictionStream {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::types::StreamAssembler;
+    use serde_json::json;
+
+    const KEY: &str = "r8_test_token_0123456789";
+
+    fn shared_with(model: &str, entry: &str) -> Shared {
+        let c = config::parse(&format!(
+            r#"{{"global_llm_configs":[{{"provider":"REPLICATE","model_name":"{model}","api_key":"{KEY}"{entry}}}]}}"#
+        ))
+        .unwrap();
+        Shared::new(&c.deployments[0], None, &reqwest::Client::new()).unwrap()
+    }
+
+    fn shared() -> Shared {
+        shared_with("meta/meta-llama-3-70b-instruct", "")
+    }
+
+    fn body_of(s: &Shared, request: &str, stream: bool) -> (Value, Option<u64>) {
+        let req = ChatRequest::from_json(request).unwrap();
+        let (bytes, cap) = s.body(&req, stream).unwrap();
+        (serde_json::from_slice(&bytes).unwrap(), cap)
+    }
+
+    fn input(request: &str) -> Value {
+        body_of(&shared(), request, false).0["input"].clone()
+    }
+
+    #[test]
+    fn model_forms_pick_the_create_url() {
+        let base = "https://api.replicate.com/v1";
+        let version = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa";
+        assert_eq!(
+            create_target(base, "meta/meta-llama-3-8b-instruct", false).unwrap(),
+            (format!("{base}/models/meta/meta-llama-3-8b-instruct/predictions"), None)
+        );
+        assert_eq!(
+            create_target(base, &format!("replicate/llama-2-70b-chat:{version}"), false).unwrap(),
+            (format!("{base}/predictions"), Some(version.to_owned()))
+        );
+        assert_eq!(
+            create_target(base, version, false).unwrap(),
+            (format!("{base}/predictions"), Some(version.to_owned()))
+        );
+        assert_eq!(
+            create_target(base, "deployments/acme/my-llama", false).unwrap(),
+            (format!("{base}/deployments/acme/my-llama/predictions"), None)
+        );
+        assert_eq!(
+            create_target(base, "acme/my-llama", true).unwrap().0,
+            format!("{base}/deployments/acme/my-llama/predictions")
+        );
+        for bad in ["llama", "a/b/c", "../x", "a/..", "a/b:", "a/b:v?x=1", "a b/c", ""] {
+            let e = create_target(base, bad, false).unwrap_err();
+            assert!(e.contains("owner/name"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn endpoint_auth_and_default_base() {
+        let s = shared();
+        assert_eq!(
+            s.ep.url,
+            "https://api.replicate.com/v1/models/meta/meta-llama-3-70b-instruct/predictions"
+        );
+        assert_eq!(s.ep.headers[AUTHORIZATION], format!("Bearer {KEY}").as_str());
+        assert!(s.ep.headers[AUTHORIZATION].is_sensitive());
+        assert!(!format!("{s:?}").contains(KEY), "no key in Debug output");
+        let s = shared_with(
+            "acme/llama",
+            r#","api_base":"http://127.0.0.1:9/t/v1/","litellm_params":{"replicate_deployment":true}"#,
+        );
+        assert_eq!(s.ep.url, "http://127.0.0.1:9/t/v1/deployments/acme/llama/predictions");
+        // The token goes to the base's host and Replicate's own, nowhere else.
+        let auth = |url: &str| s.headers_for(url).contains_key(AUTHORIZATION);
+        assert!(auth("http://127.0.0.1:9/t/v1/predictions/abc"));
+        assert!(!auth("http://127.0.0.1:10/t/v1/predictions/abc"));
+        assert!(auth("https://stream.replicate.com/v1/files/abc"));
+        assert!(!auth("http://stream.replicate.com/v1/files/abc"));
+        assert!(!auth("https://replicate.com.evil.example/x"));
+        assert!(!auth("not a url"));
+    }
+
+    #[test]
+    fn single_turn_prompt_system_prompt_and_sampling() {
+        let (b, cap) = body_of(
+            &shared_with(
+                "meta/meta-llama-3-70b-instruct",
+                r#","litellm_params":{"top_k":40,"prompt_template":"{prompt}","temperature":0.1,"input":{"min_tokens":2},"tags":["x"]}"#,
+            ),
+            r#"{"messages":[{"role":"system","content":"Be brief."},{"role":"developer","content":"Use English."},
+                {"role":"user","content":[{"type":"text","text":"Hi "},{"type":"text","text":"there"}]}],
+                "max_tokens":64,"stop":["END","\n\n"],"temperature":0.7,"top_p":0.9,"seed":42,
+                "presence_penalty":1.1,"frequency_penalty":0.2,"user":"u1","response_format":{"type":"json_object"},
+                "logprobs":true}"#,
+            false,
+        );
+        assert!(b.get("version").is_none());
+        assert!(b.get("stream").is_none());
+        assert_eq!(cap, Some(64));
+        assert_eq!(
+            b["input"],
+            json!({"prompt":"Hi there","system_prompt":"Be brief.\n\nUse English.",
+                   "max_tokens":64,"max_new_tokens":64,"stop_sequences":"END,\n\n",
+                   "temperature":0.7,"top_p":0.9,"seed":42,"presence_penalty":1.1,
+                   "frequency_penalty":0.2,"top_k":40,"prompt_template":"{prompt}","min_tokens":2})
+        );
+    }
+
+    #[test]
+    fn defaults_fill_in_and_versions_and_stream_go_in_the_body() {
+        let version = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa";
+        let s = shared_with(
+            &format!("replicate/llama-2-70b-chat:{version}"),
+            r#","litellm_params":{"max_tokens":300,"stop":"END","temperature":0.2}"#,
+        );
+        let (b, cap) = body_of(&s, r#"{"messages":[{"role":"user","content":"hi"}]}"#, true);
+        assert_eq!(b["version"], version);
+        assert_eq!(b["stream"], true);
+        assert_eq!(cap, Some(300));
+        assert_eq!(
+            b["input"],
+            json!({"prompt":"hi","max_tokens":300,"max_new_tokens":300,"stop_sequences":"END","temperature":0.2})
+        );
+        // A cap given as a model input still decides the finish reason.
+        let s = shared_with("a/b", r#","litellm_params":{"max_new_tokens":50}"#);
+        let (b, cap) = body_of(&s, r#"{"messages":[{"role":"user","content":"hi"}]}"#, false);
+        assert_eq!((b["input"]["max_new_tokens"].clone(), cap), (json!(50), Some(50)));
+    }
+
+    #[test]
+    fn a_conversation_is_flattened_into_a_transcript() {
+        let i = input(
+            r#"{"messages":[{"role":"system","content":"sys"},{"role":"user","content":"Weather?"},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+                {"role":"tool","tool_call_id":"c1","content":"sunny"},
+                {"role":"assistant","content":"It is sunny."},{"role":"user","content":"Thanks"}]}"#,
+        );
+        assert_eq!(i["system_prompt"], "sys");
+        assert_eq!(
+            i["prompt"],
+            "User: Weather?\n\nAssistant: [called get_weather({\"city\":\"Paris\"})]\n\nTool result: sunny\n\nAssistant: It is sunny.\n\nUser: Thanks"
+        );
+    }
+
+    #[test]
+    fn litellm_prompt_template_keys_render_the_whole_prompt() {
+        let s = shared_with(
+            "a/b",
+            r#","litellm_params":{"roles":{"system":{"pre_message":"<<SYS>>","post_message":"<</SYS>>"},
+                "user":{"pre_message":"[INST] ","post_message":" [/INST]"},"assistant":{"post_message":"</s>"}},
+                "initial_prompt_value":"<s>","final_prompt_value":"\n","bos_token":"","eos_token":""}"#,
+        );
+        let (b, _) = body_of(
+            &s,
+            r#"{"messages":[{"role":"system","content":"S"},{"role":"user","content":"U1"},{"role":"assistant","content":"A1"},{"role":"user","content":"U2"}]}"#,
+            false,
+        );
+        assert_eq!(b["input"]["prompt"], "<s><<SYS>>S<</SYS>>[INST] U1 [/INST]A1</s>[INST] U2 [/INST]\n");
+        assert!(b["input"].get("system_prompt").is_none());
+        assert!(b["input"].get("roles").is_none(), "config keys are not model input");
+        let c = config::parse(
+            r#"{"global_llm_configs":[{"provider":"REPLICATE","model_name":"a/b","api_key":"k","litellm_params":{"roles":"x"}}]}"#,
+        )
+        .unwrap();
+        let e = Shared::new(&c.deployments[0], None, &reqwest::Client::new()).unwrap_err();
+        assert!(e.contains("roles"), "{e}");
+    }
+
+    #[test]
+    fn tools_are_refused_and_images_too() {
+        let s = shared();
+        let req = ChatRequest::from_json(
+            r#"{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}]}"#,
+        )
+        .unwrap();
+        let e = s.body(&req, false).unwrap_err();
+        assert_eq!(e.status, Status::BadRequest);
+        assert!(e.message.contains("no tool calling"), "{}", e.message);
+        let i = input(
+            r#"{"messages":[{"role":"user","content":"hi"}],"tool_choice":"none","tools":[{"type":"function","function":{"name":"f"}}]}"#,
+        );
+        assert_eq!(i["prompt"], "hi");
+        let req = ChatRequest::from_json(
+            r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}"#,
+        )
+        .unwrap();
+        let e = s.body(&req, false).unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+        assert!(e.message.contains("image_url"), "{}", e.message);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Predictions (shapes of Replicate's API reference)
+
+    const SUCCEEDED: &str = r#"{"id":"gm3qorzdhgbfurvjtvhg6dckhu","model":"meta/meta-llama-3-70b-instruct",
+        "version":"hidden","input":{"prompt":"Hi"},"logs":"","output":["Hello", "!", " How", " can I help?"],
+        "data_removed":false,"error":null,"status":"succeeded","created_at":"2024-04-18T14:14:03.162Z",
+        "metrics":{"input_token_count":12,"output_token_count":6,"predict_time":0.4,"time_to_first_token":0.1,"tokens_per_second":40.5},
+        "urls":{"cancel":"https://api.replicate.com/v1/predictions/gm3qorzdhgbfurvjtvhg6dckhu/cancel",
+                "get":"https://api.replicate.com/v1/predictions/gm3qorzdhgbfurvjtvhg6dckhu",
+                "stream":"https://streaming-api.svc.rno2.c.replicate.net/v1/streams/abc"}}"#;
+
+    fn ep() -> Endpoint {
+        shared().ep
+    }
+
+    #[test]
+    fn a_succeeded_prediction_is_a_completion() {
+        let p = parse_prediction(SUCCEEDED.as_bytes()).unwrap();
+        assert!(p.is_over());
+        assert_eq!(p.urls.get.as_deref(), Some("https://api.replicate.com/v1/predictions/gm3qorzdhgbfurvjtvhg6dckhu"));
+        let r = response_of(&ep(), p, Some(64)).unwrap();
+        assert_eq!(r.id, "chatcmpl-gm3qorzdhgbfurvjtvhg6dckhu");
+        assert_eq!(r.model, "meta/meta-llama-3-70b-instruct");
+        assert_eq!(r.choices[0].message.content.as_deref(), Some("Hello! How can I help?"));
+        assert_eq!(r.choices[0].finish_reason.as_deref(), Some("stop"));
+        assert_eq!(r.usage, Some(Usage::new(12, 6)));
+        let p = parse_prediction(SUCCEEDED.as_bytes()).unwrap();
+        let r = response_of(&ep(), p, Some(6)).unwrap();
+        assert_eq!(r.choices[0].finish_reason.as_deref(), Some("length"));
+
+        let p = parse_prediction(br#"{"id":"x","status":"succeeded","output":"one string","metrics":{"predict_time":1}}"#).unwrap();
+        let r = response_of(&ep(), p, None).unwrap();
+        assert_eq!(r.choices[0].message.content.as_deref(), Some("one string"));
+        assert_eq!(r.usage, None, "no counts: the router estimates");
+
+        let p = parse_prediction(br#"{"id":"x","status":"starting","output":null,"urls":{"get":"g","cancel":"c"}}"#).unwrap();
+        assert!(!p.is_over());
+        assert!(parse_prediction(br#"{"detail":"x"}"#).is_err());
+        assert!(parse_prediction(b"<html>").unwrap_err().message.contains("not a Replicate prediction"));
+    }
+
+    fn failed(error: &str) -> Error {
+        let body = json!({"id":"p1","status":"failed","output":null,"error":error}).to_string();
+        let p = parse_prediction(body.as_bytes()).unwrap();
+        response_of(&ep(), p, None).unwrap_err()
+    }
+
+    #[test]
+    fn failed_predictions_are_classified_by_their_text() {
+        // TensorRT-LLM behind meta/llama-2-70b (replicate-python issue #264).
+        let e = failed("[TensorRT-LLM][ERROR] Cannot process new request: Prompt length (1240) exceeds maximum input length (1024). (/home/jenkins/agent/workspace/LLM/main/L0_PostMerge/llm/cpp/tensorrt_llm/batch_manager/GptManager.cpp:246)");
+        assert_eq!(e.status, Status::ContextOverflow);
+        assert_eq!(e.http_status, None);
+        for text in [
+            "E1002 PromptTooLong: Prompt length exceeds maximum input length",
+            "input is too long",
+            "This model's maximum context length is 8192 tokens. However, you requested 9000 tokens",
+            "prompt is too long: 210000 tokens > 200000 maximum",
+        ] {
+            assert_eq!(failed(text).status, Status::ContextOverflow, "{text}");
+        }
+        for text in [
+            "NSFW content detected. Try running it again, or try a different prompt.",
+            "The input or output was flagged as sensitive. Please try again with different inputs. (E005)",
+        ] {
+            assert_eq!(failed(text).status, Status::ContentPolicy, "{text}");
+        }
+        let e = failed("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 39.59 GiB total capacity)");
+        assert_eq!(e.status, Status::Upstream);
+        assert!(e.message.starts_with("CUDA out of memory"));
+        let e = failed("");
+        assert_eq!(e.status, Status::Upstream);
+        assert!(e.message.contains("p1 failed"), "{}", e.message);
+        let p = parse_prediction(br#"{"id":"p2","status":"canceled","output":["a"]}"#).unwrap();
+        let e = response_of(&ep(), p, None).unwrap_err();
+        assert_eq!(e.status, Status::Upstream);
+        assert!(e.message.contains("canceled"));
+    }
+
+    #[test]
+    fn problem_details_errors() {
+        let e = parse_error(401, br#"{"title":"Unauthenticated","detail":"You did not pass a valid authentication token","status":401}"#);
+        assert_eq!(e.status, Status::Auth);
+        assert_eq!(e.message, "You did not pass a valid authentication token");
+        let e = parse_error(402, br#"{"title":"Insufficient credit","detail":"You have insufficient credit to run this model. Go to https://replicate.com/account/billing#billing to purchase credit. Once you purchase credit, please wait a few minutes before trying again.","status":402}"#);
+        assert_eq!(e.status, Status::BadRequest);
+        assert!(e.quota, "payment: retrying the same deployment cannot help");
+        let e = parse_error(404, br#"{"title":"Not found","detail":"The requested resource could not be found.","status":404}"#);
+        assert_eq!(e.status, Status::BadRequest);
+        let e = parse_error(422, br#"{"title":"Input validation failed","detail":"- input.max_tokens: Must be less than or equal to 4096\n","status":422,"invalid_fields":[{"type":"less_than_equal","field":"input.max_tokens"}]}"#);
+        assert_eq!(e.status, Status::BadRequest);
+        let e = parse_error(422, br#"{"detail":"Prompt length (9000) exceeds maximum input length (8192)","status":422}"#);
+        assert_eq!(e.status, Status::ContextOverflow);
+        let e = parse_error(429, br#"{"detail":"Request was throttled. Expected available in 1 second.","status":429}"#);
+        assert_eq!(e.status, Status::RateLimited);
+        assert_eq!(throttle_hint(&e.message), Some(1.0));
+        assert_eq!(
+            throttle_hint("Request was throttled. Your rate limit for prediction creation is reduced to 6 requests per minute with a burst of 1 requests while you have less than $5.0 in credit. Your rate limit resets in ~30s."),
+            Some(30.0)
+        );
+        assert_eq!(throttle_hint("Request was throttled."), None);
+        assert_eq!(parse_error(500, b"<html>oops</html>").status, Status::Upstream);
+        assert_eq!(parse_error(500, b"<html>oops</html>").message, "<html>oops</html>");
+        assert_eq!(parse_error(503, br#"{"title":"Service Unavailable"}"#).message, "Service Unavailable");
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Streams
+
+    fn run_sse(input: &str, piece: usize) -> (Vec<ChatChunk>, bool, Result<(), Error>) {
+        let mut p = SseParser::default();
+        let mut c = Chunker::new("m", "p1");
+        let mut out = VecDeque::new();
+        let mut done = false;
+        for bytes in input.as_bytes().chunks(piece) {
+            match p.feed(bytes, &mut c, &mut out) {
+                Ok(d) => done = d,
+                Err(e) => return (out.into_iter().collect(), done, Err(e)),
+            }
+        }
+        let r = p.finish(&mut c, &mut out);
+        (out.into_iter().collect(), done, r)
+    }
+
+    fn texts(chunks: &[ChatChunk]) -> Vec<String> {
+        chunks
+            .iter()
+            .filter_map(|c| c.choices.first()?.delta.content.clone())
+            .collect()
+    }
+
+    const STREAM: &str = "event: output\nid: 1690212292:0\ndata: Once\n\nevent: logs\nid: 1\ndata: loading\n\n: keep-alive\n\nevent: output\nid: 1690212292:1\ndata:  upon\r\n\r\nevent: output\ndata: a\ndata: time\n\nevent: done\ndata: {}\n\n";
+
+    #[test]
+    fn stream_survives_every_split() {
+        for piece in 1..=STREAM.len() {
+            let (chunks, done, r) = run_sse(STREAM, piece);
+            r.unwrap();
+            assert!(done, "piece {piece}");
+            assert_eq!(texts(&chunks), ["Once", " upon", "a\ntime"], "piece {piece}");
+            assert_eq!(chunks[0].choices[0].delta.role.as_deref(), Some("assistant"));
+            assert!(chunks[1].choices[0].delta.role.is_none());
+        }
+    }
+
+    #[test]
+    fn stream_end_gives_finish_and_usage() {
+        let (chunks, _, r) = run_sse(STREAM, 7);
+        r.unwrap();
+        let mut c = Chunker::new("m", "p1");
+        let mut out: VecDeque<ChatChunk> = chunks.into();
+        let m = Metrics {
+            input_token_count: Some(9),
+            output_token_count: Some(3),
+        };
+        c.end(&m, Some(3), &mut out);
+        let mut a = StreamAssembler::default();
+        for ch in &out {
+            a.push(ch);
+        }
+        let r = a.into_response();
+        assert_eq!(r.choices[0].message.content.as_deref(), Some("Once upona\ntime"));
+        assert_eq!(r.choices[0].finish_reason.as_deref(), Some("length"));
+        assert_eq!(r.usage, Some(Usage::new(9, 3)));
+        assert_eq!(r.id, "chatcmpl-p1");
+        let mut out = VecDeque::new();
+        Chunker::new("m", "p1").end(&Metrics::default(), None, &mut out);
+        assert_eq!(out.len(), 1, "no usage chunk without counts");
+        assert_eq!(out[0].choices[0].finish_reason.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn stream_errors_and_truncation() {
+        let input = "event: output\ndata: a\n\nevent: error\ndata: {\"detail\":\"CUDA out of memory. Tried to allocate 20.00 MiB\"}\n\nevent: done\ndata: {\"reason\":\"error\"}\n\n";
+        let (chunks, _, r) = run_sse(input, 5);
+        assert_eq!(texts(&chunks), ["a"]);
+        let e = r.unwrap_err();
+        assert_eq!(e.status, Status::Upstream);
+        assert!(e.message.starts_with("CUDA out of memory"), "{}", e.message);
+
+        let (_, _, r) = run_sse("event: error\ndata: Prompt length (5000) exceeds maximum input length (4096)\n\n", 3);
+        assert_eq!(r.unwrap_err().status, Status::ContextOverflow);
+        let (_, _, r) = run_sse("event: error\ndata: NSFW content detected. Try running it again, or try a different prompt.\n\n", 3);
+        assert_eq!(r.unwrap_err().status, Status::ContentPolicy);
+
+        let (_, _, r) = run_sse("event: output\ndata: a\n\nevent: done\ndata: {\"reason\":\"canceled\"}\n\n", 4);
+        assert!(r.unwrap_err().message.contains("canceled"));
+        let (_, _, r) = run_sse("event: done\ndata: {\"reason\":\"error\"}\n\n", 4);
+        assert_eq!(r.unwrap_err().status, Status::Upstream);
+
+        let (chunks, done, r) = run_sse("event: output\ndata: a\n\nevent: output\ndata: b", 3);
+        assert!(!done);
+        assert_eq!(texts(&chunks), ["a", "b"], "the last event without its blank line counts");
+        assert!(r.unwrap_err().message.contains("no `done` event"));
+        // The last `done` without its blank line still ends the stream.
+        let (_, done, r) = run_sse("event: output\ndata: a\n\nevent: done\ndata: {}", 3);
+        r.unwrap();
+        assert!(!done, "seen only at the end of input");
+    }
+
+    #[test]
+    fn polled_output_is_given_out_once() {
+        let mut seen = OutputSeen::default();
+        assert!(seen.new_text(&Value::Null).is_empty());
+        assert_eq!(seen.new_text(&json!(["He", "llo"])), ["He", "llo"]);
+        assert_eq!(seen.new_text(&json!(["He", "llo", " you", ""])), [" you"]);
+        assert!(seen.new_text(&json!(["He", "llo", " you", ""])).is_empty());
+        let mut seen = OutputSeen::default();
+        assert_eq!(seen.new_text(&json!("Hel")), ["Hel"]);
+        assert_eq!(seen.new_text(&json!("Hello")), ["lo"]);
+        assert!(seen.new_text(&json!("Hello")).is_empty());
+        assert!(seen.new_text(&json!("H")).is_empty(), "a shorter string gives nothing");
+    }
+}
