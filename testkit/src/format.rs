@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::prompt::{Answer, Prompt};
-use crate::{anthropic, openai};
+use crate::{anthropic, openai, replicate};
 
 /// Which provider API a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub(crate) enum Format {
     OpenAi,
     /// `.../v1/messages`.
     Anthropic,
+    /// Replicate's `.../predictions` and the URLs of one prediction.
+    Replicate,
 }
 
 /// A streamed response, in three parts so faults can cut it: events before
@@ -69,6 +71,8 @@ impl Format {
         let path = path.split(['?', '#']).next().unwrap_or("");
         if path.trim_end_matches('/').ends_with("/messages") {
             Format::Anthropic
+        } else if path.split('/').any(|s| s == "predictions") {
+            Format::Replicate
         } else {
             Format::OpenAi
         }
@@ -79,6 +83,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::error(status),
             Format::Anthropic => anthropic::error(status),
+            Format::Replicate => replicate::error(status),
         }
     }
 
@@ -87,6 +92,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::overflow(limit, tokens),
             Format::Anthropic => anthropic::overflow(limit, tokens),
+            Format::Replicate => replicate::overflow(limit, tokens),
         }
     }
 
@@ -95,6 +101,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::policy(),
             Format::Anthropic => anthropic::policy(),
+            Format::Replicate => replicate::policy(),
         }
     }
 
@@ -103,6 +110,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::inline_error(),
             Format::Anthropic => anthropic::inline_error(),
+            Format::Replicate => replicate::inline_error(),
         }
     }
 
@@ -111,6 +119,7 @@ impl Format {
         match self {
             Format::OpenAi => event(None, &openai::inline_error()),
             Format::Anthropic => event(Some("error"), &anthropic::inline_error()),
+            Format::Replicate => replicate::stream_error(),
         }
     }
 
@@ -119,6 +128,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::response(prompt, answer),
             Format::Anthropic => anthropic::response(prompt, answer),
+            Format::Replicate => replicate::response(prompt, answer),
         }
     }
 
@@ -127,6 +137,7 @@ impl Format {
         match self {
             Format::OpenAi => openai::stream(prompt, answer),
             Format::Anthropic => anthropic::stream(prompt, answer),
+            Format::Replicate => replicate::stream(prompt, answer),
         }
     }
 }
@@ -144,5 +155,14 @@ mod tests {
             Format::Anthropic
         );
         assert_eq!(Format::from_path("/a/v1/embeddings"), Format::OpenAi);
+        for p in [
+            "/a/v1/predictions",
+            "/a/v1/models/meta/llama/predictions",
+            "/a/v1/deployments/acme/x/predictions",
+            "/a/v1/predictions/abc/stream",
+            "/a/v1/predictions/abc/cancel?x=1",
+        ] {
+            assert_eq!(Format::from_path(p), Format::Replicate, "{p}");
+        }
     }
 }

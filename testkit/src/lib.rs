@@ -1,14 +1,15 @@
 //! A loopback stand-in for LLM providers, for llmr's tests and benchmarks.
 //!
 //! [`StandIn`] is a small HTTP/1.1 server on `127.0.0.1` that speaks the
-//! OpenAI chat-completions and Anthropic messages wire formats and can
-//! misbehave in the ways real providers do.
+//! OpenAI chat-completions, Anthropic messages and Replicate predictions wire
+//! formats and can misbehave in the ways real providers do.
 //!
 //! Each request's behaviour is chosen by the first segment of its path, the
 //! *tenant*: point a client at [`StandIn::base`]`("e429")` (OpenAI style,
 //! `…/e429/v1`) or [`StandIn::anthropic_base`]`("e429")` (`…/e429`) and it
-//! gets rate-limited. The format comes from the path's end (`/chat/completions`
-//! or `/v1/messages`), streaming from `"stream": true` in the body.
+//! gets rate-limited. The format comes from the path's end (`/chat/completions`,
+//! `/v1/messages`, or Replicate's `…/predictions[/{id}[/stream|/cancel]]` under
+//! [`StandIn::base`]), streaming from `"stream": true` in the body.
 //!
 //! A tenant answers, in order of precedence: the replies [scripted](StandIn::script)
 //! for it, one per request; its [`always`](StandIn::always) reply; the preset
@@ -42,6 +43,7 @@ mod http;
 mod openai;
 mod prompt;
 mod record;
+mod replicate;
 mod reply;
 mod server;
 

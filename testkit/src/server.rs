@@ -11,6 +11,7 @@ use crate::control;
 use crate::format::Format;
 use crate::http::{head, Conn, Framing, Request};
 use crate::prompt::Prompt;
+use crate::replicate;
 use crate::record::{tenant_of, RecordedRequest, Registry};
 
 /// Accepts connections forever, each served on its own task.
@@ -86,8 +87,14 @@ async fn exchange(conn: &mut Conn, registry: &Registry, req: Request) -> std::io
         serde_json::from_slice(&req.body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&req.body).into_owned()))
     };
+    let format = Format::from_path(&req.path);
+    if format == Format::Replicate {
+        if let Some(call) = replicate::Call::from_path(&req.method, &req.path) {
+            return replicate::exchange(conn, registry, req, call, body).await;
+        }
+    }
     let ex = Exchange {
-        format: Format::from_path(&req.path),
+        format,
         prompt: Prompt::from_body(&body),
         tenant: tenant_of(&req.path).to_owned(),
         close: !req.keep_alive,
