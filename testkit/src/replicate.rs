@@ -338,15 +338,20 @@ fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// `poll-N` and `nostream` in a tenant name.
+/// `poll-N` and `nostream` in a tenant name (either, both, in any order: `poll-2-nostream`).
 fn tenant_traits(tenant: &str) -> (u32, bool) {
     let lower = tenant.to_ascii_lowercase();
-    let mut parts = lower.split(['-', '_']);
-    match parts.next() {
-        Some("poll") => (parts.next().and_then(|n| n.parse().ok()).unwrap_or(3), true),
-        Some("nostream") => (0, false),
-        _ => (0, true),
+    let parts: Vec<&str> = lower.split(['-', '_']).collect();
+    let mut polls = 0;
+    let mut streams = true;
+    for (i, part) in parts.iter().enumerate() {
+        match *part {
+            "poll" => polls = parts.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(3),
+            "nostream" => streams = false,
+            _ => {}
+        }
     }
+    (polls, streams)
 }
 
 /// Answers one Replicate request.
@@ -641,6 +646,15 @@ mod tests {
         let p = prompt_of(&json!({"input": {"prompt": "Say hello"}}));
         assert_eq!(p.last_user_text.as_deref(), Some("Say hello"));
         assert!(!p.stream);
+    }
+
+    #[test]
+    fn tenant_names() {
+        assert_eq!(tenant_traits("t"), (0, true));
+        assert_eq!(tenant_traits("poll-5"), (5, true));
+        assert_eq!(tenant_traits("poll"), (3, true));
+        assert_eq!(tenant_traits("nostream"), (0, false));
+        assert_eq!(tenant_traits("poll-2-nostream"), (2, false));
     }
 
     #[test]
