@@ -125,7 +125,10 @@ fn complete_waits_for_the_prediction_and_sends_the_mapped_input() {
     assert_eq!(r["model"], MODEL);
     assert!(r["id"].as_str().unwrap().starts_with("chatcmpl-standin"));
     assert_eq!(r["choices"][0]["message"]["role"], "assistant");
-    assert_eq!(r["choices"][0]["message"]["content"], "Hello there, friend.");
+    assert_eq!(
+        r["choices"][0]["message"]["content"],
+        "Hello there, friend."
+    );
     assert_eq!(r["choices"][0]["finish_reason"], "stop");
     assert_eq!(r["usage"]["completion_tokens"], 3);
     assert!(r["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
@@ -138,7 +141,10 @@ fn complete_waits_for_the_prediction_and_sends_the_mapped_input() {
     let sent = &sent[0];
     assert_eq!(sent.method, "POST");
     assert_eq!(sent.path, format!("/t/v1/models/{MODEL}/predictions"));
-    assert_eq!(sent.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
     assert_eq!(sent.header("content-type"), Some("application/json"));
     let prefer = sent.header("prefer").unwrap();
     let n: u64 = prefer.strip_prefix("wait=").unwrap().parse().unwrap();
@@ -158,7 +164,10 @@ fn sampling_fields_stop_and_the_output_cap() {
         }],
         json!({"num_retries": 0}),
     );
-    s.standin.script("p", [Reply::text("one two three four"), Reply::text("one two")]);
+    s.standin.script(
+        "p",
+        [Reply::text("one two three four"), Reply::text("one two")],
+    );
     let mut req = hello();
     req["stop"] = json!(["END", "STOP"]);
     req["max_tokens"] = json!(2);
@@ -174,7 +183,10 @@ fn sampling_fields_stop_and_the_output_cap() {
     );
     let b = &s.standin.last_request("p").unwrap().body["input"];
     assert_eq!(b["stop_sequences"], "END,STOP");
-    assert_eq!((b["max_tokens"].clone(), b["max_new_tokens"].clone()), (json!(2), json!(2)));
+    assert_eq!(
+        (b["max_tokens"].clone(), b["max_new_tokens"].clone()),
+        (json!(2), json!(2))
+    );
     assert_eq!(b["temperature"], 0.5);
     assert_eq!(b["top_p"], 0.9);
     assert_eq!(b["seed"], 7);
@@ -184,7 +196,10 @@ fn sampling_fields_stop_and_the_output_cap() {
     // Without the request's cap the deployment's applies; two words of 512 is a stop.
     let r = complete(hello()).unwrap();
     assert_eq!(r["choices"][0]["finish_reason"], "stop");
-    assert_eq!(s.standin.last_request("p").unwrap().body["input"]["max_tokens"], 512);
+    assert_eq!(
+        s.standin.last_request("p").unwrap().body["input"]["max_tokens"],
+        512
+    );
 }
 
 #[test]
@@ -197,10 +212,17 @@ fn a_slow_prediction_is_polled_until_it_succeeds() {
     let sent = s.standin.requests("poll-3");
     let id = r["id"].as_str().unwrap().strip_prefix("chatcmpl-").unwrap();
     let get = format!("/poll-3/v1/predictions/{id}");
-    assert_eq!(sent.len(), 5, "create, three `processing`, then `succeeded`");
+    assert_eq!(
+        sent.len(),
+        5,
+        "create, three `processing`, then `succeeded`"
+    );
     for g in &sent[1..] {
         assert_eq!((g.method.as_str(), g.path.as_str()), ("GET", get.as_str()));
-        assert_eq!(g.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+        assert_eq!(
+            g.header("authorization"),
+            Some(format!("Bearer {KEY}").as_str())
+        );
     }
 }
 
@@ -210,15 +232,34 @@ fn versions_and_deployments_have_their_own_create_urls() {
     let cases = [
         (versioned.as_str(), json!({}), "/v/v1/predictions"),
         (VERSION, json!({}), "/v/v1/predictions"),
-        ("deployments/acme/my-llama", json!({}), "/v/v1/deployments/acme/my-llama/predictions"),
-        ("acme/other", json!({"replicate_deployment": true}), "/v/v1/deployments/acme/other/predictions"),
+        (
+            "deployments/acme/my-llama",
+            json!({}),
+            "/v/v1/deployments/acme/my-llama/predictions",
+        ),
+        (
+            "acme/other",
+            json!({"replicate_deployment": true}),
+            "/v/v1/deployments/acme/other/predictions",
+        ),
     ];
     for (model, params, path) in cases {
-        let s = start(&[Dep { model, params, ..dep(1, "v") }], json!({"num_retries": 0}));
+        let s = start(
+            &[Dep {
+                model,
+                params,
+                ..dep(1, "v")
+            }],
+            json!({"num_retries": 0}),
+        );
         complete(hello()).unwrap();
         let sent = s.standin.last_request("v").unwrap();
         assert_eq!(sent.path, path, "{model}");
-        let version = if path.ends_with("/v1/predictions") { json!(VERSION) } else { Value::Null };
+        let version = if path.ends_with("/v1/predictions") {
+            json!(VERSION)
+        } else {
+            Value::Null
+        };
         assert_eq!(sent.body["version"], version, "{model}");
     }
 }
@@ -230,21 +271,33 @@ fn stream_text_from_the_stream_url() {
     let (chunks, r) = stream(hello());
     let r = r.unwrap();
     assert_eq!(texts(&chunks), ["one ", "two ", "three ", "four"]);
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
     assert_eq!(r["choices"][0]["message"]["content"], "one two three four");
     assert_eq!(r["choices"][0]["finish_reason"], "stop");
-    assert_eq!(r["usage"]["completion_tokens"], 4, "from the prediction's metrics");
+    assert_eq!(
+        r["usage"]["completion_tokens"], 4,
+        "from the prediction's metrics"
+    );
     assert!(r["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     assert_eq!(r["llmr"]["provider"], "replicate");
 
     let sent = s.standin.requests("t");
-    assert_eq!(sent.len(), 3, "create, stream, then the prediction for its metrics");
+    assert_eq!(
+        sent.len(),
+        3,
+        "create, stream, then the prediction for its metrics"
+    );
     assert_eq!(sent[0].body["stream"], true);
     assert_eq!(sent[0].header("prefer"), None, "a stream does not wait");
     assert_eq!(sent[1].method, "GET");
     assert!(sent[1].path.ends_with("/stream"), "{}", sent[1].path);
     assert_eq!(sent[1].header("accept"), Some("text/event-stream"));
-    assert_eq!(sent[1].header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    assert_eq!(
+        sent[1].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
     assert_eq!(sent[2].method, "GET");
 }
 
@@ -257,7 +310,10 @@ fn a_model_without_a_stream_url_is_polled_into_chunks() {
     let r = r.unwrap();
     assert!(chunks.len() >= 2, "output given out as it grew: {chunks:?}");
     assert_eq!(texts(&chunks).concat(), "alpha beta gamma delta");
-    assert_eq!(r["choices"][0]["message"]["content"], "alpha beta gamma delta");
+    assert_eq!(
+        r["choices"][0]["message"]["content"],
+        "alpha beta gamma delta"
+    );
     assert_eq!(r["choices"][0]["finish_reason"], "stop");
     assert_eq!(r["usage"]["completion_tokens"], 4);
     assert!(s
@@ -272,12 +328,15 @@ fn tools_are_refused_and_tool_history_is_flattened() {
     let s = start_on("t");
     let tools = json!([{"type": "function", "function": {"name": "get_weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
-    let e = complete(json!({"messages": [{"role": "user", "content": "Weather in Paris?"}],
-                            "tools": tools}))
+    let e = complete(
+        json!({"messages": [{"role": "user", "content": "Weather in Paris?"}],
+                            "tools": tools}),
+    )
     .unwrap_err();
     assert_eq!(e.status, Status::BadRequest);
     assert!(e.message.contains("no tool calling"), "{}", e.message);
-    let (chunks, r) = stream(json!({"messages": [{"role": "user", "content": "Weather?"}], "tools": tools}));
+    let (chunks, r) =
+        stream(json!({"messages": [{"role": "user", "content": "Weather?"}], "tools": tools}));
     assert!(chunks.is_empty());
     assert_eq!(r.unwrap_err().status, Status::BadRequest);
     assert_eq!(s.standin.count("t"), 0, "nothing was sent");
@@ -339,7 +398,8 @@ fn throttled_429_fails_over_and_cools_the_first_down() {
 #[test]
 fn stream_fails_over_before_its_first_chunk() {
     let s = start_pair();
-    s.standin.script("a", [Reply::status(503), Reply::fault(Fault::ErrorFirst)]);
+    s.standin
+        .script("a", [Reply::status(503), Reply::fault(Fault::ErrorFirst)]);
     let (chunks, r) = stream(hello());
     assert_eq!(r.unwrap()["llmr"]["deployment_id"], "2");
     assert_eq!(texts(&chunks).concat(), "echo: Say hello");
@@ -374,8 +434,15 @@ fn upstream_errors_with_one_deployment() {
 
     let e = complete(hello()).unwrap_err();
     assert_eq!(e.status, Status::RateLimited);
-    assert_eq!(e.retry_after, Some(2.0), "from `Expected available in 2 seconds.`");
-    assert_eq!(e.message, "Request was throttled. Expected available in 2 seconds.");
+    assert_eq!(
+        e.retry_after,
+        Some(2.0),
+        "from `Expected available in 2 seconds.`"
+    );
+    assert_eq!(
+        e.message,
+        "Request was throttled. Expected available in 2 seconds."
+    );
 
     let e = complete(hello()).unwrap_err();
     assert_eq!((e.status, e.http_status), (Status::Auth, Some(401)));
@@ -412,7 +479,10 @@ fn a_prompt_beyond_the_window_is_a_context_overflow() {
     drop(s);
     let s2 = start_on("poll-1");
     s2.standin.always("poll-1", Reply::overflow());
-    assert_eq!(complete(hello()).unwrap_err().status, Status::ContextOverflow);
+    assert_eq!(
+        complete(hello()).unwrap_err().status,
+        Status::ContextOverflow
+    );
     assert_eq!(s2.standin.count("poll-1"), 3);
 }
 
@@ -433,7 +503,11 @@ fn broken_streams_are_upstream_errors_and_keep_what_was_delivered() {
     let s = start_on("t");
     s.standin.script("t", [Reply::fault(Fault::Truncated)]);
     let (chunks, r) = stream(hello());
-    assert_eq!(texts(&chunks), ["echo: ", "Say "], "two outputs, then the cut");
+    assert_eq!(
+        texts(&chunks),
+        ["echo: ", "Say "],
+        "two outputs, then the cut"
+    );
     let e = r.unwrap_err();
     assert_eq!(e.status, Status::Upstream, "{}", e.message);
     error_json(&e);
@@ -443,7 +517,11 @@ fn broken_streams_are_upstream_errors_and_keep_what_was_delivered() {
     assert_eq!(texts(&chunks), ["echo: "]);
     let e = r.unwrap_err();
     assert_eq!(e.status, Status::Upstream);
-    assert!(e.message.contains("Prediction interrupted"), "{}", e.message);
+    assert!(
+        e.message.contains("Prediction interrupted"),
+        "{}",
+        e.message
+    );
 
     // Not streaming: an interrupted prediction, a connection reset, garbage.
     s.standin.script(
@@ -460,7 +538,11 @@ fn broken_streams_are_upstream_errors_and_keep_what_was_delivered() {
     assert_eq!(complete(hello()).unwrap_err().status, Status::Upstream);
     let e = complete(hello()).unwrap_err();
     assert_eq!(e.status, Status::Upstream);
-    assert!(e.message.contains("not a Replicate prediction"), "{}", e.message);
+    assert!(
+        e.message.contains("not a Replicate prediction"),
+        "{}",
+        e.message
+    );
 }
 
 /// Waits up to 3 s for a request matching `pred` to reach `tenant`.
@@ -485,14 +567,20 @@ fn a_prediction_still_running_at_the_timeout_is_cancelled() {
     assert_eq!(e.status, Status::Timeout);
     assert!(started.elapsed() < Duration::from_secs(3));
     let is_cancel = |r: &RecordedRequest| r.method == "POST" && r.path.ends_with("/cancel");
-    assert!(eventually(&s, "poll-100000", is_cancel), "no cancel was sent");
+    assert!(
+        eventually(&s, "poll-100000", is_cancel),
+        "no cancel was sent"
+    );
     let cancel = s
         .standin
         .requests("poll-100000")
         .into_iter()
         .find(is_cancel)
         .unwrap();
-    assert_eq!(cancel.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    assert_eq!(
+        cancel.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
 
     // A polled stream whose output stops growing times out, and is cancelled too.
     drop(s);
@@ -500,21 +588,28 @@ fn a_prediction_still_running_at_the_timeout_is_cancelled() {
     let (chunks, r) = stream(req);
     assert!(chunks.is_empty());
     assert_eq!(r.unwrap_err().status, Status::Timeout);
-    assert!(eventually(&s, "poll-100000-nostream", is_cancel), "no cancel was sent");
+    assert!(
+        eventually(&s, "poll-100000-nostream", is_cancel),
+        "no cancel was sent"
+    );
 }
 
 #[test]
 fn the_api_key_never_appears_in_errors() {
     let s = start_on("t");
-    let echoed = format!(
-        r#"{{"title":"Unauthenticated","detail":"Invalid token {KEY}","status":401}}"#
+    let echoed =
+        format!(r#"{{"title":"Unauthenticated","detail":"Invalid token {KEY}","status":401}}"#);
+    s.standin.script(
+        "t",
+        [Reply::body(401, echoed.clone()), Reply::body(401, echoed)],
     );
-    s.standin
-        .script("t", [Reply::body(401, echoed.clone()), Reply::body(401, echoed)]);
     let e = complete(hello()).unwrap_err();
     assert_eq!(e.status, Status::Auth);
     let j = error_json(&e);
-    assert!(j["error"]["message"].as_str().unwrap().contains("[REDACTED]"));
+    assert!(j["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("[REDACTED]"));
     let (_, r) = stream(hello());
     let e = r.unwrap_err();
     error_json(&e);

@@ -453,8 +453,7 @@ fn owner_name(s: &str) -> Option<(&str, &str)> {
         !p.is_empty()
             && p != "."
             && p != ".."
-            && p
-                .bytes()
+            && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     };
     (ok(o) && ok(n)).then_some((o, n))
@@ -586,7 +585,11 @@ fn build_input(
 
     let max_tokens = req
         .max_output_tokens()
-        .or_else(|| ep.defaults.get("max_completion_tokens").and_then(Value::as_u64))
+        .or_else(|| {
+            ep.defaults
+                .get("max_completion_tokens")
+                .and_then(Value::as_u64)
+        })
         .or_else(|| ep.defaults.get("max_tokens").and_then(Value::as_u64));
     if let Some(n) = max_tokens {
         input.insert("max_tokens".into(), Value::from(n));
@@ -685,10 +688,11 @@ fn flatten(
 /// A message's text: its text parts, and any tool calls it made, written out.
 fn text_of(m: &Message, index: usize) -> Result<String, Error> {
     if let Some(Value::Array(parts)) = &m.content {
-        if let Some(p) = parts
-            .iter()
-            .find(|p| p.get("type").and_then(Value::as_str).is_some_and(|t| t != "text"))
-        {
+        if let Some(p) = parts.iter().find(|p| {
+            p.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t != "text")
+        }) {
             let kind = p.get("type").and_then(Value::as_str).unwrap_or("?");
             return Err(Error::invalid(format!(
                 "request JSON at `messages[{index}].content`: Replicate deployments take text only, not `{kind}` parts"
@@ -775,7 +779,10 @@ impl Prediction {
     }
 
     fn usage(&self) -> Option<Usage> {
-        match (self.metrics.input_token_count, self.metrics.output_token_count) {
+        match (
+            self.metrics.input_token_count,
+            self.metrics.output_token_count,
+        ) {
             (None, None) => None,
             (i, o) => Some(Usage::new(i.unwrap_or(0), o.unwrap_or(0))),
         }
@@ -837,7 +844,11 @@ fn completion_id(prediction_id: &str) -> String {
 }
 
 /// A finished prediction as a chat completion.
-fn response_of(ep: &Endpoint, p: Prediction, max_tokens: Option<u64>) -> Result<ChatResponse, Error> {
+fn response_of(
+    ep: &Endpoint,
+    p: Prediction,
+    max_tokens: Option<u64>,
+) -> Result<ChatResponse, Error> {
     p.outcome()?;
     Ok(ChatResponse {
         id: completion_id(&p.id),
@@ -1032,7 +1043,9 @@ impl SseState {
                 match reason.as_str() {
                     "" => self.done = true,
                     "canceled" => {
-                        return Err(Error::upstream("prediction was canceled before it finished"))
+                        return Err(Error::upstream(
+                            "prediction was canceled before it finished",
+                        ))
                     }
                     other => {
                         return Err(Error::upstream(format!(
@@ -1077,7 +1090,11 @@ impl SseParser {
     }
 
     /// The connection ended: fine only after `done`.
-    fn finish(&mut self, chunker: &mut Chunker, out: &mut VecDeque<ChatChunk>) -> Result<(), Error> {
+    fn finish(
+        &mut self,
+        chunker: &mut Chunker,
+        out: &mut VecDeque<ChatChunk>,
+    ) -> Result<(), Error> {
         if let Some(ev) = self.decoder.finish() {
             self.state.on_event(ev, chunker, out)?;
         }
@@ -1310,10 +1327,18 @@ mod tests {
         let version = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa";
         assert_eq!(
             create_target(base, "meta/meta-llama-3-8b-instruct", false).unwrap(),
-            (format!("{base}/models/meta/meta-llama-3-8b-instruct/predictions"), None)
+            (
+                format!("{base}/models/meta/meta-llama-3-8b-instruct/predictions"),
+                None
+            )
         );
         assert_eq!(
-            create_target(base, &format!("replicate/llama-2-70b-chat:{version}"), false).unwrap(),
+            create_target(
+                base,
+                &format!("replicate/llama-2-70b-chat:{version}"),
+                false
+            )
+            .unwrap(),
             (format!("{base}/predictions"), Some(version.to_owned()))
         );
         assert_eq!(
@@ -1322,13 +1347,25 @@ mod tests {
         );
         assert_eq!(
             create_target(base, "deployments/acme/my-llama", false).unwrap(),
-            (format!("{base}/deployments/acme/my-llama/predictions"), None)
+            (
+                format!("{base}/deployments/acme/my-llama/predictions"),
+                None
+            )
         );
         assert_eq!(
             create_target(base, "acme/my-llama", true).unwrap().0,
             format!("{base}/deployments/acme/my-llama/predictions")
         );
-        for bad in ["llama", "a/b/c", "../x", "a/..", "a/b:", "a/b:v?x=1", "a b/c", ""] {
+        for bad in [
+            "llama",
+            "a/b/c",
+            "../x",
+            "a/..",
+            "a/b:",
+            "a/b:v?x=1",
+            "a b/c",
+            "",
+        ] {
             let e = create_target(base, bad, false).unwrap_err();
             assert!(e.contains("owner/name"), "{bad}: {e}");
         }
@@ -1341,14 +1378,20 @@ mod tests {
             s.ep.url,
             "https://api.replicate.com/v1/models/meta/meta-llama-3-70b-instruct/predictions"
         );
-        assert_eq!(s.ep.headers[AUTHORIZATION], format!("Bearer {KEY}").as_str());
+        assert_eq!(
+            s.ep.headers[AUTHORIZATION],
+            format!("Bearer {KEY}").as_str()
+        );
         assert!(s.ep.headers[AUTHORIZATION].is_sensitive());
         assert!(!format!("{s:?}").contains(KEY), "no key in Debug output");
         let s = shared_with(
             "acme/llama",
             r#","api_base":"http://127.0.0.1:9/t/v1/","litellm_params":{"replicate_deployment":true}"#,
         );
-        assert_eq!(s.ep.url, "http://127.0.0.1:9/t/v1/deployments/acme/llama/predictions");
+        assert_eq!(
+            s.ep.url,
+            "http://127.0.0.1:9/t/v1/deployments/acme/llama/predictions"
+        );
         // The token goes to the base's host and Replicate's own, nowhere else.
         let auth = |url: &str| s.headers_for(url).contains_key(AUTHORIZATION);
         assert!(auth("http://127.0.0.1:9/t/v1/predictions/abc"));
@@ -1402,8 +1445,15 @@ mod tests {
         );
         // A cap given as a model input still decides the finish reason.
         let s = shared_with("a/b", r#","litellm_params":{"max_new_tokens":50}"#);
-        let (b, cap) = body_of(&s, r#"{"messages":[{"role":"user","content":"hi"}]}"#, false);
-        assert_eq!((b["input"]["max_new_tokens"].clone(), cap), (json!(50), Some(50)));
+        let (b, cap) = body_of(
+            &s,
+            r#"{"messages":[{"role":"user","content":"hi"}]}"#,
+            false,
+        );
+        assert_eq!(
+            (b["input"]["max_new_tokens"].clone(), cap),
+            (json!(50), Some(50))
+        );
     }
 
     #[test]
@@ -1434,9 +1484,15 @@ mod tests {
             r#"{"messages":[{"role":"system","content":"S"},{"role":"user","content":"U1"},{"role":"assistant","content":"A1"},{"role":"user","content":"U2"}]}"#,
             false,
         );
-        assert_eq!(b["input"]["prompt"], "<s><<SYS>>S<</SYS>>[INST] U1 [/INST]A1</s>[INST] U2 [/INST]\n");
+        assert_eq!(
+            b["input"]["prompt"],
+            "<s><<SYS>>S<</SYS>>[INST] U1 [/INST]A1</s>[INST] U2 [/INST]\n"
+        );
         assert!(b["input"].get("system_prompt").is_none());
-        assert!(b["input"].get("roles").is_none(), "config keys are not model input");
+        assert!(
+            b["input"].get("roles").is_none(),
+            "config keys are not model input"
+        );
         let c = config::parse(
             r#"{"global_llm_configs":[{"provider":"REPLICATE","model_name":"a/b","api_key":"k","litellm_params":{"roles":"x"}}]}"#,
         )
@@ -1487,11 +1543,17 @@ mod tests {
     fn a_succeeded_prediction_is_a_completion() {
         let p = parse_prediction(SUCCEEDED.as_bytes()).unwrap();
         assert!(p.is_over());
-        assert_eq!(p.urls.get.as_deref(), Some("https://api.replicate.com/v1/predictions/gm3qorzdhgbfurvjtvhg6dckhu"));
+        assert_eq!(
+            p.urls.get.as_deref(),
+            Some("https://api.replicate.com/v1/predictions/gm3qorzdhgbfurvjtvhg6dckhu")
+        );
         let r = response_of(&ep(), p, Some(64)).unwrap();
         assert_eq!(r.id, "chatcmpl-gm3qorzdhgbfurvjtvhg6dckhu");
         assert_eq!(r.model, "meta/meta-llama-3-70b-instruct");
-        assert_eq!(r.choices[0].message.content.as_deref(), Some("Hello! How can I help?"));
+        assert_eq!(
+            r.choices[0].message.content.as_deref(),
+            Some("Hello! How can I help?")
+        );
         assert_eq!(r.choices[0].finish_reason.as_deref(), Some("stop"));
         assert_eq!(r.usage, Some(Usage::new(12, 6)));
         let p = parse_prediction(SUCCEEDED.as_bytes()).unwrap();
@@ -1503,10 +1565,16 @@ mod tests {
         assert_eq!(r.choices[0].message.content.as_deref(), Some("one string"));
         assert_eq!(r.usage, None, "no counts: the router estimates");
 
-        let p = parse_prediction(br#"{"id":"x","status":"starting","output":null,"urls":{"get":"g","cancel":"c"}}"#).unwrap();
+        let p = parse_prediction(
+            br#"{"id":"x","status":"starting","output":null,"urls":{"get":"g","cancel":"c"}}"#,
+        )
+        .unwrap();
         assert!(!p.is_over());
         assert!(parse_prediction(br#"{"detail":"x"}"#).is_err());
-        assert!(parse_prediction(b"<html>").unwrap_err().message.contains("not a Replicate prediction"));
+        assert!(parse_prediction(b"<html>")
+            .unwrap_err()
+            .message
+            .contains("not a Replicate prediction"));
     }
 
     fn failed(error: &str) -> Error {
@@ -1535,7 +1603,9 @@ mod tests {
         ] {
             assert_eq!(failed(text).status, Status::ContentPolicy, "{text}");
         }
-        let e = failed("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 39.59 GiB total capacity)");
+        let e = failed(
+            "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 39.59 GiB total capacity)",
+        );
         assert_eq!(e.status, Status::Upstream);
         assert!(e.message.starts_with("CUDA out of memory"));
         let e = failed("");
@@ -1561,7 +1631,10 @@ mod tests {
         assert_eq!(e.status, Status::BadRequest);
         let e = parse_error(422, br#"{"detail":"Prompt length (9000) exceeds maximum input length (8192)","status":422}"#);
         assert_eq!(e.status, Status::ContextOverflow);
-        let e = parse_error(429, br#"{"detail":"Request was throttled. Expected available in 1 second.","status":429}"#);
+        let e = parse_error(
+            429,
+            br#"{"detail":"Request was throttled. Expected available in 1 second.","status":429}"#,
+        );
         assert_eq!(e.status, Status::RateLimited);
         assert_eq!(throttle_hint(&e.message), Some(1.0));
         assert_eq!(
@@ -1569,9 +1642,18 @@ mod tests {
             Some(30.0)
         );
         assert_eq!(throttle_hint("Request was throttled."), None);
-        assert_eq!(parse_error(500, b"<html>oops</html>").status, Status::Upstream);
-        assert_eq!(parse_error(500, b"<html>oops</html>").message, "<html>oops</html>");
-        assert_eq!(parse_error(503, br#"{"title":"Service Unavailable"}"#).message, "Service Unavailable");
+        assert_eq!(
+            parse_error(500, b"<html>oops</html>").status,
+            Status::Upstream
+        );
+        assert_eq!(
+            parse_error(500, b"<html>oops</html>").message,
+            "<html>oops</html>"
+        );
+        assert_eq!(
+            parse_error(503, br#"{"title":"Service Unavailable"}"#).message,
+            "Service Unavailable"
+        );
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1607,8 +1689,15 @@ mod tests {
             let (chunks, done, r) = run_sse(STREAM, piece);
             r.unwrap();
             assert!(done, "piece {piece}");
-            assert_eq!(texts(&chunks), ["Once", " upon", "a\ntime"], "piece {piece}");
-            assert_eq!(chunks[0].choices[0].delta.role.as_deref(), Some("assistant"));
+            assert_eq!(
+                texts(&chunks),
+                ["Once", " upon", "a\ntime"],
+                "piece {piece}"
+            );
+            assert_eq!(
+                chunks[0].choices[0].delta.role.as_deref(),
+                Some("assistant")
+            );
             assert!(chunks[1].choices[0].delta.role.is_none());
         }
     }
@@ -1629,7 +1718,10 @@ mod tests {
             a.push(ch);
         }
         let r = a.into_response();
-        assert_eq!(r.choices[0].message.content.as_deref(), Some("Once upona\ntime"));
+        assert_eq!(
+            r.choices[0].message.content.as_deref(),
+            Some("Once upona\ntime")
+        );
         assert_eq!(r.choices[0].finish_reason.as_deref(), Some("length"));
         assert_eq!(r.usage, Some(Usage::new(9, 3)));
         assert_eq!(r.id, "chatcmpl-p1");
@@ -1648,19 +1740,29 @@ mod tests {
         assert_eq!(e.status, Status::Upstream);
         assert!(e.message.starts_with("CUDA out of memory"), "{}", e.message);
 
-        let (_, _, r) = run_sse("event: error\ndata: Prompt length (5000) exceeds maximum input length (4096)\n\n", 3);
+        let (_, _, r) = run_sse(
+            "event: error\ndata: Prompt length (5000) exceeds maximum input length (4096)\n\n",
+            3,
+        );
         assert_eq!(r.unwrap_err().status, Status::ContextOverflow);
         let (_, _, r) = run_sse("event: error\ndata: NSFW content detected. Try running it again, or try a different prompt.\n\n", 3);
         assert_eq!(r.unwrap_err().status, Status::ContentPolicy);
 
-        let (_, _, r) = run_sse("event: output\ndata: a\n\nevent: done\ndata: {\"reason\":\"canceled\"}\n\n", 4);
+        let (_, _, r) = run_sse(
+            "event: output\ndata: a\n\nevent: done\ndata: {\"reason\":\"canceled\"}\n\n",
+            4,
+        );
         assert!(r.unwrap_err().message.contains("canceled"));
         let (_, _, r) = run_sse("event: done\ndata: {\"reason\":\"error\"}\n\n", 4);
         assert_eq!(r.unwrap_err().status, Status::Upstream);
 
         let (chunks, done, r) = run_sse("event: output\ndata: a\n\nevent: output\ndata: b", 3);
         assert!(!done);
-        assert_eq!(texts(&chunks), ["a", "b"], "the last event without its blank line counts");
+        assert_eq!(
+            texts(&chunks),
+            ["a", "b"],
+            "the last event without its blank line counts"
+        );
         assert!(r.unwrap_err().message.contains("no `done` event"));
         // The last `done` without its blank line still ends the stream.
         let (_, done, r) = run_sse("event: output\ndata: a\n\nevent: done\ndata: {}", 3);
@@ -1679,6 +1781,9 @@ mod tests {
         assert_eq!(seen.new_text(&json!("Hel")), ["Hel"]);
         assert_eq!(seen.new_text(&json!("Hello")), ["lo"]);
         assert!(seen.new_text(&json!("Hello")).is_empty());
-        assert!(seen.new_text(&json!("H")).is_empty(), "a shorter string gives nothing");
+        assert!(
+            seen.new_text(&json!("H")).is_empty(),
+            "a shorter string gives nothing"
+        );
     }
 }

@@ -50,7 +50,9 @@ const POLICY_TEXT: &str =
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Call {
     /// `model`: `owner/name` from the path, if it names one.
-    Create { model: Option<String> },
+    Create {
+        model: Option<String>,
+    },
     Get(String),
     Stream(String),
     Cancel(String),
@@ -265,7 +267,12 @@ fn static_prediction(prompt: &Prompt, status: &str, output: Value, error: Option
 }
 
 pub(crate) fn overflow(limit: u64, tokens: u64) -> Value {
-    static_prediction(&Prompt::default(), "failed", Value::Null, Some(&overflow_text(limit, tokens)))
+    static_prediction(
+        &Prompt::default(),
+        "failed",
+        Value::Null,
+        Some(&overflow_text(limit, tokens)),
+    )
 }
 
 pub(crate) fn policy() -> Value {
@@ -310,7 +317,12 @@ pub(crate) fn stream_error() -> Vec<u8> {
 }
 
 pub(crate) fn stream(_prompt: &Prompt, answer: &Answer) -> Sse {
-    stream_of(&words(&answer_text(answer)).into_iter().map(str::to_owned).collect::<Vec<_>>())
+    stream_of(
+        &words(&answer_text(answer))
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn stream_of(pieces: &[String]) -> Sse {
@@ -394,10 +406,9 @@ pub(crate) async fn exchange(
             let end = match &reply.kind {
                 Kind::Ok | Kind::Text(_) | Kind::ToolCall { .. } => End::Succeed,
                 Kind::ContextWindow(limit) if ex.prompt.tokens() <= *limit => End::Succeed,
-                Kind::ContextWindow(limit) | Kind::Overflow(limit) => End::Fail(overflow_text(
-                    *limit,
-                    ex.prompt.tokens().max(limit + 1),
-                )),
+                Kind::ContextWindow(limit) | Kind::Overflow(limit) => {
+                    End::Fail(overflow_text(*limit, ex.prompt.tokens().max(limit + 1)))
+                }
                 Kind::Policy => End::Fail(POLICY_TEXT.to_owned()),
                 Kind::Fault(Fault::MidStreamError | Fault::ErrorFirst) if !ex.prompt.stream => {
                     End::Fail(INTERRUPTED.to_owned())
@@ -488,7 +499,8 @@ pub(crate) async fn exchange(
             match (p.stream_fault, &p.end) {
                 (_, End::Fail(text)) => w.events(failed_stream(text), true).await,
                 (Some(Fault::Truncated), _) => {
-                    w.events(sse.body.into_iter().take(2).collect(), false).await?;
+                    w.events(sse.body.into_iter().take(2).collect(), false)
+                        .await?;
                     Ok(Next::Close)
                 }
                 (Some(Fault::MidStreamError), _) => {
@@ -536,7 +548,13 @@ impl Writer<'_> {
 
     /// A 200 SSE response; `end` finishes the chunked body, otherwise it is left open.
     async fn events(&mut self, events: Vec<Vec<u8>>, end: bool) -> io::Result<Next> {
-        let mut bytes = head(200, "text/event-stream", Framing::Chunked, &self.headers, self.close);
+        let mut bytes = head(
+            200,
+            "text/event-stream",
+            Framing::Chunked,
+            &self.headers,
+            self.close,
+        );
         for (i, e) in events.iter().enumerate() {
             if i > 0 && !self.interval.is_zero() {
                 self.conn.write_all(&bytes).await?;
@@ -553,7 +571,13 @@ impl Writer<'_> {
     }
 
     async fn trickle(&mut self, body: Vec<u8>) -> io::Result<Next> {
-        let head = head(200, "text/event-stream", Framing::Chunked, &self.headers, self.close);
+        let head = head(
+            200,
+            "text/event-stream",
+            Framing::Chunked,
+            &self.headers,
+            self.close,
+        );
         self.conn.write_all(&head).await?;
         let mut piece = Vec::with_capacity(8);
         for byte in body {
@@ -586,8 +610,14 @@ mod tests {
                 model: Some("acme/x".into())
             })
         );
-        assert_eq!(c("POST", "/t/v1/predictions"), Some(Call::Create { model: None }));
-        assert_eq!(c("GET", "/t/v1/predictions/abc"), Some(Call::Get("abc".into())));
+        assert_eq!(
+            c("POST", "/t/v1/predictions"),
+            Some(Call::Create { model: None })
+        );
+        assert_eq!(
+            c("GET", "/t/v1/predictions/abc"),
+            Some(Call::Get("abc".into()))
+        );
         assert_eq!(
             c("GET", "/t/v1/predictions/abc/stream"),
             Some(Call::Stream("abc".into()))
@@ -632,14 +662,19 @@ mod tests {
         assert_eq!(done["metrics"]["output_token_count"], 3);
         p.end = End::Fail(POLICY_TEXT.into());
         let f = p.finished();
-        assert_eq!((f["status"].clone(), f["error"].clone()), (json!("failed"), json!(POLICY_TEXT)));
+        assert_eq!(
+            (f["status"].clone(), f["error"].clone()),
+            (json!("failed"), json!(POLICY_TEXT))
+        );
         p.canceled = true;
         assert_eq!(p.poll()["status"], "canceled");
     }
 
     #[test]
     fn create_bodies_read_as_prompts() {
-        let p = prompt_of(&json!({"input": {"prompt": "User: a\n\nAssistant: b\n\nUser: c d", "system_prompt": "sys"}, "stream": true}));
+        let p = prompt_of(
+            &json!({"input": {"prompt": "User: a\n\nAssistant: b\n\nUser: c d", "system_prompt": "sys"}, "stream": true}),
+        );
         assert!(p.stream);
         assert_eq!(p.last_user_text.as_deref(), Some("c d"));
         assert_eq!(p.chars, 32 + 3);
@@ -660,7 +695,14 @@ mod tests {
     #[test]
     fn multi_line_output_is_several_data_lines() {
         assert_eq!(
-            String::from_utf8(event("output", "a\nb")).unwrap().split_once('\n').unwrap().1.split_once('\n').unwrap().1,
+            String::from_utf8(event("output", "a\nb"))
+                .unwrap()
+                .split_once('\n')
+                .unwrap()
+                .1
+                .split_once('\n')
+                .unwrap()
+                .1,
             "data: a\ndata: b\n\n"
         );
     }

@@ -11,8 +11,8 @@ use crate::control;
 use crate::format::Format;
 use crate::http::{head, Conn, Framing, Request};
 use crate::prompt::Prompt;
-use crate::replicate;
 use crate::record::{tenant_of, RecordedRequest, Registry};
+use crate::replicate;
 
 /// Accepts connections forever, each served on its own task.
 pub(crate) async fn serve(listener: TcpListener, registry: Arc<Registry>) {
