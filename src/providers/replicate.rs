@@ -289,7 +289,9 @@ impl ChatClient for ReplicateClient {
         Box::pin(async move {
             let s = &self.shared;
             let (body, max_tokens) = s.body(req, false)?;
-            let wait = timeout.as_secs().clamp(1, MAX_WAIT_SECS);
+            // A second short of the timeout: an unfinished prediction comes back with its
+            // cancel URL before the caller gives up, so it can be cancelled.
+            let wait = timeout.as_secs().saturating_sub(1).clamp(1, MAX_WAIT_SECS);
             let exchange = async {
                 let p = s.create(body, Some(wait)).await?;
                 // Dropped unfinished (timeout, caller gone): the prediction is cancelled.

@@ -21,7 +21,9 @@
 //! `trickle`, `hang`, `reset`, `resetmid`, `garbage`, `huge`, `truncated`,
 //! `midstreamerror`, `errorfirst`. A name may carry a label after `-` or `_`
 //! (`e429-b`, `ok_primary`, `ctx-1000-x`) to count tenants apart; a name that
-//! is not a preset behaves as `ok`.
+//! is not a preset behaves as `ok`. For Replicate, `poll-N` (a prediction that
+//! answers `processing` to its first N polls) and `nostream` (no `urls.stream`)
+//! may appear in any tenant name, alone or together (`poll-2-nostream`).
 //!
 //! ```no_run
 //! use llmr_testkit::{Reply, StandIn};
