@@ -15,7 +15,7 @@ use crate::types::{ChatChunk, ChatRequest, ChatResponse};
 /// Largest non-streaming body read; past it the answer is broken, not big.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Largest error body read: enough for any real error message.
-const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 pub struct HttpClient {
     wire: &'static dyn WireFormat,
@@ -50,25 +50,37 @@ impl HttpClient {
             .send()
             .await
             .map_err(|e| transport_error(e, &self.ep))?;
-        let status = resp.status().as_u16();
-        if (200..300).contains(&status) {
+        if resp.status().is_success() {
             return Ok(resp);
         }
-        let header_hint = retry_after_from_headers(resp.headers());
-        // Kept for the format: reading the body consumes the response.
-        let error_headers = resp.headers().clone();
-        let body = read_body(resp, MAX_ERROR_BODY_BYTES, &self.ep, true)
-            .await
-            .unwrap_or_default();
-        let mut e = self
-            .wire
-            .parse_error_with_headers(&self.ep, status, &error_headers, &body);
-        e.http_status = Some(status);
-        if e.retry_after.is_none() {
-            e.retry_after = header_hint.or_else(|| retry_hint_in_text(&e.message));
-        }
-        Err(e.with_provider(&self.ep.provider))
+        Err(error_answer(resp, &self.ep, |status, headers, body| {
+            self.wire
+                .parse_error_with_headers(&self.ep, status, headers, body)
+        })
+        .await)
     }
+}
+
+/// A non-2xx answer as an error: its body read (within limits) and classified by `parse`, the
+/// retry hint taken from the headers, else from the message.
+pub(crate) async fn error_answer(
+    resp: reqwest::Response,
+    ep: &Endpoint,
+    parse: impl FnOnce(u16, &HeaderMap, &[u8]) -> Error,
+) -> Error {
+    let status = resp.status().as_u16();
+    let header_hint = retry_after_from_headers(resp.headers());
+    // Kept for the format: reading the body consumes the response.
+    let headers = resp.headers().clone();
+    let body = read_body(resp, MAX_ERROR_BODY_BYTES, ep, true)
+        .await
+        .unwrap_or_default();
+    let mut e = parse(status, &headers, &body);
+    e.http_status = Some(status);
+    if e.retry_after.is_none() {
+        e.retry_after = header_hint.or_else(|| retry_hint_in_text(&e.message));
+    }
+    e.with_provider(&ep.provider)
 }
 
 impl ChatClient for HttpClient {
@@ -139,13 +151,7 @@ impl ChunkStream for HttpChunkStream {
                     Ok(r) => r,
                     Err(_) => {
                         self.done = true;
-                        let mut e = timeout_error(&self.ep, self.idle);
-                        e.message = format!(
-                            "stream from deployment {} was idle for longer than {:.3}s",
-                            self.ep.deployment_id,
-                            self.idle.as_secs_f64()
-                        );
-                        return Some(Err(e));
+                        return Some(Err(idle_error(&self.ep, self.idle)));
                     }
                 };
                 let step = match read {
@@ -167,7 +173,7 @@ impl ChunkStream for HttpChunkStream {
 }
 
 /// Reads a body up to `limit` bytes. `lenient`: on an error answer, what was read is enough.
-async fn read_body(
+pub(crate) async fn read_body(
     mut resp: reqwest::Response,
     limit: usize,
     ep: &Endpoint,
@@ -202,7 +208,7 @@ async fn read_body(
     }
 }
 
-fn timeout_error(ep: &Endpoint, after: Duration) -> Error {
+pub(crate) fn timeout_error(ep: &Endpoint, after: Duration) -> Error {
     Error::new(
         Status::Timeout,
         format!(
@@ -214,9 +220,20 @@ fn timeout_error(ep: &Endpoint, after: Duration) -> Error {
     .with_provider(&ep.provider)
 }
 
+/// A stream that sent nothing for `idle`.
+pub(crate) fn idle_error(ep: &Endpoint, idle: Duration) -> Error {
+    let mut e = timeout_error(ep, idle);
+    e.message = format!(
+        "stream from deployment {} was idle for longer than {:.3}s",
+        ep.deployment_id,
+        idle.as_secs_f64()
+    );
+    e
+}
+
 /// A failure below HTTP: connect, reset, TLS, a body cut short. The URL is left out of the
 /// message (some providers put credentials in URLs).
-fn transport_error(e: reqwest::Error, ep: &Endpoint) -> Error {
+pub(crate) fn transport_error(e: reqwest::Error, ep: &Endpoint) -> Error {
     let status = if e.is_timeout() {
         Status::Timeout
     } else {

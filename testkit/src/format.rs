@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::prompt::{Answer, Prompt};
-use crate::{anthropic, bedrock, cohere, gemini, ollama, openai};
+use crate::{anthropic, bedrock, cohere, gemini, ollama, openai, replicate};
 
 /// Which provider API a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub(crate) enum Format {
     Ollama,
     /// `.../model/{id}/converse` and `.../converse-stream` (AWS event-stream frames).
     Bedrock,
+    /// Replicate's `.../predictions` and the URLs of one prediction.
+    Replicate,
 }
 
 /// How a provider refuses content.
@@ -101,6 +103,8 @@ impl Format {
             Format::Cohere
         } else if path.ends_with("/api/chat") {
             Format::Ollama
+        } else if path.split('/').any(|s| s == "predictions") {
+            Format::Replicate
         } else {
             Format::OpenAi
         }
@@ -109,7 +113,9 @@ impl Format {
     /// What the behaviours need to know of a request in this format.
     pub fn prompt(self, body: &Value, path: &str) -> Prompt {
         match self {
-            Format::OpenAi | Format::Anthropic | Format::Cohere => Prompt::from_body(body),
+            Format::OpenAi | Format::Anthropic | Format::Cohere | Format::Replicate => {
+                Prompt::from_body(body)
+            }
             Format::Gemini => gemini::prompt(body, path),
             Format::Bedrock => {
                 let mut p = Prompt::from_body(body);
@@ -129,9 +135,11 @@ impl Format {
     /// The content type of a streamed answer.
     pub fn stream_content_type(self) -> &'static str {
         match self {
-            Format::OpenAi | Format::Anthropic | Format::Gemini | Format::Cohere => {
-                "text/event-stream"
-            }
+            Format::OpenAi
+            | Format::Anthropic
+            | Format::Gemini
+            | Format::Cohere
+            | Format::Replicate => "text/event-stream",
             Format::Ollama => ollama::NDJSON,
             Format::Bedrock => bedrock::EVENT_STREAM,
         }
@@ -146,6 +154,7 @@ impl Format {
             Format::Cohere => cohere::error(status),
             Format::Ollama => ollama::error(status),
             Format::Bedrock => bedrock::error(status),
+            Format::Replicate => replicate::error(status),
         }
     }
 
@@ -167,6 +176,7 @@ impl Format {
             Format::Cohere => cohere::overflow(limit, tokens),
             Format::Ollama => ollama::overflow(limit, tokens),
             Format::Bedrock => bedrock::overflow(limit, tokens),
+            Format::Replicate => replicate::overflow(limit, tokens),
         }
     }
 
@@ -179,6 +189,7 @@ impl Format {
             Format::Cohere => Refusal::Error(400, cohere::policy()),
             Format::Ollama => Refusal::Text(ollama::REFUSAL),
             Format::Bedrock => Refusal::Error(400, bedrock::policy()),
+            Format::Replicate => Refusal::Error(400, replicate::policy()),
         }
     }
 
@@ -191,6 +202,7 @@ impl Format {
             Format::Cohere => cohere::inline_error(),
             Format::Ollama => ollama::inline_error(),
             Format::Bedrock => bedrock::inline_error(),
+            Format::Replicate => replicate::inline_error(),
         }
     }
 
@@ -203,6 +215,7 @@ impl Format {
             Format::Cohere => cohere::stream_error(),
             Format::Ollama => ollama::line(&ollama::inline_error()),
             Format::Bedrock => bedrock::stream_error(),
+            Format::Replicate => replicate::stream_error(),
         }
     }
 
@@ -215,6 +228,7 @@ impl Format {
             Format::Cohere => cohere::response(prompt, answer),
             Format::Ollama => ollama::response(prompt, answer),
             Format::Bedrock => bedrock::response(prompt, answer),
+            Format::Replicate => replicate::response(prompt, answer),
         }
     }
 
@@ -227,6 +241,7 @@ impl Format {
             Format::Cohere => cohere::stream(prompt, answer),
             Format::Ollama => ollama::stream(prompt, answer),
             Format::Bedrock => bedrock::stream(prompt, answer),
+            Format::Replicate => replicate::stream(prompt, answer),
         }
     }
 }
@@ -260,5 +275,14 @@ mod tests {
             Format::from_path("/a/model/x/converse-stream"),
             Format::Bedrock
         );
+        for p in [
+            "/a/v1/predictions",
+            "/a/v1/models/meta/llama/predictions",
+            "/a/v1/deployments/acme/x/predictions",
+            "/a/v1/predictions/abc/stream",
+            "/a/v1/predictions/abc/cancel?x=1",
+        ] {
+            assert_eq!(Format::from_path(p), Format::Replicate, "{p}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! [`StandIn`] is a small HTTP/1.1 server on `127.0.0.1` that speaks the
 //! wire formats of the providers llmr supports (OpenAI chat completions,
 //! Anthropic messages, Gemini `generateContent`, Cohere v2 chat, Ollama
-//! `/api/chat`, Bedrock Converse) and can misbehave in the ways real providers do.
+//! `/api/chat`, Bedrock Converse, Replicate predictions) and can misbehave in the ways real providers do.
 //!
 //! Each request's behaviour is chosen by the first segment of its path, the
 //! *tenant*: point a client at [`StandIn::base`]`("e429")` (OpenAI style,
@@ -12,7 +12,9 @@
 //! request path (see `Format`), streaming from `"stream": true` in the body,
 //! or where the provider says it otherwise, as it does (Gemini's
 //! `:streamGenerateContent` and Bedrock's `/converse-stream` paths; Ollama
-//! streams unless `"stream": false`).
+//! streams unless `"stream": false`). Replicate's follow-up requests (poll,
+//! stream, cancel at `…/predictions/{id}[/stream|/cancel]`) are answered from
+//! the prediction the create request made.
 //! Each format refuses content as its provider does: an error, a 200 that
 //! says the prompt was blocked (Gemini), or a declining answer (Ollama, which
 //! has no content filter).
@@ -27,7 +29,9 @@
 //! `trickle`, `hang`, `reset`, `resetmid`, `garbage`, `huge`, `truncated`,
 //! `midstreamerror`, `errorfirst`. A name may carry a label after `-` or `_`
 //! (`e429-b`, `ok_primary`, `ctx-1000-x`) to count tenants apart; a name that
-//! is not a preset behaves as `ok`.
+//! is not a preset behaves as `ok`. For Replicate, `poll-N` (a prediction that
+//! answers `processing` to its first N polls) and `nostream` (no `urls.stream`)
+//! may appear in any tenant name, alone or together (`poll-2-nostream`).
 //!
 //! ```no_run
 //! use llmr_testkit::{Reply, StandIn};
@@ -58,6 +62,7 @@ mod ollama;
 mod openai;
 mod prompt;
 mod record;
+mod replicate;
 mod reply;
 mod server;
 

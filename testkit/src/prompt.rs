@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::reply::TOOL_ARGUMENTS;
 
 /// What the behaviours need to know about a chat request (OpenAI, Anthropic
-/// or Bedrock Converse shaped; anything else reads as an empty prompt).
+/// Gemini, Bedrock Converse or Replicate shaped, as its format reads it).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Prompt {
     pub model: String,
@@ -25,6 +25,10 @@ pub(crate) struct Prompt {
 
 impl Prompt {
     pub fn from_body(body: &Value) -> Prompt {
+        // Replicate: a prediction's `input`, no messages.
+        if body["input"].is_object() && body.get("messages").is_none() {
+            return crate::replicate::prompt_of(body);
+        }
         let messages = body["messages"].as_array().map_or(&[][..], Vec::as_slice);
         let mut chars = content_chars(&body["system"]);
         for m in messages {

@@ -81,6 +81,8 @@ pub(crate) struct Registry {
     tenants: Mutex<HashMap<String, Tenant>>,
     total: AtomicUsize,
     record_limit: usize,
+    /// Replicate predictions awaiting their follow-up requests.
+    pub replicate: crate::replicate::Store,
 }
 
 impl Registry {
@@ -89,6 +91,7 @@ impl Registry {
             tenants: Mutex::new(HashMap::new()),
             total: AtomicUsize::new(0),
             record_limit,
+            replicate: crate::replicate::Store::default(),
         }
     }
 
@@ -106,8 +109,18 @@ impl Registry {
             .or_insert_with(|| Tenant::new(name)))
     }
 
+    /// Counts and records a request that takes no reply of its own (a follow-up of a
+    /// Replicate prediction, answered as its creation decided).
+    pub fn record(&self, request: RecordedRequest) {
+        let _ = self.take(request, false);
+    }
+
     /// Counts and records a request; returns the reply it gets.
     pub fn arrive(&self, request: RecordedRequest) -> Reply {
+        self.take(request, true).unwrap_or_default()
+    }
+
+    fn take(&self, request: RecordedRequest, reply: bool) -> Option<Reply> {
         self.total.fetch_add(1, Ordering::Relaxed);
         let limit = self.record_limit;
         let mut tenants = self.lock();
@@ -123,10 +136,15 @@ impl Registry {
             }
             t.records.push_back(request);
         }
-        t.script
-            .pop_front()
-            .or_else(|| t.always.clone())
-            .unwrap_or_else(|| t.preset.clone())
+        if !reply {
+            return None;
+        }
+        Some(
+            t.script
+                .pop_front()
+                .or_else(|| t.always.clone())
+                .unwrap_or_else(|| t.preset.clone()),
+        )
     }
 
     pub fn script(&self, tenant: &str, replies: impl IntoIterator<Item = Reply>) {
@@ -162,6 +180,7 @@ impl Registry {
         let mut tenants = self.lock();
         tenants.clear();
         self.total.store(0, Ordering::Relaxed);
+        self.replicate.clear();
     }
 }
 

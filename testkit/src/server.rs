@@ -11,6 +11,7 @@ use crate::control;
 use crate::format::Format;
 use crate::http::{head, Conn, Framing, Request};
 use crate::record::{tenant_of, RecordedRequest, Registry};
+use crate::replicate;
 
 /// Accepts connections forever, each served on its own task.
 pub(crate) async fn serve(listener: TcpListener, registry: Arc<Registry>) {
@@ -86,6 +87,11 @@ async fn exchange(conn: &mut Conn, registry: &Registry, req: Request) -> std::io
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&req.body).into_owned()))
     };
     let format = Format::from_path(&req.path);
+    if format == Format::Replicate {
+        if let Some(call) = replicate::Call::from_path(&req.method, &req.path) {
+            return replicate::exchange(conn, registry, req, call, body).await;
+        }
+    }
     let ex = Exchange {
         format,
         prompt: format.prompt(&body, &req.path),
