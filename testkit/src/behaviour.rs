@@ -73,6 +73,12 @@ pub(crate) async fn perform(conn: &mut Conn, ex: &Exchange, reply: Reply) -> io:
             out.json(400, &format.overflow(limit, tokens.max(limit + 1)))
                 .await
         }
+        Kind::Policy if format.policy_in_band() && ex.prompt.stream => {
+            out.events(vec![crate::format::event(None, &format.policy())], true)
+                .await?;
+            Ok(out.after())
+        }
+        Kind::Policy if format.policy_in_band() => out.json(200, &format.policy()).await,
         Kind::Policy => out.json(400, &format.policy()).await,
         Kind::Status(status) => out.json(status, &format.error(status)).await,
         Kind::Raw { status, body } => out.full(status, JSON, body.as_bytes()).await,

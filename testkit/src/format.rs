@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::prompt::{Answer, Prompt};
-use crate::{anthropic, openai};
+use crate::{anthropic, openai, vertex};
 
 /// Which provider API a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +15,13 @@ pub(crate) enum Format {
     OpenAi,
     /// `.../v1/messages`.
     Anthropic,
+    /// Vertex AI, Google's models: `…/publishers/google/models/M:generateContent`.
+    VertexGemini,
+    /// Vertex AI, Claude: `…/publishers/anthropic/models/M:rawPredict` (Anthropic's bodies,
+    /// Google's errors around them).
+    VertexAnthropic,
+    /// An OAuth token endpoint: `…/token`.
+    GoogleToken,
 }
 
 /// A streamed response, in three parts so faults can cut it: events before
@@ -67,6 +74,17 @@ pub(crate) fn now() -> u64 {
 impl Format {
     pub fn from_path(path: &str) -> Format {
         let path = path.split(['?', '#']).next().unwrap_or("");
+        if path.contains("/publishers/") {
+            if path.ends_with(":rawPredict") || path.ends_with(":streamRawPredict") {
+                return Format::VertexAnthropic;
+            }
+            if path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent") {
+                return Format::VertexGemini;
+            }
+        }
+        if path.ends_with("/token") {
+            return Format::GoogleToken;
+        }
         if path.trim_end_matches('/').ends_with("/messages") {
             Format::Anthropic
         } else {
@@ -79,6 +97,9 @@ impl Format {
         match self {
             Format::OpenAi => openai::error(status),
             Format::Anthropic => anthropic::error(status),
+            Format::VertexGemini => vertex::error(status),
+            Format::VertexAnthropic => vertex::anthropic_error(status, anthropic::error(status)),
+            Format::GoogleToken => vertex::token_error(status),
         }
     }
 
@@ -87,22 +108,37 @@ impl Format {
         match self {
             Format::OpenAi => openai::overflow(limit, tokens),
             Format::Anthropic => anthropic::overflow(limit, tokens),
+            Format::VertexGemini => vertex::overflow(limit, tokens),
+            Format::VertexAnthropic => {
+                vertex::wrap_anthropic(400, &anthropic::overflow(limit, tokens))
+            }
+            Format::GoogleToken => vertex::token_error(400),
         }
     }
 
-    /// The 400 body of a content-policy refusal.
+    /// The body of a content-policy refusal: a 400, or a 200 where [`Format::policy_in_band`].
     pub fn policy(self) -> Value {
         match self {
             Format::OpenAi => openai::policy(),
             Format::Anthropic => anthropic::policy(),
+            Format::VertexGemini => vertex::policy(),
+            Format::VertexAnthropic => vertex::wrap_anthropic(400, &anthropic::policy()),
+            Format::GoogleToken => vertex::token_error(400),
         }
+    }
+
+    /// Gemini refuses a prompt with a 200 (`promptFeedback.blockReason`), streamed as an event.
+    pub fn policy_in_band(self) -> bool {
+        self == Format::VertexGemini
     }
 
     /// The overloaded error a 200 response can carry in its body.
     pub fn inline_error(self) -> Value {
         match self {
             Format::OpenAi => openai::inline_error(),
-            Format::Anthropic => anthropic::inline_error(),
+            Format::Anthropic | Format::VertexAnthropic => anthropic::inline_error(),
+            Format::VertexGemini => vertex::inline_error(),
+            Format::GoogleToken => vertex::token_error(500),
         }
     }
 
@@ -110,7 +146,10 @@ impl Format {
     pub fn stream_error(self) -> Vec<u8> {
         match self {
             Format::OpenAi => event(None, &openai::inline_error()),
-            Format::Anthropic => event(Some("error"), &anthropic::inline_error()),
+            Format::Anthropic | Format::VertexAnthropic => {
+                event(Some("error"), &anthropic::inline_error())
+            }
+            Format::VertexGemini | Format::GoogleToken => event(None, &self.inline_error()),
         }
     }
 
@@ -118,7 +157,9 @@ impl Format {
     pub fn response(self, prompt: &Prompt, answer: &Answer) -> Value {
         match self {
             Format::OpenAi => openai::response(prompt, answer),
-            Format::Anthropic => anthropic::response(prompt, answer),
+            Format::Anthropic | Format::VertexAnthropic => anthropic::response(prompt, answer),
+            Format::VertexGemini => vertex::response(prompt, answer),
+            Format::GoogleToken => vertex::token(),
         }
     }
 
@@ -126,7 +167,12 @@ impl Format {
     pub fn stream(self, prompt: &Prompt, answer: &Answer) -> Sse {
         match self {
             Format::OpenAi => openai::stream(prompt, answer),
-            Format::Anthropic => anthropic::stream(prompt, answer),
+            Format::Anthropic | Format::VertexAnthropic => anthropic::stream(prompt, answer),
+            Format::VertexGemini => vertex::stream(prompt, answer),
+            Format::GoogleToken => Sse {
+                body: vec![event(None, &vertex::token())],
+                ..Sse::default()
+            },
         }
     }
 }
@@ -144,5 +190,29 @@ mod tests {
             Format::Anthropic
         );
         assert_eq!(Format::from_path("/a/v1/embeddings"), Format::OpenAi);
+        let vertex = "/a/v1/projects/p/locations/us-central1/publishers";
+        assert_eq!(
+            Format::from_path(&format!(
+                "{vertex}/google/models/gemini-2.5-pro:generateContent"
+            )),
+            Format::VertexGemini
+        );
+        assert_eq!(
+            Format::from_path(&format!(
+                "{vertex}/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+            )),
+            Format::VertexGemini
+        );
+        assert_eq!(
+            Format::from_path(&format!(
+                "{vertex}/anthropic/models/claude-sonnet-4@20250514:streamRawPredict"
+            )),
+            Format::VertexAnthropic
+        );
+        assert_eq!(Format::from_path("/tok/token"), Format::GoogleToken);
+        assert_eq!(
+            Format::from_path("/a/v1/projects/p/locations/l/endpoints/openapi/chat/completions"),
+            Format::OpenAi
+        );
     }
 }

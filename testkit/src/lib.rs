@@ -1,14 +1,17 @@
 //! A loopback stand-in for LLM providers, for llmr's tests and benchmarks.
 //!
 //! [`StandIn`] is a small HTTP/1.1 server on `127.0.0.1` that speaks the
-//! OpenAI chat-completions and Anthropic messages wire formats and can
+//! OpenAI chat-completions and Anthropic messages wire formats (and Vertex AI's
+//! Gemini and Claude endpoints, with an OAuth token endpoint) and can
 //! misbehave in the ways real providers do.
 //!
 //! Each request's behaviour is chosen by the first segment of its path, the
 //! *tenant*: point a client at [`StandIn::base`]`("e429")` (OpenAI style,
 //! `…/e429/v1`) or [`StandIn::anthropic_base`]`("e429")` (`…/e429`) and it
 //! gets rate-limited. The format comes from the path's end (`/chat/completions`
-//! or `/v1/messages`), streaming from `"stream": true` in the body.
+//! or `/v1/messages`; Vertex's `…:generateContent`, `…:rawPredict` and
+//! `…/token`), streaming from `"stream": true` in the body (or Vertex's
+//! `:streamGenerateContent` method).
 //!
 //! A tenant answers, in order of precedence: the replies [scripted](StandIn::script)
 //! for it, one per request; its [`always`](StandIn::always) reply; the preset
@@ -44,6 +47,7 @@ mod prompt;
 mod record;
 mod reply;
 mod server;
+mod vertex;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -58,6 +62,7 @@ pub use behaviour::HUGE_PADDING;
 pub use openai::TOOL_CALL_ID;
 pub use record::RecordedRequest;
 pub use reply::{Fault, Reply, OVERFLOW_LIMIT, TOOL_ARGUMENTS};
+pub use vertex::VERTEX_ACCESS_TOKEN;
 
 use record::Registry;
 

@@ -24,6 +24,22 @@ pub(crate) struct Prompt {
 }
 
 impl Prompt {
+    /// The prompt of a request; the path says what the body cannot (Vertex's stream methods).
+    pub fn from_request(path: &str, body: &Value) -> Prompt {
+        if let Some(p) = crate::vertex::prompt(path, body) {
+            return p;
+        }
+        let mut p = Prompt::from_body(body);
+        p.stream |= crate::vertex::streams(path);
+        if body["model"].is_null() {
+            // Claude on Vertex: the model is in the URL.
+            if let Some(m) = crate::vertex::model_of(path) {
+                p.model = m;
+            }
+        }
+        p
+    }
+
     pub fn from_body(body: &Value) -> Prompt {
         let messages = body["messages"].as_array().map_or(&[][..], Vec::as_slice);
         let mut chars = content_chars(&body["system"]);

@@ -88,7 +88,7 @@ async fn exchange(conn: &mut Conn, registry: &Registry, req: Request) -> std::io
     };
     let ex = Exchange {
         format: Format::from_path(&req.path),
-        prompt: Prompt::from_body(&body),
+        prompt: Prompt::from_request(&req.path, &body),
         tenant: tenant_of(&req.path).to_owned(),
         close: !req.keep_alive,
     };
