@@ -16,7 +16,8 @@ fn main() {
     let builder = cbindgen::Builder::new()
         .with_config(config)
         .with_src(crate_dir.join("src/ffi/mod.rs"));
-    match builder.generate() {
+    match builder.generate()
+    {
         Ok(bindings) => {
             bindings.write_to_file(&out);
         }

@@ -178,9 +178,7 @@ fn callback_returning_stop_cancels_and_nothing_follows() {
 fn a_stop_is_honoured_even_when_the_stream_ended_before_the_callback_ran() {
     let _s = serial();
     // No chunk delay: the whole stream is read before the callback thread sees the first chunk.
-    init(mock(
-        serde_json::json!({"mock_response": "alpha beta gamma delta"}),
-    ));
+    init(mock(serde_json::json!({"mock_response": "alpha beta gamma delta"})));
     let (make, rx) = done_channel();
     let seen = Arc::new(AtomicUsize::new(0));
     for _ in 0..50 {
@@ -197,11 +195,7 @@ fn a_stop_is_honoured_even_when_the_stream_ended_before_the_callback_ran() {
     for _ in 0..50 {
         assert_eq!(recv(&rx).0.unwrap_err().status, Status::Cancelled);
     }
-    assert_eq!(
-        seen.load(Ordering::SeqCst),
-        50,
-        "one chunk each, none after the stop"
-    );
+    assert_eq!(seen.load(Ordering::SeqCst), 50, "one chunk each, none after the stop");
 }
 
 #[test]

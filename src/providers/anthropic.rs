@@ -979,7 +979,7 @@ pub fn error_parts(body: &[u8]) -> ErrorParts {
 }
 
 /// The HTTP status Anthropic answers each error type with (its errors page).
-pub(crate) fn http_status_of(kind: &str) -> Option<u16> {
+fn http_status_of(kind: &str) -> Option<u16> {
     Some(match kind {
         "invalid_request_error" => 400,
         "authentication_error" => 401,

@@ -324,7 +324,9 @@ fn parse_headers(mut b: &[u8]) -> Result<Vec<(String, HeaderValue)>, DecodeError
                 } else {
                     HeaderValue::String(
                         std::str::from_utf8(v)
-                            .map_err(|_| DecodeError::BadHeader(format!("`{name}` is not UTF-8")))?
+                            .map_err(|_| {
+                                DecodeError::BadHeader(format!("`{name}` is not UTF-8"))
+                            })?
                             .to_owned(),
                     )
                 }
@@ -493,10 +495,7 @@ mod tests {
         // The classic check value of CRC-32/ISO-HDLC.
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
-        assert_eq!(
-            crc32(b"The quick brown fox jumps over the lazy dog"),
-            0x414F_A339
-        );
+        assert_eq!(crc32(b"The quick brown fox jumps over the lazy dog"), 0x414F_A339);
     }
 
     #[test]
@@ -578,10 +577,7 @@ mod tests {
             ("i", HeaderValue::Int32(70_000)),
             ("l", HeaderValue::Int64(-5_000_000_000)),
             ("bytes", HeaderValue::Bytes(vec![0, 255, 1])),
-            (
-                ":event-type",
-                HeaderValue::String("contentBlockDelta".into()),
-            ),
+            (":event-type", HeaderValue::String("contentBlockDelta".into())),
             ("ts", HeaderValue::Timestamp(1_700_000_000_123)),
             ("u", HeaderValue::Uuid(*b"0123456789abcdef")),
         ];
@@ -615,10 +611,7 @@ mod tests {
         let all = bedrock_frames();
         let whole = decode_all(&all).unwrap();
         assert_eq!(whole.len(), 4);
-        assert_eq!(
-            whole[1].header_str(":event-type"),
-            Some("contentBlockDelta")
-        );
+        assert_eq!(whole[1].header_str(":event-type"), Some("contentBlockDelta"));
         assert_eq!(whole[1].header_str(":message-type"), Some("event"));
         // Every two-piece split.
         for cut in 0..=all.len() {
@@ -714,7 +707,10 @@ mod tests {
         let mut h = vec![1, b'a', 7, 0, 50];
         h.extend_from_slice(b"short");
         let frame = raw_frame(&h, b"");
-        assert!(matches!(decode_all(&frame), Err(DecodeError::BadHeader(_))));
+        assert!(matches!(
+            decode_all(&frame),
+            Err(DecodeError::BadHeader(_))
+        ));
         // Unknown value type.
         let frame = raw_frame(&[1, b'a', 42], b"");
         let e = decode_all(&frame).unwrap_err();

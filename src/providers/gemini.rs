@@ -61,16 +61,10 @@ impl WireFormat for Gemini {
         };
         let version = match d.params.get("api_version") {
             None | Some(Value::Null) => API_VERSION,
-            Some(Value::String(v))
-                if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()) =>
-            {
+            Some(Value::String(v)) if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()) => {
                 v.as_str()
             }
-            Some(_) => {
-                return Err(
-                    "`litellm_params.api_version` must be a version such as \"v1beta\"".into(),
-                )
-            }
+            Some(_) => return Err("`litellm_params.api_version` must be a version such as \"v1beta\"".into()),
         };
         let models = models_url(base, version);
         ep.url = format!("{models}/{}:generateContent", ep.model);
@@ -78,8 +72,7 @@ impl WireFormat for Gemini {
         ep.headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(k) = &d.api_key {
-            ep.headers
-                .insert("x-goog-api-key", secret_header(k.expose())?);
+            ep.headers.insert("x-goog-api-key", secret_header(k.expose())?);
         }
         extra_headers(d, &mut ep.headers)?;
         Ok(ep)
@@ -139,11 +132,7 @@ pub(crate) fn is_version_segment(s: &str) -> bool {
 
 /// Gemini 3 and later check thought signatures on function calls; 1.x and 2.x do not.
 fn checks_signatures(model: &str) -> bool {
-    let m = model
-        .rsplit('/')
-        .next()
-        .unwrap_or(model)
-        .to_ascii_lowercase();
+    let m = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
     m.starts_with("gemini-") && !m.starts_with("gemini-1") && !m.starts_with("gemini-2")
 }
 
@@ -227,9 +216,10 @@ impl Serialize for Part<'_> {
         let mut m = s.serialize_map(None)?;
         match self {
             Part::Text(t) => m.serialize_entry("text", t)?,
-            Part::InlineData { mime_type, data } => {
-                m.serialize_entry("inlineData", &json!({"mimeType": mime_type, "data": data}))?
-            }
+            Part::InlineData { mime_type, data } => m.serialize_entry(
+                "inlineData",
+                &json!({"mimeType": mime_type, "data": data}),
+            )?,
             Part::FileData {
                 mime_type,
                 file_uri,
@@ -295,8 +285,7 @@ fn build_body<'a>(
         convert_messages(&req.messages, checks_signatures(&ep.model))?;
 
     let tools_given = req.tools.as_ref().filter(|t| !t.is_empty());
-    let tools =
-        tools_given.map(|t| vec![json!({"functionDeclarations": function_declarations(t)})]);
+    let tools = tools_given.map(|t| vec![json!({"functionDeclarations": function_declarations(t)})]);
     let tool_config = if tools.is_some() {
         tool_config(req.tool_choice.as_ref().or_else(|| d.get("tool_choice")))?
     } else {
@@ -305,13 +294,12 @@ fn build_body<'a>(
 
     let mut gc = Map::new();
     // Gemini's own generationConfig first: the OpenAI fields below override it.
-    if let Some(Value::Object(native)) =
-        param_any(ep, req, &["generationConfig", "generation_config"])
-    {
+    if let Some(Value::Object(native)) = param_any(ep, req, &["generationConfig", "generation_config"]) {
         gc.extend(native.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    let number =
-        |typed: Option<f64>, key: &str| typed.or_else(|| d.get(key).and_then(Value::as_f64));
+    let number = |typed: Option<f64>, key: &str| {
+        typed.or_else(|| d.get(key).and_then(Value::as_f64))
+    };
     if let Some(t) = number(req.temperature, "temperature") {
         gc.insert("temperature".into(), t.into());
     }
@@ -466,10 +454,7 @@ fn function_declarations(tools: &[Tool]) -> Vec<Value> {
                     .get("properties")
                     .and_then(Value::as_object)
                     .is_some_and(|o| !o.is_empty());
-                let is_object = schema
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .is_none_or(|t| t.eq_ignore_ascii_case("object"));
+                let is_object = schema.get("type").and_then(Value::as_str).map_or(true, |t| t.eq_ignore_ascii_case("object"));
                 if has_properties || !is_object {
                     decl.insert("parameters".into(), schema);
                 }
@@ -674,9 +659,7 @@ fn clean(v: &Value, defs: Option<&Map<String, Value>>, depth: usize) -> Value {
     if let Some(branches) = branches {
         let mut kept: Vec<Value> = Vec::with_capacity(branches.len());
         for b in branches {
-            if b.get("type").and_then(Value::as_str) == Some("null")
-                && b.as_object().is_some_and(|m| m.len() == 1)
-            {
+            if b.get("type").and_then(Value::as_str) == Some("null") && b.as_object().is_some_and(|m| m.len() == 1) {
                 nullable = true;
                 continue;
             }
@@ -895,8 +878,11 @@ const NATIVE_PART_KEYS: &[&str] = &[
 
 /// One OpenAI content part as a Gemini part.
 fn content_part(p: &Value, msg: usize) -> Result<Option<Part<'_>>, Error> {
-    let bad =
-        |why: String| Error::invalid(format!("request JSON at `messages[{msg}].content`: {why}"));
+    let bad = |why: String| {
+        Error::invalid(format!(
+            "request JSON at `messages[{msg}].content`: {why}"
+        ))
+    };
     let o = match p {
         Value::String(s) if s.is_empty() => return Ok(None),
         Value::String(s) => return Ok(Some(Part::Text(Cow::Borrowed(s)))),
@@ -944,13 +930,7 @@ fn content_part(p: &Value, msg: usize) -> Result<Option<Part<'_>>, Error> {
             let f = o.get("file");
             let format = f.and_then(|f| f.get("format")).and_then(Value::as_str);
             if let Some(data) = f.and_then(|f| f.get("file_data")).and_then(Value::as_str) {
-                Some(media_part(
-                    data,
-                    format,
-                    "application/pdf",
-                    msg,
-                    "file.file_data",
-                )?)
+                Some(media_part(data, format, "application/pdf", msg, "file.file_data")?)
             } else if let Some(id) = f.and_then(|f| f.get("file_id")).and_then(Value::as_str) {
                 Some(Part::FileData {
                     mime_type: Cow::Owned(
@@ -961,9 +941,7 @@ fn content_part(p: &Value, msg: usize) -> Result<Option<Part<'_>>, Error> {
                     file_uri: id,
                 })
             } else {
-                return Err(bad(
-                    "a file part needs `file.file_data` or `file.file_id`".into()
-                ));
+                return Err(bad("a file part needs `file.file_data` or `file.file_id`".into()));
             }
         }
         other => return Err(bad(format!("part type `{other}` has no Gemini equivalent"))),
@@ -990,9 +968,11 @@ fn media_part<'a>(
         let mime = head
             .strip_suffix(";base64")
             .ok_or_else(|| bad("must be a base64 data URL (Gemini takes no other inline data)"))?;
-        let mime = format
-            .filter(|f| f.contains('/'))
-            .unwrap_or(if mime.is_empty() { default_mime } else { mime });
+        let mime = format.filter(|f| f.contains('/')).unwrap_or(if mime.is_empty() {
+            default_mime
+        } else {
+            mime
+        });
         return Ok(Part::InlineData {
             mime_type: Cow::Borrowed(mime),
             data,
@@ -1140,8 +1120,6 @@ struct WireResponse {
     model_version: Option<String>,
     #[serde(default, alias = "response_id")]
     response_id: Option<String>,
-    #[serde(default)]
-    error: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1231,11 +1209,7 @@ const POLICY_FINISH: &[&str] = &[
 ];
 
 /// Finish reasons of a model that failed to produce a usable tool call.
-const BROKEN_CALL_FINISH: &[&str] = &[
-    "MALFORMED_FUNCTION_CALL",
-    "UNEXPECTED_TOOL_CALL",
-    "TOO_MANY_TOOL_CALLS",
-];
+const BROKEN_CALL_FINISH: &[&str] = &["MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"];
 
 /// Gemini's `finishReason` as an OpenAI `finish_reason`.
 fn finish_reason(reason: &str, tool_calls: bool) -> &'static str {
@@ -1401,9 +1375,7 @@ pub(crate) fn parse_response(model: &str, body: &[u8]) -> Result<ChatResponse, E
     }
     choices.sort_by_key(|c| c.index);
     Ok(ChatResponse {
-        id: wire
-            .response_id
-            .unwrap_or_else(|| tool_call_id(None, None).replacen("call_", "chatcmpl-", 1)),
+        id: wire.response_id.unwrap_or_else(|| tool_call_id(None, None).replacen("call_", "chatcmpl-", 1)),
         object: "chat.completion".to_owned(),
         created: unix_now(),
         model: wire
@@ -1499,12 +1471,7 @@ pub(crate) fn google_error(body: &[u8]) -> GoogleError {
             .filter(|c| (100..600).contains(c)),
         ..GoogleError::default()
     };
-    for d in err
-        .get("details")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for d in err.get("details").and_then(Value::as_array).into_iter().flatten() {
         let kind = d.get("@type").and_then(Value::as_str).unwrap_or("");
         if kind.ends_with("google.rpc.ErrorInfo") {
             out.reason = d.get("reason").and_then(Value::as_str).map(str::to_owned);
@@ -1564,10 +1531,7 @@ pub(crate) fn classify_google(http_status: Option<u16>, g: GoogleError) -> Error
         .reason
         .as_deref()
         .is_some_and(|r| AUTH_REASONS.contains(&r))
-        || matches!(
-            g.parts.code.as_deref(),
-            Some("UNAUTHENTICATED" | "PERMISSION_DENIED")
-        );
+        || matches!(g.parts.code.as_deref(), Some("UNAUTHENTICATED" | "PERMISSION_DENIED"));
     let mut e = classify(status, g.parts);
     if auth && e.status != Status::ContextOverflow {
         e.status = Status::Auth;

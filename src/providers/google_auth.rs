@@ -40,7 +40,7 @@ enum Grant {
     ServiceAccount {
         client_email: String,
         key_id: Option<String>,
-        key: RsaKeyPair,
+        key: Box<RsaKeyPair>,
     },
     RefreshToken {
         client_id: String,
@@ -133,7 +133,7 @@ impl Credentials {
             "service_account" => Grant::ServiceAccount {
                 client_email: need("client_email")?.to_owned(),
                 key_id: text("private_key_id").map(str::to_owned),
-                key: rsa_key(need("private_key")?)?,
+                key: Box::new(rsa_key(need("private_key")?)?),
             },
             "authorized_user" => Grant::RefreshToken {
                 client_id: need("client_id")?.to_owned(),

@@ -136,10 +136,7 @@ fn build_body(ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Value, E
     let d = &ep.defaults;
     let mut body = Map::new();
     body.insert("model".into(), Value::from(ep.model.as_str()));
-    body.insert(
-        "messages".into(),
-        Value::Array(convert_messages(&req.messages)?),
-    );
+    body.insert("messages".into(), Value::Array(convert_messages(&req.messages)?));
 
     let choice_none = req
         .tool_choice
@@ -719,10 +716,7 @@ mod tests {
         ] {
             assert_eq!(chat_url(base), "http://h:11434/api/chat", "{base}");
         }
-        assert_eq!(
-            chat_url("http://127.0.0.1:9/t"),
-            "http://127.0.0.1:9/t/api/chat"
-        );
+        assert_eq!(chat_url("http://127.0.0.1:9/t"), "http://127.0.0.1:9/t/api/chat");
     }
 
     #[test]
@@ -738,10 +732,7 @@ mod tests {
             false,
         );
         assert_eq!(b["model"], "llama3.1:8b");
-        assert_eq!(
-            b["stream"], false,
-            "sent explicitly: Ollama streams by default"
-        );
+        assert_eq!(b["stream"], false, "sent explicitly: Ollama streams by default");
         assert_eq!(
             b["messages"],
             json!([{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}])
@@ -752,20 +743,10 @@ mod tests {
                    "seed":42,"frequency_penalty":0.5,"top_k":20,"mirostat":1})
         );
         assert_eq!(b["keep_alive"], "10m");
-        for absent in [
-            "user",
-            "logprobs",
-            "max_tokens",
-            "temperature",
-            "tool_choice",
-        ] {
+        for absent in ["user", "logprobs", "max_tokens", "temperature", "tool_choice"] {
             assert!(b.get(absent).is_none(), "{absent}");
         }
-        let b = body_of(
-            &ep,
-            r#"{"messages":[{"role":"user","content":"hi"}]}"#,
-            true,
-        );
+        let b = body_of(&ep, r#"{"messages":[{"role":"user","content":"hi"}]}"#, true);
         assert_eq!(b["stream"], true);
         assert_eq!(b["options"]["temperature"], 0.1, "the deployment's default");
         assert!(b["options"].get("num_predict").is_none());
@@ -804,10 +785,7 @@ mod tests {
             r#"{"messages":[{"role":"user","content":"hi"}],"tool_choice":"none",
                 "tools":[{"type":"function","function":{"name":"f"}}]}"#,
         );
-        assert!(
-            b.get("tools").is_none(),
-            "tool_choice none leaves the tools out"
-        );
+        assert!(b.get("tools").is_none(), "tool_choice none leaves the tools out");
     }
 
     #[test]
@@ -845,12 +823,8 @@ mod tests {
             json!({"type":"object","properties":{"age":{"type":"integer"}}})
         );
         assert!(b.get("response_format").is_none());
-        let b =
-            body(r#"{"messages":[{"role":"user","content":"hi"}],"format":"json","think":true}"#);
-        assert_eq!(
-            (b["format"].clone(), b["think"].clone()),
-            (json!("json"), json!(true))
-        );
+        let b = body(r#"{"messages":[{"role":"user","content":"hi"}],"format":"json","think":true}"#);
+        assert_eq!((b["format"].clone(), b["think"].clone()), (json!("json"), json!(true)));
     }
 
     // -----------------------------------------------------------------------------------------
@@ -870,10 +844,7 @@ mod tests {
         assert_eq!(r.model, "llama3.2");
         assert!(r.id.starts_with("chatcmpl-"));
         let c = &r.choices[0];
-        assert_eq!(
-            c.message.content.as_deref(),
-            Some("Hello! How are you today?")
-        );
+        assert_eq!(c.message.content.as_deref(), Some("Hello! How are you today?"));
         assert_eq!(c.finish_reason.as_deref(), Some("stop"));
         assert_eq!(r.usage, Some(Usage::new(26, 298)));
 
@@ -883,10 +854,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.choices[0].finish_reason.as_deref(), Some("length"));
-        assert_eq!(
-            r.choices[0].message.reasoning_content.as_deref(),
-            Some("hmm")
-        );
+        assert_eq!(r.choices[0].message.reasoning_content.as_deref(), Some("hmm"));
     }
 
     #[test]
@@ -904,11 +872,7 @@ mod tests {
         assert_eq!(m.content, None);
         let calls = m.tool_calls.as_ref().unwrap();
         assert_eq!(calls.len(), 2);
-        assert!(
-            calls[0].id.starts_with("call_") && calls[0].id.len() == 29,
-            "{}",
-            calls[0].id
-        );
+        assert!(calls[0].id.starts_with("call_") && calls[0].id.len() == 29, "{}", calls[0].id);
         assert_eq!(calls[0].function.name, "get_current_weather");
         let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
         assert_eq!(args, json!({"format":"celsius","location":"Paris, FR"}));
@@ -924,10 +888,7 @@ mod tests {
 
     #[test]
     fn error_bodies() {
-        let e = http_error(
-            404,
-            r#"{"error":"model \"x\" not found, try pulling it first"}"#,
-        );
+        let e = http_error(404, r#"{"error":"model \"x\" not found, try pulling it first"}"#);
         assert_eq!(e.status, Status::BadRequest);
         assert_eq!(e.message, "model \"x\" not found, try pulling it first");
         let e = http_error(
@@ -940,22 +901,10 @@ mod tests {
             r#"{"error":"prompt too long; exceeded max context length by 540451 tokens"}"#,
         );
         assert_eq!(e.status, Status::ContextOverflow);
-        assert_eq!(
-            http_error(429, r#"{"error":"too many requests"}"#).status,
-            Status::RateLimited
-        );
-        assert_eq!(
-            http_error(401, r#"{"error":"unauthorized"}"#).status,
-            Status::Auth
-        );
-        assert_eq!(
-            http_error(500, r#"{"error":"llama runner process has terminated"}"#).status,
-            Status::Upstream
-        );
-        assert_eq!(
-            http_error(502, "<html>bad gateway</html>").message,
-            "<html>bad gateway</html>"
-        );
+        assert_eq!(http_error(429, r#"{"error":"too many requests"}"#).status, Status::RateLimited);
+        assert_eq!(http_error(401, r#"{"error":"unauthorized"}"#).status, Status::Auth);
+        assert_eq!(http_error(500, r#"{"error":"llama runner process has terminated"}"#).status, Status::Upstream);
+        assert_eq!(http_error(502, "<html>bad gateway</html>").message, "<html>bad gateway</html>");
         let e = parse_response(&endpoint(), br#"{"error":"unexpected EOF"}"#).unwrap_err();
         assert_eq!(e.status, Status::Upstream);
         assert!(parse_response(&endpoint(), b"not json").is_err());
@@ -1006,10 +955,7 @@ mod tests {
                 .filter_map(|c| c.choices.first()?.delta.content.clone())
                 .collect();
             assert_eq!(texts, ["The", " sky"], "piece {piece}");
-            assert_eq!(
-                chunks[0].choices[0].delta.role.as_deref(),
-                Some("assistant")
-            );
+            assert_eq!(chunks[0].choices[0].delta.role.as_deref(), Some("assistant"));
             let r = assemble(&chunks);
             assert_eq!(r.choices[0].message.content.as_deref(), Some("The sky"));
             assert_eq!(r.choices[0].finish_reason.as_deref(), Some("stop"));
@@ -1061,10 +1007,7 @@ mod tests {
         let (chunks, _, r) = run_stream(input, 9);
         r.unwrap();
         let r = assemble(&chunks);
-        assert_eq!(
-            r.choices[0].message.reasoning_content.as_deref(),
-            Some("Let me")
-        );
+        assert_eq!(r.choices[0].message.reasoning_content.as_deref(), Some("Let me"));
         assert_eq!(r.choices[0].finish_reason.as_deref(), Some("length"));
     }
 

@@ -194,12 +194,7 @@ impl Scope<'_> {
     }
 
     pub fn credential_scope(&self) -> String {
-        format!(
-            "{}/{}/{}/aws4_request",
-            self.date(),
-            self.region,
-            self.service
-        )
+        format!("{}/{}/{}/aws4_request", self.date(), self.region, self.service)
     }
 }
 
@@ -385,7 +380,10 @@ impl SigV4 {
             v.set_sensitive(sensitive);
             Ok::<_, Error>(v)
         };
-        headers.insert(HeaderName::from_static("x-amz-date"), header(&date, false)?);
+        headers.insert(
+            HeaderName::from_static("x-amz-date"),
+            header(&date, false)?,
+        );
         if self.content_sha256_header {
             headers.insert(
                 HeaderName::from_static("x-amz-content-sha256"),
@@ -557,9 +555,7 @@ mod tests {
                 None => assert!(headers.get("x-amz-security-token").is_none()),
             }
             assert!(headers.get("x-amz-content-sha256").is_none());
-            assert!(!out
-                .authorization
-                .contains(b["secret_access_key"].as_str().unwrap()));
+            assert!(!out.authorization.contains(b["secret_access_key"].as_str().unwrap()));
         }
     }
 
@@ -617,8 +613,8 @@ mod tests {
     fn host_header_keeps_a_non_default_port() {
         let u = reqwest::Url::parse("http://127.0.0.1:8080/t/model/x/converse").unwrap();
         assert_eq!(host_header(&u).unwrap(), "127.0.0.1:8080");
-        let u =
-            reqwest::Url::parse("https://bedrock-runtime.us-east-1.amazonaws.com:443/m").unwrap();
+        let u = reqwest::Url::parse("https://bedrock-runtime.us-east-1.amazonaws.com:443/m")
+            .unwrap();
         assert_eq!(
             host_header(&u).unwrap(),
             "bedrock-runtime.us-east-1.amazonaws.com"
