@@ -107,7 +107,8 @@ fn check_segment(what: &str, v: &str, extra: &[char]) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`litellm_params.{what}` {v:?} is not a Vertex AI {what}"
+            "`litellm_params.{what}` {v:?} is not a Google Cloud {}",
+            what.trim_start_matches("vertex_")
         ))
     }
 }
