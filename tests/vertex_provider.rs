@@ -174,6 +174,21 @@ fn b64url(s: &str) -> Vec<u8> {
 #[test]
 fn service_account_gemini_text_and_what_goes_on_the_wire() {
     let s = start_one(GEMINI, Auth::ServiceAccount("tok"));
+    // Cold start: parallel requests all wait for one (slow) token exchange.
+    s.standin.script(
+        "tok",
+        [Reply::ok().delay(std::time::Duration::from_millis(300))],
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| complete(hello()).unwrap());
+        }
+    });
+    assert_eq!(
+        s.standin.count("tok"),
+        1,
+        "one token exchange for concurrent requests"
+    );
     s.standin.script("t", [Reply::text("Hello there, friend.")]);
     let r = complete(hello()).unwrap();
     assert_eq!(r["object"], "chat.completion");
@@ -233,12 +248,7 @@ fn service_account_gemini_text_and_what_goes_on_the_wire() {
         )
         .expect("the assertion's signature verifies with the public key");
 
-    // Many more requests, in parallel and streamed, share the one token.
-    std::thread::scope(|scope| {
-        for _ in 0..8 {
-            scope.spawn(|| complete(hello()).unwrap());
-        }
-    });
+    // Later requests, streamed too, reuse the cached token.
     let (chunks, r) = stream(hello());
     assert!(!chunks.is_empty());
     r.unwrap();
