@@ -54,29 +54,8 @@ impl WireFormat for Anthropic {
             "anthropic-version",
             HeaderValue::from_str(version).map_err(|_| "`anthropic_version` is not header-safe")?,
         );
-        // Beta flags: one string (possibly comma-separated already) or an array of strings.
-        let beta = match d.params.get("anthropic_beta") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Array(flags)) => {
-                let flags: Option<Vec<&str>> = flags.iter().map(Value::as_str).collect();
-                let flags = flags.ok_or(
-                    "`litellm_params.anthropic_beta` must be a string or an array of strings",
-                )?;
-                Some(flags.join(","))
-            }
-            Some(_) => {
-                return Err(
-                    "`litellm_params.anthropic_beta` must be a string or an array of strings"
-                        .into(),
-                )
-            }
-        };
-        if let Some(beta) = beta.filter(|b| !b.trim().is_empty()) {
-            ep.headers.insert(
-                "anthropic-beta",
-                HeaderValue::from_str(&beta).map_err(|_| "`anthropic_beta` is not header-safe")?,
-            );
+        if let Some(beta) = beta_header(d)? {
+            ep.headers.insert("anthropic-beta", beta);
         }
         extra_headers(d, &mut ep.headers)?;
         Ok(ep)
@@ -88,11 +67,7 @@ impl WireFormat for Anthropic {
         req: &ChatRequest,
         stream: bool,
     ) -> Result<Vec<u8>, Error> {
-        let body = build_body(ep, req, stream)?;
-        let mut out = Vec::with_capacity(512);
-        body.serialize(&mut serde_json::Serializer::new(&mut out))
-            .map_err(|e| Error::invalid(format!("request could not be encoded: {e}")))?;
-        Ok(out)
+        write_body(ep, req, stream, Flavor::Anthropic)
     }
 
     fn parse_response(&self, _ep: &Endpoint, body: &[u8]) -> Result<ChatResponse, Error> {
@@ -106,6 +81,27 @@ impl WireFormat for Anthropic {
     fn stream_parser(&self, ep: &Endpoint) -> Box<dyn StreamParser> {
         Box::new(AnthropicStream::new(&ep.model))
     }
+}
+
+/// `litellm_params.anthropic_beta` as the `anthropic-beta` header: one string (possibly
+/// comma-separated already) or an array of strings.
+pub(crate) fn beta_header(d: &DeploymentConfig) -> Result<Option<HeaderValue>, String> {
+    let bad = "`litellm_params.anthropic_beta` must be a string or an array of strings";
+    let beta = match d.params.get("anthropic_beta") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(flags)) => {
+            let flags: Option<Vec<&str>> = flags.iter().map(Value::as_str).collect();
+            flags.ok_or(bad)?.join(",")
+        }
+        Some(_) => return Err(bad.into()),
+    };
+    if beta.trim().is_empty() {
+        return Ok(None);
+    }
+    HeaderValue::from_str(&beta)
+        .map(Some)
+        .map_err(|_| "`anthropic_beta` is not header-safe".into())
 }
 
 /// `{base}/v1/messages`; a base that already ends in `/v1` or `/v1/messages` is taken as it is.
@@ -123,10 +119,42 @@ fn messages_url(base: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Request
 
+/// Where the body goes: Claude on Vertex AI takes the model from the URL and the API version in
+/// the body (`anthropic_version: vertex-2023-10-16`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    Anthropic,
+    Vertex,
+}
+
+/// The API version Vertex AI's Claude endpoints take in the body.
+pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+
+/// The body as bytes.
+pub(crate) fn write_body(
+    ep: &Endpoint,
+    req: &ChatRequest,
+    stream: bool,
+    flavor: Flavor,
+) -> Result<Vec<u8>, Error> {
+    let mut body = build_body(ep, req, stream)?;
+    if flavor == Flavor::Vertex {
+        body.model = None;
+        body.anthropic_version = Some(VERTEX_ANTHROPIC_VERSION);
+    }
+    let mut out = Vec::with_capacity(512);
+    body.serialize(&mut serde_json::Serializer::new(&mut out))
+        .map_err(|e| Error::invalid(format!("request could not be encoded: {e}")))?;
+    Ok(out)
+}
+
 /// The Messages body, borrowing from the request wherever it can (images stay where they are).
 #[derive(Serialize)]
 struct Body<'a> {
-    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anthropic_version: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<System<'a>>,
     messages: Vec<Turn<'a>>,
@@ -366,7 +394,8 @@ fn build_body<'a>(ep: &'a Endpoint, req: &'a ChatRequest, stream: bool) -> Resul
         .filter(|t| matches!(*t, "auto" | "standard_only"));
 
     Ok(Body {
-        model: &ep.model,
+        model: Some(&ep.model),
+        anthropic_version: None,
         system,
         messages,
         max_tokens,
@@ -852,7 +881,7 @@ fn is_error_body(body: &[u8]) -> bool {
         .is_ok_and(|p| p.kind.as_deref() == Some("error") || p.error.is_some())
 }
 
-fn parse_response(body: &[u8]) -> Result<ChatResponse, Error> {
+pub(crate) fn parse_response(body: &[u8]) -> Result<ChatResponse, Error> {
     if is_error_body(body) {
         return Err(in_band_error(body));
     }
@@ -979,7 +1008,7 @@ fn in_band_error(body: &[u8]) -> Error {
 // Stream
 
 /// Anthropic SSE: named events from `message_start` to `message_stop`, mapped to OpenAI chunks.
-struct AnthropicStream {
+pub(crate) struct AnthropicStream {
     sse: SseDecoder,
     id: String,
     model: String,
@@ -1024,7 +1053,7 @@ struct EventDelta {
 }
 
 impl AnthropicStream {
-    fn new(model: &str) -> AnthropicStream {
+    pub(crate) fn new(model: &str) -> AnthropicStream {
         AnthropicStream {
             sse: SseDecoder::new(),
             id: String::new(),

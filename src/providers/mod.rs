@@ -9,6 +9,7 @@ pub mod classify;
 pub mod cohere;
 pub mod eventstream;
 pub mod gemini;
+pub mod google_auth;
 pub mod http;
 pub mod mock;
 pub mod ollama;

@@ -142,12 +142,14 @@ pub static PROVIDERS: &[ProviderSpec] = &[
     ProviderSpec {
         key: "VERTEX_AI",
         prefix: "vertex_ai",
-        family: Family::OpenAiCompatible,
-        // Vertex's OpenAI-compatible endpoint; the URL names project and location.
-        default_base: None,
-        needs_key: true,
+        family: Family::Vertex,
+        // The host follows `vertex_location` (`https://LOCATION-aiplatform.googleapis.com`,
+        // this one for `global`); `api_base` replaces it.
+        default_base: Some("https://aiplatform.googleapis.com"),
+        // An OAuth access token as `api_key`, or `litellm_params.vertex_credentials`.
+        needs_key: false,
         stream_usage: true,
-        note: "VERTEX_AI needs `api_base` (https://LOCATION-aiplatform.googleapis.com/v1/projects/PROJECT/locations/LOCATION/endpoints/openapi) and an OAuth access token as `api_key`",
+        note: "",
     },
     compat("TOGETHER_AI", "together_ai", "https://api.together.xyz/v1", true),
     compat(

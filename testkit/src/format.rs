@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::prompt::{Answer, Prompt};
-use crate::{anthropic, bedrock, cohere, gemini, ollama, openai, replicate};
+use crate::{anthropic, bedrock, cohere, gemini, ollama, openai, replicate, vertex};
 
 /// Which provider API a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,15 @@ pub(crate) enum Format {
     Bedrock,
     /// Replicate's `.../predictions` and the URLs of one prediction.
     Replicate,
+    /// Gemini on Vertex AI: `.../publishers/google/models/M:generateContent`, the Gemini
+    /// format with Vertex's error wording.
+    VertexGemini,
+    /// Claude on Vertex AI: `.../publishers/anthropic/models/M:rawPredict` (and
+    /// `:streamRawPredict`), Anthropic's body with Google's front door for errors. Gemini on
+    /// Vertex is [`Format::Gemini`].
+    VertexAnthropic,
+    /// An OAuth token endpoint (`.../token`), for Vertex's service-account flow.
+    GoogleToken,
 }
 
 /// How a provider refuses content.
@@ -95,7 +104,16 @@ impl Format {
         }
         let path = path.split(['?', '#']).next().unwrap_or("");
         let path = path.trim_end_matches('/');
-        if path.ends_with("/messages") {
+        let vertex = path.contains("/publishers/");
+        if vertex && (path.ends_with(":rawPredict") || path.ends_with(":streamRawPredict")) {
+            Format::VertexAnthropic
+        } else if vertex
+            && (path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent"))
+        {
+            Format::VertexGemini
+        } else if path.ends_with("/token") {
+            Format::GoogleToken
+        } else if path.ends_with("/messages") {
             Format::Anthropic
         } else if path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent") {
             Format::Gemini
@@ -116,13 +134,23 @@ impl Format {
             Format::OpenAi | Format::Anthropic | Format::Cohere | Format::Replicate => {
                 Prompt::from_body(body)
             }
-            Format::Gemini => gemini::prompt(body, path),
+            Format::Gemini | Format::VertexGemini => gemini::prompt(body, path),
             Format::Bedrock => {
                 let mut p = Prompt::from_body(body);
                 // Bedrock says "stream" in the path (`/converse-stream`), not in the body.
                 p.stream |= bedrock::is_stream_path(path);
                 p
             }
+            Format::VertexAnthropic => {
+                let mut p = Prompt::from_body(body);
+                // The model and the wish to stream are in the URL.
+                p.stream |= vertex::streams(path);
+                if let Some(m) = vertex::model_of(path) {
+                    p.model = m;
+                }
+                p
+            }
+            Format::GoogleToken => Prompt::default(),
             Format::Ollama => {
                 let mut p = Prompt::from_body(body);
                 // Ollama streams unless told not to.
@@ -138,8 +166,11 @@ impl Format {
             Format::OpenAi
             | Format::Anthropic
             | Format::Gemini
+            | Format::VertexGemini
             | Format::Cohere
-            | Format::Replicate => "text/event-stream",
+            | Format::Replicate
+            | Format::VertexAnthropic
+            | Format::GoogleToken => "text/event-stream",
             Format::Ollama => ollama::NDJSON,
             Format::Bedrock => bedrock::EVENT_STREAM,
         }
@@ -151,10 +182,13 @@ impl Format {
             Format::OpenAi => openai::error(status),
             Format::Anthropic => anthropic::error(status),
             Format::Gemini => gemini::error(status),
+            Format::VertexGemini => vertex::error(status),
             Format::Cohere => cohere::error(status),
             Format::Ollama => ollama::error(status),
             Format::Bedrock => bedrock::error(status),
             Format::Replicate => replicate::error(status),
+            Format::VertexAnthropic => vertex::anthropic_error(status, anthropic::error(status)),
+            Format::GoogleToken => vertex::token_error(status),
         }
     }
 
@@ -172,11 +206,15 @@ impl Format {
         match self {
             Format::OpenAi => openai::overflow(limit, tokens),
             Format::Anthropic => anthropic::overflow(limit, tokens),
-            Format::Gemini => gemini::overflow(limit, tokens),
+            Format::Gemini | Format::VertexGemini => gemini::overflow(limit, tokens),
             Format::Cohere => cohere::overflow(limit, tokens),
             Format::Ollama => ollama::overflow(limit, tokens),
             Format::Bedrock => bedrock::overflow(limit, tokens),
             Format::Replicate => replicate::overflow(limit, tokens),
+            Format::VertexAnthropic => {
+                vertex::wrap_anthropic(400, &anthropic::overflow(limit, tokens))
+            }
+            Format::GoogleToken => vertex::token_error(400),
         }
     }
 
@@ -185,11 +223,15 @@ impl Format {
         match self {
             Format::OpenAi => Refusal::Error(400, openai::policy()),
             Format::Anthropic => Refusal::Error(400, anthropic::policy()),
-            Format::Gemini => Refusal::Blocked(gemini::policy()),
+            Format::Gemini | Format::VertexGemini => Refusal::Blocked(gemini::policy()),
             Format::Cohere => Refusal::Error(400, cohere::policy()),
             Format::Ollama => Refusal::Text(ollama::REFUSAL),
             Format::Bedrock => Refusal::Error(400, bedrock::policy()),
             Format::Replicate => Refusal::Error(400, replicate::policy()),
+            Format::VertexAnthropic => {
+                Refusal::Error(400, vertex::wrap_anthropic(400, &anthropic::policy()))
+            }
+            Format::GoogleToken => Refusal::Error(400, vertex::token_error(400)),
         }
     }
 
@@ -198,11 +240,13 @@ impl Format {
         match self {
             Format::OpenAi => openai::inline_error(),
             Format::Anthropic => anthropic::inline_error(),
-            Format::Gemini => gemini::inline_error(),
+            Format::Gemini | Format::VertexGemini => gemini::inline_error(),
             Format::Cohere => cohere::inline_error(),
             Format::Ollama => ollama::inline_error(),
             Format::Bedrock => bedrock::inline_error(),
             Format::Replicate => replicate::inline_error(),
+            Format::VertexAnthropic => anthropic::inline_error(),
+            Format::GoogleToken => vertex::token_error(500),
         }
     }
 
@@ -211,11 +255,13 @@ impl Format {
         match self {
             Format::OpenAi => event(None, &openai::inline_error()),
             Format::Anthropic => event(Some("error"), &anthropic::inline_error()),
-            Format::Gemini => event(None, &gemini::inline_error()),
+            Format::Gemini | Format::VertexGemini => event(None, &gemini::inline_error()),
             Format::Cohere => cohere::stream_error(),
             Format::Ollama => ollama::line(&ollama::inline_error()),
             Format::Bedrock => bedrock::stream_error(),
             Format::Replicate => replicate::stream_error(),
+            Format::VertexAnthropic => event(Some("error"), &anthropic::inline_error()),
+            Format::GoogleToken => event(None, &vertex::token_error(500)),
         }
     }
 
@@ -224,11 +270,13 @@ impl Format {
         match self {
             Format::OpenAi => openai::response(prompt, answer),
             Format::Anthropic => anthropic::response(prompt, answer),
-            Format::Gemini => gemini::response(prompt, answer),
+            Format::Gemini | Format::VertexGemini => gemini::response(prompt, answer),
             Format::Cohere => cohere::response(prompt, answer),
             Format::Ollama => ollama::response(prompt, answer),
             Format::Bedrock => bedrock::response(prompt, answer),
             Format::Replicate => replicate::response(prompt, answer),
+            Format::VertexAnthropic => anthropic::response(prompt, answer),
+            Format::GoogleToken => vertex::token(),
         }
     }
 
@@ -237,11 +285,16 @@ impl Format {
         match self {
             Format::OpenAi => openai::stream(prompt, answer),
             Format::Anthropic => anthropic::stream(prompt, answer),
-            Format::Gemini => gemini::stream(prompt, answer),
+            Format::Gemini | Format::VertexGemini => gemini::stream(prompt, answer),
             Format::Cohere => cohere::stream(prompt, answer),
             Format::Ollama => ollama::stream(prompt, answer),
             Format::Bedrock => bedrock::stream(prompt, answer),
             Format::Replicate => replicate::stream(prompt, answer),
+            Format::VertexAnthropic => anthropic::stream(prompt, answer),
+            Format::GoogleToken => Sse {
+                body: vec![event(None, &vertex::token())],
+                ..Sse::default()
+            },
         }
     }
 }

@@ -24,7 +24,8 @@ fn status_name(status: u16) -> &'static str {
     }
 }
 
-fn envelope(status: u16, message: &str, details: Value) -> Value {
+/// Google's error envelope (`{"error": {"code", "message", "status", "details"}}`).
+pub(crate) fn envelope(status: u16, message: &str, details: Value) -> Value {
     let mut error = json!({"code": status, "message": message, "status": status_name(status)});
     if details.as_array().is_some_and(|d| !d.is_empty()) {
         error["details"] = details;

@@ -3,7 +3,9 @@
 //! [`StandIn`] is a small HTTP/1.1 server on `127.0.0.1` that speaks the
 //! wire formats of the providers llmr supports (OpenAI chat completions,
 //! Anthropic messages, Gemini `generateContent`, Cohere v2 chat, Ollama
-//! `/api/chat`, Bedrock Converse, Replicate predictions) and can misbehave in the ways real providers do.
+//! `/api/chat`, Bedrock Converse, Replicate predictions, Vertex AI's Gemini
+//! and Claude endpoints with an OAuth token endpoint) and can misbehave in the
+//! ways real providers do.
 //!
 //! Each request's behaviour is chosen by the first segment of its path, the
 //! *tenant*: point a client at [`StandIn::base`]`("e429")` (OpenAI style,
@@ -12,7 +14,7 @@
 //! request path (see `Format`), streaming from `"stream": true` in the body,
 //! or where the provider says it otherwise, as it does (Gemini's
 //! `:streamGenerateContent` and Bedrock's `/converse-stream` paths; Ollama
-//! streams unless `"stream": false`). Replicate's follow-up requests (poll,
+//! streams unless `"stream": false`; Vertex's `:streamRawPredict`). Replicate's follow-up requests (poll,
 //! stream, cancel at `…/predictions/{id}[/stream|/cancel]`) are answered from
 //! the prediction the create request made.
 //! Each format refuses content as its provider does: an error, a 200 that
@@ -65,6 +67,7 @@ mod record;
 mod replicate;
 mod reply;
 mod server;
+mod vertex;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -81,6 +84,7 @@ pub use cohere::TOOL_CALL_ID as COHERE_TOOL_CALL_ID;
 pub use openai::TOOL_CALL_ID;
 pub use record::RecordedRequest;
 pub use reply::{Fault, Reply, OVERFLOW_LIMIT, TOOL_ARGUMENTS};
+pub use vertex::VERTEX_ACCESS_TOKEN;
 
 use record::Registry;
 
