@@ -403,9 +403,6 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
         },
         (None, None) => return Err("no `provider`".into()),
     };
-    if spec.family == Family::Unsupported {
-        return Err(spec.note.to_owned());
-    }
     if spec.default_base.is_none() && spec.family != Family::Mock && api_base.is_none() {
         // Cloudflare's URL is built from the account id (see `openai_hosts`).
         let account = opt_str(params, "account_id")?.is_some()

@@ -196,7 +196,6 @@ pub fn build_client(
         Family::Cohere => &cohere::Cohere,
         Family::Bedrock => &bedrock::Bedrock,
         Family::Replicate => return replicate::client(d, max_output_tokens, http),
-        Family::Unsupported => return Err(d.spec.note.to_owned()),
     };
     let ep = wire.endpoint(d, max_output_tokens)?;
     Ok(Arc::new(http::HttpClient::new(wire, ep, http.clone())))

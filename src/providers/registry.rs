@@ -24,8 +24,6 @@ pub enum Family {
     Replicate,
     /// Answers in-process; no network.
     Mock,
-    /// Not spoken yet: entries are skipped with a warning that says so.
-    Unsupported,
 }
 
 #[derive(Debug)]
@@ -40,7 +38,7 @@ pub struct ProviderSpec {
     pub needs_key: bool,
     /// Ask for usage in streams with `stream_options.include_usage` (not every host accepts it).
     pub stream_usage: bool,
-    /// Why a base URL is needed, or what is not spoken yet: shown in config warnings.
+    /// Why a base URL (or another setting) is needed: shown in config warnings.
     pub note: &'static str,
 }
 
