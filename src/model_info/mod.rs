@@ -618,6 +618,27 @@ mod tests {
     }
 
     #[test]
+    fn native_provider_ids_resolve() {
+        // The ids each native provider's users write, as the router looks them up.
+        for (prefix, model, window) in [
+            ("cohere", "command-a-reasoning-08-2025", 256_000),
+            ("cohere", "command-a-03-2025", 256_000),
+            ("replicate", "meta/meta-llama-3-70b-instruct", 8192),
+            (
+                "bedrock",
+                "us.anthropic.claude-sonnet-4-20250514-v1:0",
+                200_000,
+            ),
+            ("vertex_ai", "claude-sonnet-4@20250514", 200_000),
+            ("gemini", "gemini-2.5-flash", 1_048_576),
+        ] {
+            let info = lookup_deployment(None, prefix, model)
+                .unwrap_or_else(|| panic!("{prefix}/{model} is not in the table"));
+            assert_eq!(info.max_input_tokens, window, "{prefix}/{model}");
+        }
+    }
+
+    #[test]
     fn lookup_is_case_insensitive_and_trims() {
         assert_eq!(window("GPT-4o"), Some(128_000));
         assert_eq!(window("  gpt-4o\n"), Some(128_000));

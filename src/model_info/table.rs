@@ -3,7 +3,7 @@
 // `python3 scripts/gen_model_info.py` (or `make model-info`);
 // CI runs `python3 scripts/gen_model_info.py --check`.
 //
-// 3525 models (3466 from the main file, 59 from the extra file), lowercased and sorted
+// 3528 models (3466 from the main file, 62 from the extra file), lowercased and sorted
 // by name bytes for binary search. Columns of `m`: max_input_tokens, max_output_tokens
 // (0 = unpublished), input and output USD per token (0.0 = unpublished), supports_tools.
 
@@ -914,6 +914,7 @@ pub(super) static MODELS: &[(&str, ModelInfo)] = &[
     ("cohere.command-text-v14", m(4096, 4096, 1e-06, 2e-06, false)),
     ("command-a-03-2025", m(256000, 8000, 2.5e-06, 1e-05, true)),
     ("command-a-plus-05-2026", m(128000, 64000, 0.0, 0.0, true)),
+    ("command-a-reasoning-08-2025", m(256000, 32000, 0.0, 0.0, true)),
     ("command-r", m(128000, 4096, 1.5e-07, 6e-07, true)),
     ("command-r-08-2024", m(128000, 4096, 1.5e-07, 6e-07, true)),
     ("command-r-plus", m(128000, 4096, 2.5e-06, 1e-05, true)),
@@ -2896,6 +2897,8 @@ pub(super) static MODELS: &[(&str, ModelInfo)] = &[
     ("replicate/meta/llama-3-70b-instruct", m(8192, 8192, 6.5e-07, 2.75e-06, false)),
     ("replicate/meta/llama-3-8b", m(8086, 8086, 5e-08, 2.5e-07, false)),
     ("replicate/meta/llama-3-8b-instruct", m(8086, 8086, 5e-08, 2.5e-07, false)),
+    ("replicate/meta/meta-llama-3-70b-instruct", m(8192, 8192, 0.0, 0.0, false)),
+    ("replicate/meta/meta-llama-3-8b-instruct", m(8192, 8192, 0.0, 0.0, false)),
     ("replicate/mistralai/mistral-7b-instruct-v0.2", m(4096, 4096, 5e-08, 2.5e-07, false)),
     ("replicate/mistralai/mistral-7b-v0.1", m(4096, 4096, 5e-08, 2.5e-07, false)),
     ("replicate/mistralai/mixtral-8x7b-instruct-v0.1", m(4096, 4096, 3e-07, 1e-06, false)),
