@@ -591,8 +591,10 @@ mod tests {
         .unwrap();
         assert_eq!(ok.settings.routing_strategy, RoutingStrategy::LeastBusy);
         assert_eq!(ok.settings.cooldown_time, Duration::from_millis(500));
-        let waits = parse(r#"{"global_llm_configs": [{"provider":"MOCK","model_name":"m"}],
-            "router_settings": {"max_wait_when_cooling": 2.5}}"#)
+        let waits = parse(
+            r#"{"global_llm_configs": [{"provider":"MOCK","model_name":"m"}],
+            "router_settings": {"max_wait_when_cooling": 2.5}}"#,
+        )
         .unwrap();
         assert_eq!(
             waits.settings.max_wait_when_cooling,

@@ -560,7 +560,15 @@ fn llmr_chat_streams_a_mock_answer_and_reports_errors_by_status() {
 
     // --model auto-large reaches the larger window only; the prompt from stdin; --stats.
     let r = chat.run(
-        &["--stats", "--model", "auto-large", "--system", "be brief", mocks, "-"],
+        &[
+            "--stats",
+            "--model",
+            "auto-large",
+            "--system",
+            "be brief",
+            mocks,
+            "-",
+        ],
         Some("a question\non two lines\n"),
     );
     assert!(r.success(), "{}", r.report("llmr-chat --stats"));
@@ -579,9 +587,17 @@ fn llmr_chat_streams_a_mock_answer_and_reports_errors_by_status() {
         "\"successes\": 1",
         "\"cooling_down\": false",
     ] {
-        assert!(r.stdout.contains(want), "{}", r.report(&format!("llmr-chat --stats: no `{want}`")));
+        assert!(
+            r.stdout.contains(want),
+            "{}",
+            r.report(&format!("llmr-chat --stats: no `{want}`"))
+        );
     }
-    assert!(!r.stdout.contains("\"skipped\""), "{}", r.report("a skipped entry in the info"));
+    assert!(
+        !r.stdout.contains("\"skipped\""),
+        "{}",
+        r.report("a skipped entry in the info")
+    );
 
     // A failure: the status name and message on stderr, the status value as the exit code.
     let failing = chat.config(
@@ -592,7 +608,12 @@ fn llmr_chat_streams_a_mock_answer_and_reports_errors_by_status() {
         ], "router_settings": {"num_retries": 0, "retry_after": 0}}),
     );
     let r = chat.run(&["--stats", failing.to_str().unwrap(), "hi"], None);
-    assert_eq!(exit_code(&r), Some(5), "{}", r.report("llmr-chat: rate_limited"));
+    assert_eq!(
+        exit_code(&r),
+        Some(5),
+        "{}",
+        r.report("llmr-chat: rate_limited")
+    );
     assert!(
         r.stderr.contains("llmr-chat: rate_limited: "),
         "{}",
@@ -612,20 +633,47 @@ fn llmr_chat_streams_a_mock_answer_and_reports_errors_by_status() {
     );
     let r = chat.run(&[unusable.to_str().unwrap(), "hi"], None);
     assert_eq!(exit_code(&r), Some(2), "{}", r.report("llmr-chat: config"));
-    assert!(r.stderr.contains("llmr-chat: config: ") && r.stderr.contains("api_key"), "{}", r.report("llmr-chat: config"));
+    assert!(
+        r.stderr.contains("llmr-chat: config: ") && r.stderr.contains("api_key"),
+        "{}",
+        r.report("llmr-chat: config")
+    );
 
     let r = chat.run(&["--model", "nope", mocks, "hi"], None);
-    assert_eq!(exit_code(&r), Some(1), "{}", r.report("llmr-chat: unknown group"));
-    assert!(r.stderr.contains("invalid_argument: unknown model group"), "{}", r.report("llmr-chat"));
+    assert_eq!(
+        exit_code(&r),
+        Some(1),
+        "{}",
+        r.report("llmr-chat: unknown group")
+    );
+    assert!(
+        r.stderr.contains("invalid_argument: unknown model group"),
+        "{}",
+        r.report("llmr-chat")
+    );
 
     let r = chat.run(&[mocks], None);
     assert_eq!(exit_code(&r), Some(64), "{}", r.report("llmr-chat: usage"));
-    assert!(r.stderr.contains("usage: llmr-chat"), "{}", r.report("llmr-chat: usage"));
+    assert!(
+        r.stderr.contains("usage: llmr-chat"),
+        "{}",
+        r.report("llmr-chat: usage")
+    );
     let r = chat.run(&["--bogus", mocks, "hi"], None);
-    assert_eq!(exit_code(&r), Some(64), "{}", r.report("llmr-chat: bad option"));
+    assert_eq!(
+        exit_code(&r),
+        Some(64),
+        "{}",
+        r.report("llmr-chat: bad option")
+    );
     let missing = chat.scratch.path("missing.json");
     let r = chat.run(&[missing.to_str().unwrap(), "hi"], None);
-    assert_eq!(exit_code(&r), Some(66), "{}", r.report("llmr-chat: missing config"));
+    assert_eq!(
+        exit_code(&r),
+        Some(66),
+        "{}",
+        r.report("llmr-chat: missing config")
+    );
 }
 
 #[test]
@@ -642,22 +690,44 @@ fn llmr_chat_talks_to_a_real_http_provider() {
         &serde_json::json!({"global_llm_configs": [entry("chat-ok", "ok")]}),
     );
     let r = chat.run(
-        &["--stats", "--system", "be brief", ok.to_str().unwrap(), "hello", "stand-in"],
+        &[
+            "--stats",
+            "--system",
+            "be brief",
+            ok.to_str().unwrap(),
+            "hello",
+            "stand-in",
+        ],
         None,
     );
     assert!(r.success(), "{}", r.report("llmr-chat on the stand-in"));
     assert!(
-        r.stdout
-            .starts_with("echo: hello stand-in\nanswered by deployment chat-ok (openai) in 1 attempt(s)"),
+        r.stdout.starts_with(
+            "echo: hello stand-in\nanswered by deployment chat-ok (openai) in 1 attempt(s)"
+        ),
         "{}",
         r.report("llmr-chat on the stand-in: the answer")
     );
-    assert!(r.stdout.contains("\"id\": \"chat-ok\""), "{}", r.report("llmr-chat --stats"));
-    let sent = standin.last_request("ok").expect("llmr-chat called the stand-in");
+    assert!(
+        r.stdout.contains("\"id\": \"chat-ok\""),
+        "{}",
+        r.report("llmr-chat --stats")
+    );
+    let sent = standin
+        .last_request("ok")
+        .expect("llmr-chat called the stand-in");
     assert_eq!(sent.body["stream"], true, "{}", sent.body);
     assert_eq!(sent.body["messages"][0]["role"], "system", "{}", sent.body);
-    assert_eq!(sent.body["messages"][0]["content"], "be brief", "{}", sent.body);
-    assert_eq!(sent.body["messages"][1]["content"], "hello stand-in", "{}", sent.body);
+    assert_eq!(
+        sent.body["messages"][0]["content"], "be brief",
+        "{}",
+        sent.body
+    );
+    assert_eq!(
+        sent.body["messages"][1]["content"], "hello stand-in",
+        "{}",
+        sent.body
+    );
 
     let refused = chat.config(
         "refused.json",
@@ -665,8 +735,17 @@ fn llmr_chat_talks_to_a_real_http_provider() {
             "router_settings": {"num_retries": 0}}),
     );
     let r = chat.run(&[refused.to_str().unwrap(), "hi"], None);
-    assert_eq!(exit_code(&r), Some(6), "{}", r.report("llmr-chat: a refused key"));
-    assert!(r.stderr.contains("llmr-chat: auth: "), "{}", r.report("llmr-chat: auth"));
+    assert_eq!(
+        exit_code(&r),
+        Some(6),
+        "{}",
+        r.report("llmr-chat: a refused key")
+    );
+    assert!(
+        r.stderr.contains("llmr-chat: auth: "),
+        "{}",
+        r.report("llmr-chat: auth")
+    );
     assert!(r.stdout.is_empty(), "{}", r.report("llmr-chat: auth"));
 }
 

@@ -35,7 +35,11 @@ fn a_request_waits_out_the_cooldown_then_succeeds() {
 
     let (r, took) = timed_complete(&ask("hi"));
     let resp = r.unwrap_or_else(|e| panic!("it should have waited: {e}"));
-    assert_eq!(attempts(&resp), 3, "a (429), b (429), then one of them once back");
+    assert_eq!(
+        attempts(&resp),
+        3,
+        "a (429), b (429), then one of them once back"
+    );
     assert_eq!(content(&resp).is_empty(), false);
     assert_eq!(s.count("a") + s.count("b"), 3);
     assert!(took < Duration::from_secs(10), "{took:?}");
@@ -61,7 +65,11 @@ fn without_the_setting_it_fails_at_once_as_before() {
     let e = complete(&ask("hi")).unwrap_err();
     assert_eq!(status(&e), "rate_limited", "{e}");
     assert!(e["error"]["retry_after"].as_f64().unwrap() <= 1.0, "{e}");
-    assert_eq!(s.count("a") + s.count("b"), 2, "no attempt after the cooldowns");
+    assert_eq!(
+        s.count("a") + s.count("b"),
+        2,
+        "no attempt after the cooldowns"
+    );
 }
 
 #[test]
@@ -109,7 +117,9 @@ fn cancelling_ends_the_wait() {
     });
     assert_ne!(id, 0);
     // Both have answered 429: the request is now waiting for them.
-    assert!(eventually(Duration::from_secs(10), || s.count("a") + s.count("b") == 2));
+    assert!(eventually(Duration::from_secs(10), || s.count("a")
+        + s.count("b")
+        == 2));
     std::thread::sleep(Duration::from_millis(100));
     assert!(rx.try_recv().is_err(), "it did not wait");
     assert!(llmr::cancel(id), "the waiting request is in flight");

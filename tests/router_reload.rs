@@ -98,7 +98,13 @@ fn a_bad_config_changes_nothing() {
         .iter()
         .zip(stats_after["deployments"].as_array().unwrap())
     {
-        for k in ["id", "requests", "successes", "requests_this_minute", "model"] {
+        for k in [
+            "id",
+            "requests",
+            "successes",
+            "requests_this_minute",
+            "model",
+        ] {
             assert_eq!(b[k], a[k], "stats.{k} changed: {b} → {a}");
         }
     }
@@ -164,7 +170,10 @@ fn surviving_ids_keep_their_state_removed_vanish_added_appear() {
     assert_eq!(ids(&stats()), ["cool", "new", "warm"]);
 
     let cool_after = stats_of("cool");
-    assert_eq!(cool_after["cooling_down"], true, "the cooldown survives: {cool_after}");
+    assert_eq!(
+        cool_after["cooling_down"], true,
+        "the cooldown survives: {cool_after}"
+    );
     assert_eq!(
         cool_after["cooldown"]["until_unix_ms"], cool["cooldown"]["until_unix_ms"],
         "the same cooldown"
@@ -195,7 +204,11 @@ fn surviving_ids_keep_their_state_removed_vanish_added_appear() {
         let id = served_by(&complete(&ask("after")).unwrap());
         assert!(id == "warm" || id == "new", "{id}");
     }
-    assert_eq!(s.count("gone"), before_gone, "a removed deployment got requests");
+    assert_eq!(
+        s.count("gone"),
+        before_gone,
+        "a removed deployment got requests"
+    );
     assert_eq!(s.count("cool"), 1, "a cooling deployment got requests");
     assert_eq!(s.count("warm"), 1, "`warm` still went to its old api_base");
     assert_eq!(s.count("warm-moved") + s.count("new"), 6);
@@ -227,7 +240,10 @@ fn a_surviving_rpm_window_keeps_counting() {
     let e = complete(&ask("hi")).unwrap_err();
     assert_eq!(status(&e), "rate_limited", "{e}");
     assert!(
-        e["error"]["message"].as_str().unwrap().contains("rpm/tpm limit"),
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rpm/tpm limit"),
         "{e}"
     );
 }
@@ -245,7 +261,10 @@ fn complete_on_thread(req: Value) -> mpsc::Receiver<Result<Value, Value>> {
 fn in_flight_requests_finish_on_the_config_they_started_with() {
     let _g = lock();
     init(
-        vec![mock("old", json!({"litellm_params": {"mock_delay_ms": 1500}}))],
+        vec![mock(
+            "old",
+            json!({"litellm_params": {"mock_delay_ms": 1500}}),
+        )],
         settings(json!({})),
     );
     let blocking = complete_on_thread(ask("slow"));
@@ -257,7 +276,8 @@ fn in_flight_requests_finish_on_the_config_they_started_with() {
         rx
     };
     assert!(
-        eventually(Duration::from_secs(10), || stats_of("old")["in_flight"] == 2),
+        eventually(Duration::from_secs(10), || stats_of("old")["in_flight"]
+            == 2),
         "the two requests did not start"
     );
 
@@ -340,13 +360,19 @@ fn reloads_under_load_from_several_threads_fail_no_request() {
     let mut by: std::collections::BTreeMap<String, usize> = Default::default();
     for w in workers {
         let (served, failures) = w.join().expect("a worker panicked");
-        assert!(failures.is_empty(), "requests failed during reloads: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "requests failed during reloads: {failures:?}"
+        );
         total += served.len();
         for id in served {
             *by.entry(id).or_default() += 1;
         }
     }
-    assert!(total >= 20, "too few requests ran during the reloads: {total}");
+    assert!(
+        total >= 20,
+        "too few requests ran during the reloads: {total}"
+    );
     for id in by.keys() {
         assert!(["steady", "blue", "green"].contains(&id.as_str()), "{id}");
     }
@@ -358,7 +384,8 @@ fn reloads_under_load_from_several_threads_fail_no_request() {
         by.get("steady").map(|n| *n as u64).or(Some(0)),
         "{steady} vs {by:?}"
     );
-    assert!(eventually(Duration::from_secs(5), || stats()["deployments"]
+    assert!(eventually(Duration::from_secs(5), || stats()
+        ["deployments"]
         .as_array()
         .unwrap()
         .iter()
