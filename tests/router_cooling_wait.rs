@@ -40,7 +40,7 @@ fn a_request_waits_out_the_cooldown_then_succeeds() {
         3,
         "a (429), b (429), then one of them once back"
     );
-    assert_eq!(content(&resp).is_empty(), false);
+    assert!(!content(&resp).is_empty());
     assert_eq!(s.count("a") + s.count("b"), 3);
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
