@@ -73,7 +73,7 @@ typedef int32_t (*llmr_chunk_cb)(const char *chunk_json, void *user_data);
 #define LLMR_ERR_INVALID_ARGUMENT 1
 
 /**
- * `llmr_init`: the config is unusable (bad JSON, no valid deployment).
+ * `llmr_init` / `llmr_reload`: the config is unusable (bad JSON, no valid deployment).
  */
 #define LLMR_ERR_CONFIG 2
 
