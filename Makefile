@@ -18,9 +18,10 @@ CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -O2
 
 all: build
 
-## build: libllmr.so, libllmr.a and the loopback stand-in (target/release)
+## build: libllmr.so, libllmr.a, the loopback stand-in and llmr-chat (target/release)
 build:
 	$(CARGO) build --release --workspace
+	$(CC) $(CFLAGS_STRICT) -Iinclude examples/llmr-chat.c -L$(OUT) -lllmr -Wl,-rpath,$(abspath $(OUT)) -o $(OUT)/llmr-chat
 
 ## demo: an offline C program streaming an answer from a MOCK config
 demo: build

@@ -73,7 +73,7 @@ typedef int32_t (*llmr_chunk_cb)(const char *chunk_json, void *user_data);
 #define LLMR_ERR_INVALID_ARGUMENT 1
 
 /**
- * `llmr_init`: the config is unusable (bad JSON, no valid deployment).
+ * `llmr_init` / `llmr_reload`: the config is unusable (bad JSON, no valid deployment).
  */
 #define LLMR_ERR_CONFIG 2
 
@@ -265,6 +265,33 @@ const char *llmr_version(void);
  * pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
  */
 llmr_status llmr_init(const char *config_json, char **error_out);
+
+/**
+ * Replaces the deployments and settings of the running router with those of a new config
+ * JSON (same shape as `llmr_init`'s), atomically.
+ *
+ * Requests in flight finish on the config they started with; requests that start after the
+ * call returns use the new one. A deployment whose `id` is in both configs keeps its live state
+ * — usage this minute (its rpm/tpm window keeps counting, against the new limits), in-flight
+ * count, recent failures, cooldown, latency history and counters — even when its provider,
+ * model or api_base changed: the id is its identity (give it a new id to start afresh).
+ * Deployments whose id is gone vanish from `llmr_router_info` and `llmr_stats`; new ids start
+ * fresh. Entries that cannot be used are skipped with a logged warning, as by `llmr_init`.
+ *
+ * Returns `LLMR_OK`; `LLMR_ERR_NOT_INITIALIZED` before `llmr_init` (or after `llmr_shutdown`);
+ * `LLMR_ERR_CONFIG` when the JSON is bad or no entry is usable; `LLMR_ERR_INVALID_ARGUMENT`
+ * for NULL or non-UTF-8. On any error nothing changes. Safe from any thread; concurrent
+ * reloads (and init/shutdown) are serialised, requests never wait for them.
+ *
+ * `config_json`: UTF-8, NUL-terminated; borrowed for the call.
+ * `error_out`: may be NULL; on failure receives an error JSON the caller frees with
+ * `llmr_string_free`; set to NULL on success.
+ *
+ * # Safety
+ * Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+ * pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
+ */
+llmr_status llmr_reload(const char *config_json, char **error_out);
 
 /**
  * Drops the router and cancels every request in flight: blocking calls return

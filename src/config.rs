@@ -124,6 +124,9 @@ pub struct RouterSettings {
     pub cooldown_time: Duration,
     pub retry_after: Duration,
     pub timeout: Duration,
+    /// When every deployment of a group cools down, how long a request may wait for the first
+    /// to come back instead of failing at once (0: it fails at once).
+    pub max_wait_when_cooling: Duration,
     pub redis_url: Option<String>,
 }
 
@@ -136,6 +139,7 @@ impl Default for RouterSettings {
             cooldown_time: Duration::from_secs(60),
             retry_after: Duration::from_secs(5),
             timeout: Duration::from_secs(600),
+            max_wait_when_cooling: Duration::ZERO,
             redis_url: None,
         }
     }
@@ -151,6 +155,7 @@ impl RouterSettings {
             "cooldown_time": self.cooldown_time.as_secs_f64(),
             "retry_after": self.retry_after.as_secs_f64(),
             "timeout": self.timeout.as_secs_f64(),
+            "max_wait_when_cooling": self.max_wait_when_cooling.as_secs_f64(),
             "redis_url": self.redis_url.as_deref().map(mask_url_password),
         })
     }
@@ -278,6 +283,10 @@ fn parse_settings(s: &Map<String, Value>) -> Result<RouterSettings, Error> {
             "timeout" => {
                 out.timeout = seconds(v, false)
                     .ok_or_else(|| bad(k, "must be a positive number of seconds up to 86400"))?
+            }
+            "max_wait_when_cooling" => {
+                out.max_wait_when_cooling = seconds(v, true)
+                    .ok_or_else(|| bad(k, "must be a number of seconds from 0 to 86400"))?
             }
             "redis_url" => {
                 out.redis_url = Some(
@@ -479,6 +488,7 @@ mod tests {
         assert_eq!(s.cooldown_time, Duration::from_secs(60));
         assert_eq!(s.retry_after, Duration::from_secs(5));
         assert_eq!(s.timeout, Duration::from_secs(600));
+        assert_eq!(s.max_wait_when_cooling, Duration::ZERO);
     }
 
     #[test]
@@ -578,6 +588,15 @@ mod tests {
         .unwrap();
         assert_eq!(ok.settings.routing_strategy, RoutingStrategy::LeastBusy);
         assert_eq!(ok.settings.cooldown_time, Duration::from_millis(500));
+        let waits = parse(
+            r#"{"global_llm_configs": [{"provider":"MOCK","model_name":"m"}],
+            "router_settings": {"max_wait_when_cooling": 2.5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            waits.settings.max_wait_when_cooling,
+            Duration::from_millis(2500)
+        );
         for bad in [
             r#"{"routing_strategy": "fastest"}"#,
             r#"{"num_retries": -1}"#,
@@ -585,6 +604,9 @@ mod tests {
             r#"{"timeout": 0}"#,
             r#"{"cooldown_time": 1e12}"#,
             r#"{"allowed_fails": "3"}"#,
+            r#"{"max_wait_when_cooling": -1}"#,
+            r#"{"max_wait_when_cooling": "NaN"}"#,
+            r#"{"max_wait_when_cooling": 1e9}"#,
         ] {
             let e = parse(&format!(r#"{{"global_llm_configs": [{{"provider":"MOCK","model_name":"m"}}], "router_settings": {bad}}}"#)).unwrap_err();
             assert_eq!(e.status, crate::errors::Status::Config, "{bad}");

@@ -68,6 +68,38 @@ pub fn init(config_json: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Replaces the running router's deployments and settings at once. Requests in flight keep the
+/// snapshot they started on; deployments whose id survives carry their live state (usage this
+/// minute, in-flight count, failures, cooldown, latency) and counters into the new router, as
+/// one shared object, so that both routers count against the same windows while old requests
+/// finish. The id is a deployment's identity: the state stays with it even when its provider,
+/// model or api_base changed (give it a new id to start afresh). On any error nothing changes.
+pub fn reload(config_json: &str) -> Result<(), Error> {
+    let _g = lifecycle();
+    let old = current()?;
+    let cfg = config::parse(config_json)?;
+    let router = {
+        let _rt = runtime().enter();
+        Router::build(cfg, http_client(), Some(&old))?
+    };
+    let kept = router
+        .deployments
+        .iter()
+        .filter(|d| old.deployments.iter().any(|o| o.id() == d.id()))
+        .count();
+    crate::log::info(
+        "router reloaded",
+        &[
+            ("deployments", router.deployments.len().into()),
+            ("kept", kept.into()),
+            ("added", (router.deployments.len() - kept).into()),
+            ("removed", (old.deployments.len() - kept).into()),
+        ],
+    );
+    ROUTER.store(Some(Arc::new(router)));
+    Ok(())
+}
+
 /// Drops the router and cancels every request in flight (their callbacks still run, with
 /// `LLMR_ERR_CANCELLED`). Does not wait for them: a caller that must see every `on_done` first
 /// (a JS thread that koffi relays callbacks to) would otherwise deadlock.

@@ -41,6 +41,13 @@ pub fn init(config_json: &str) -> Result<(), Error> {
     global::init(config_json)
 }
 
+/// Swaps the running router's config in place: requests in flight finish on the old one,
+/// deployments whose id survives keep their usage, cooldowns and latency history; on error
+/// nothing changes. `Status::NotInitialized` before `init`.
+pub fn reload(config_json: &str) -> Result<(), Error> {
+    global::reload(config_json)
+}
+
 /// Drops the router and cancels every request in flight (they end with `Status::Cancelled`);
 /// `init` works again afterwards.
 pub fn shutdown() {

@@ -204,13 +204,29 @@ fn tail(s: &str, max: usize) -> &str {
 
 /// Runs a command with stdin closed, collecting its output, killing it after `limit`.
 fn run(cmd: &mut Command, limit: Duration) -> Run {
+    run_with_input(cmd, None, limit)
+}
+
+/// Like [`run`], with `input` (when given) written to the command's stdin.
+fn run_with_input(cmd: &mut Command, input: Option<&str>, limit: Duration) -> Run {
     let started = Instant::now();
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        let text = text.to_owned();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(text.as_bytes());
+        });
+    }
     let collect = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -481,6 +497,256 @@ fn demo_builds_strictly_and_runs_offline() {
             r.report(&format!("demo: no `{want}`"))
         );
     }
+}
+
+/// `examples/llmr-chat.c` (what `make build` puts in target/release/llmr-chat), built strictly
+/// into a scratch directory, with a config file written next to it.
+struct Chat {
+    scratch: Scratch,
+    exe: PathBuf,
+}
+
+impl Chat {
+    fn build(name: &str) -> Chat {
+        let scratch = Scratch::new(name);
+        let exe = scratch.path("llmr-chat");
+        build_c(&["examples/llmr-chat.c"], &["-O2"], &exe);
+        Chat { scratch, exe }
+    }
+
+    fn config(&self, file: &str, json: &serde_json::Value) -> PathBuf {
+        let path = self.scratch.path(file);
+        std::fs::write(&path, json.to_string()).expect("write the config");
+        path
+    }
+
+    fn run(&self, args: &[&str], input: Option<&str>) -> Run {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(args).env("LLMR_LOG", "error");
+        let r = run_with_input(&mut cmd, input, Duration::from_secs(60));
+        assert_no_keys(&r, "llmr-chat");
+        r
+    }
+}
+
+fn exit_code(r: &Run) -> Option<i32> {
+    r.status.and_then(|s| s.code())
+}
+
+#[test]
+fn llmr_chat_streams_a_mock_answer_and_reports_errors_by_status() {
+    let _g = serial();
+    let chat = Chat::build("chat-mock");
+    let mocks = chat.config(
+        "mock.json",
+        &serde_json::json!({"global_llm_configs": [
+            {"id": "m-small", "provider": "MOCK", "model_name": "small", "max_input_tokens": 2000,
+             "litellm_params": {"mock_response": "small says hi", "mock_chunk_delay_ms": 5}},
+            {"id": "m-large", "provider": "MOCK", "model_name": "large", "max_input_tokens": 8000,
+             "litellm_params": {"mock_response": "large says \"hi\" \u{e9}\u{1F600}", "mock_chunk_delay_ms": 5}},
+            {"id": "skipped", "provider": "NOPE", "model_name": "x", "api_key": KEY_INLINE}
+        ]}),
+    );
+    let mocks = mocks.to_str().expect("a UTF-8 path");
+
+    // The answer, streamed whole to stdout; the prompt from the arguments.
+    let r = chat.run(&[mocks, "what", "is", "up?"], None);
+    assert!(r.success(), "{}", r.report("llmr-chat"));
+    assert!(
+        ["small says hi\n", "large says \"hi\" \u{e9}\u{1F600}\n"].contains(&r.stdout.as_str()),
+        "{}",
+        r.report("llmr-chat: the answer")
+    );
+
+    // --model auto-large reaches the larger window only; the prompt from stdin; --stats.
+    let r = chat.run(
+        &[
+            "--stats",
+            "--model",
+            "auto-large",
+            "--system",
+            "be brief",
+            mocks,
+            "-",
+        ],
+        Some("a question\non two lines\n"),
+    );
+    assert!(r.success(), "{}", r.report("llmr-chat --stats"));
+    assert!(
+        r.stdout
+            .starts_with("large says \"hi\" \u{e9}\u{1F600}\nanswered by deployment m-large (mock) in 1 attempt(s)"),
+        "{}",
+        r.report("llmr-chat --stats: the answer and who gave it")
+    );
+    for want in [
+        "--- router info\n{\n",
+        "\"id\": \"m-small\"",
+        "\"id\": \"m-large\"",
+        "\"groups\": [\n",
+        "--- stats\n{\n",
+        "\"successes\": 1",
+        "\"cooling_down\": false",
+    ] {
+        assert!(
+            r.stdout.contains(want),
+            "{}",
+            r.report(&format!("llmr-chat --stats: no `{want}`"))
+        );
+    }
+    assert!(
+        !r.stdout.contains("\"skipped\""),
+        "{}",
+        r.report("a skipped entry in the info")
+    );
+
+    // A failure: the status name and message on stderr, the status value as the exit code.
+    let failing = chat.config(
+        "failing.json",
+        &serde_json::json!({"global_llm_configs": [
+            {"id": "e", "provider": "MOCK", "model_name": "m",
+             "litellm_params": {"mock_error": "rate_limited"}}
+        ], "router_settings": {"num_retries": 0, "retry_after": 0}}),
+    );
+    let r = chat.run(&["--stats", failing.to_str().unwrap(), "hi"], None);
+    assert_eq!(
+        exit_code(&r),
+        Some(5),
+        "{}",
+        r.report("llmr-chat: rate_limited")
+    );
+    assert!(
+        r.stderr.contains("llmr-chat: rate_limited: "),
+        "{}",
+        r.report("llmr-chat: the error line")
+    );
+    assert!(
+        r.stdout.starts_with("--- router info") && r.stdout.contains("\"rate_limited\": 1"),
+        "{}",
+        r.report("llmr-chat --stats after a failure")
+    );
+
+    let unusable = chat.config(
+        "unusable.json",
+        &serde_json::json!({"global_llm_configs": [
+            {"id": "k", "provider": "OPENAI", "model_name": "gpt-4o"}
+        ]}),
+    );
+    let r = chat.run(&[unusable.to_str().unwrap(), "hi"], None);
+    assert_eq!(exit_code(&r), Some(2), "{}", r.report("llmr-chat: config"));
+    assert!(
+        r.stderr.contains("llmr-chat: config: ") && r.stderr.contains("api_key"),
+        "{}",
+        r.report("llmr-chat: config")
+    );
+
+    let r = chat.run(&["--model", "nope", mocks, "hi"], None);
+    assert_eq!(
+        exit_code(&r),
+        Some(1),
+        "{}",
+        r.report("llmr-chat: unknown group")
+    );
+    assert!(
+        r.stderr.contains("invalid_argument: unknown model group"),
+        "{}",
+        r.report("llmr-chat")
+    );
+
+    let r = chat.run(&[mocks], None);
+    assert_eq!(exit_code(&r), Some(64), "{}", r.report("llmr-chat: usage"));
+    assert!(
+        r.stderr.contains("usage: llmr-chat"),
+        "{}",
+        r.report("llmr-chat: usage")
+    );
+    let r = chat.run(&["--bogus", mocks, "hi"], None);
+    assert_eq!(
+        exit_code(&r),
+        Some(64),
+        "{}",
+        r.report("llmr-chat: bad option")
+    );
+    let missing = chat.scratch.path("missing.json");
+    let r = chat.run(&[missing.to_str().unwrap(), "hi"], None);
+    assert_eq!(
+        exit_code(&r),
+        Some(66),
+        "{}",
+        r.report("llmr-chat: missing config")
+    );
+}
+
+#[test]
+fn llmr_chat_talks_to_a_real_http_provider() {
+    let _g = serial();
+    let chat = Chat::build("chat-standin");
+    let standin = StandIn::start();
+    let entry = |id: &str, tenant: &str| {
+        serde_json::json!({"id": id, "provider": "OPENAI", "model_name": "gpt-4o-mini",
+            "api_key": KEY_INLINE, "api_base": standin.base(tenant)})
+    };
+    let ok = chat.config(
+        "ok.json",
+        &serde_json::json!({"global_llm_configs": [entry("chat-ok", "ok")]}),
+    );
+    let r = chat.run(
+        &[
+            "--stats",
+            "--system",
+            "be brief",
+            ok.to_str().unwrap(),
+            "hello",
+            "stand-in",
+        ],
+        None,
+    );
+    assert!(r.success(), "{}", r.report("llmr-chat on the stand-in"));
+    assert!(
+        r.stdout.starts_with(
+            "echo: hello stand-in\nanswered by deployment chat-ok (openai) in 1 attempt(s)"
+        ),
+        "{}",
+        r.report("llmr-chat on the stand-in: the answer")
+    );
+    assert!(
+        r.stdout.contains("\"id\": \"chat-ok\""),
+        "{}",
+        r.report("llmr-chat --stats")
+    );
+    let sent = standin
+        .last_request("ok")
+        .expect("llmr-chat called the stand-in");
+    assert_eq!(sent.body["stream"], true, "{}", sent.body);
+    assert_eq!(sent.body["messages"][0]["role"], "system", "{}", sent.body);
+    assert_eq!(
+        sent.body["messages"][0]["content"], "be brief",
+        "{}",
+        sent.body
+    );
+    assert_eq!(
+        sent.body["messages"][1]["content"], "hello stand-in",
+        "{}",
+        sent.body
+    );
+
+    let refused = chat.config(
+        "refused.json",
+        &serde_json::json!({"global_llm_configs": [entry("chat-401", "e401")],
+            "router_settings": {"num_retries": 0}}),
+    );
+    let r = chat.run(&[refused.to_str().unwrap(), "hi"], None);
+    assert_eq!(
+        exit_code(&r),
+        Some(6),
+        "{}",
+        r.report("llmr-chat: a refused key")
+    );
+    assert!(
+        r.stderr.contains("llmr-chat: auth: "),
+        "{}",
+        r.report("llmr-chat: auth")
+    );
+    assert!(r.stdout.is_empty(), "{}", r.report("llmr-chat: auth"));
 }
 
 /// The sanitizer and valgrind runs would see a leak across the boundary: `leak_canary.c` keeps

@@ -40,6 +40,26 @@ func Init(config string) error {
 	return parseError(st, detail)
 }
 
+// Reload replaces the deployments and settings of the running router with those of a new
+// config, atomically. Requests in flight finish on the config they started with; deployments
+// whose id is in both configs keep their usage this minute, cooldowns, latency history and
+// counters; the others vanish or start fresh. On an error nothing changes: ErrNotInitialized
+// before Init (or after Shutdown), ErrConfig when the config is unusable.
+func Reload(config string) error {
+	if strings.IndexByte(config, 0) >= 0 {
+		return newError(StatusInvalidArgument, "the config contains a NUL byte")
+	}
+	cs := C.CString(config)
+	defer C.free(unsafe.Pointer(cs))
+	var errOut *C.char
+	st := Status(C.llmr_reload(cs, &errOut))
+	detail := takeBytes(errOut)
+	if st == StatusOK {
+		return nil
+	}
+	return parseError(st, detail)
+}
+
 // Shutdown drops the router. Requests in flight are cancelled: they return errors matching
 // ErrCancelled. Init works again afterwards. Calling it when not initialised is fine.
 func Shutdown() error {

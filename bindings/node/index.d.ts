@@ -45,6 +45,8 @@ export interface RouterSettings {
   retry_after?: number;
   /** Seconds. */
   timeout?: number;
+  /** Seconds a request may wait when every deployment cools down (default 0: fail at once). */
+  max_wait_when_cooling?: number;
   redis_url?: string | null;
   [key: string]: unknown;
 }
@@ -239,6 +241,14 @@ export declare const libraryPath: string;
  */
 export declare function init(config: Config | string): void;
 
+/**
+ * Replaces the running router's deployments and settings atomically. Requests in flight finish
+ * on the config they started with; deployments whose `id` is in both configs keep their usage
+ * this minute, cooldowns, latency history and counters. On an error nothing changes.
+ * @throws {LlmrError} status `'not_initialized'` (before init), `'config'` or `'invalid_argument'`.
+ */
+export declare function reload(config: Config | string): void;
+
 /** Drops the router; requests in flight reject with status `'cancelled'`. init() works again after. */
 export declare function shutdown(): void;
 
@@ -325,6 +335,7 @@ export declare function stream(request: ChatRequest | string, options?: RequestO
 
 declare const llmr: {
   init: typeof init;
+  reload: typeof reload;
   shutdown: typeof shutdown;
   isInitialized: typeof isInitialized;
   modelCount: typeof modelCount;

@@ -15,6 +15,24 @@ const AUTO_MODE_ID = 0;
  * config). Throws an LlmrError (status 'config' or 'invalid_argument') when it is unusable.
  */
 function init(config) {
+  const [status, error] = withOutString(fn.init, configJson(config));
+  if (status !== Status.OK) throw LlmrError.fromNative(status, error);
+}
+
+/**
+ * Replaces the running router's deployments and settings with a new config (an object, or its
+ * JSON string), atomically: requests in flight finish on the config they started with;
+ * deployments whose id is in both keep their usage this minute, cooldowns, latency history and
+ * counters. Throws an LlmrError and changes nothing when the config is unusable ('config',
+ * 'invalid_argument') or before init() ('not_initialized').
+ */
+function reload(config) {
+  const [status, error] = withOutString(fn.reload, configJson(config));
+  if (status !== Status.OK) throw LlmrError.fromNative(status, error);
+}
+
+/** The config as the JSON text the library takes; throws 'invalid_argument' for anything else. */
+function configJson(config) {
   let json;
   if (typeof config === 'string') {
     json = config;
@@ -30,8 +48,7 @@ function init(config) {
   if (json.includes('\0')) {
     throw new LlmrError(Status.INVALID_ARGUMENT, 'the config JSON contains a NUL character');
   }
-  const [status, error] = withOutString(fn.init, json);
-  if (status !== Status.OK) throw LlmrError.fromNative(status, error);
+  return json;
 }
 
 /**
@@ -88,6 +105,7 @@ function version() {
 
 module.exports = {
   init,
+  reload,
   shutdown,
   isInitialized,
   modelCount,

@@ -3,6 +3,7 @@ import llmr from './index.js';
 
 export const {
   init,
+  reload,
   shutdown,
   isInitialized,
   modelCount,

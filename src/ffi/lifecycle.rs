@@ -1,4 +1,4 @@
-//! Version, init/shutdown and the small queries.
+//! Version, init/reload/shutdown and the small queries.
 
 use std::ffi::c_char;
 
@@ -33,6 +33,43 @@ pub unsafe extern "C" fn llmr_init(
         clear(error_out);
         let r = arg_str(config_json, "config_json").and_then(crate::init);
         match r {
+            Ok(()) => LLMR_OK,
+            Err(e) => fail(error_out, e),
+        }
+    })
+}
+
+/// Replaces the deployments and settings of the running router with those of a new config
+/// JSON (same shape as `llmr_init`'s), atomically.
+///
+/// Requests in flight finish on the config they started with; requests that start after the
+/// call returns use the new one. A deployment whose `id` is in both configs keeps its live state
+/// — usage this minute (its rpm/tpm window keeps counting, against the new limits), in-flight
+/// count, recent failures, cooldown, latency history and counters — even when its provider,
+/// model or api_base changed: the id is its identity (give it a new id to start afresh).
+/// Deployments whose id is gone vanish from `llmr_router_info` and `llmr_stats`; new ids start
+/// fresh. Entries that cannot be used are skipped with a logged warning, as by `llmr_init`.
+///
+/// Returns `LLMR_OK`; `LLMR_ERR_NOT_INITIALIZED` before `llmr_init` (or after `llmr_shutdown`);
+/// `LLMR_ERR_CONFIG` when the JSON is bad or no entry is usable; `LLMR_ERR_INVALID_ARGUMENT`
+/// for NULL or non-UTF-8. On any error nothing changes. Safe from any thread; concurrent
+/// reloads (and init/shutdown) are serialised, requests never wait for them.
+///
+/// `config_json`: UTF-8, NUL-terminated; borrowed for the call.
+/// `error_out`: may be NULL; on failure receives an error JSON the caller frees with
+/// `llmr_string_free`; set to NULL on success.
+///
+/// # Safety
+/// Pointer arguments must be NULL or valid as described above (strings NUL-terminated, out
+/// pointers writable); NULL ones are answered with `LLMR_ERR_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn llmr_reload(
+    config_json: *const c_char,
+    error_out: *mut *mut c_char,
+) -> llmr_status {
+    ffi_boundary!(out = error_out, {
+        clear(error_out);
+        match arg_str(config_json, "config_json").and_then(crate::reload) {
             Ok(()) => LLMR_OK,
             Err(e) => fail(error_out, e),
         }

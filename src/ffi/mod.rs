@@ -26,7 +26,7 @@ pub const LLMR_OK: llmr_status = 0;
 /// A NULL where a value is required, a string that is not UTF-8, malformed JSON, or a request
 /// that breaks the schema (no `messages`, a field of the wrong type).
 pub const LLMR_ERR_INVALID_ARGUMENT: llmr_status = 1;
-/// `llmr_init`: the config is unusable (bad JSON, no valid deployment).
+/// `llmr_init` / `llmr_reload`: the config is unusable (bad JSON, no valid deployment).
 pub const LLMR_ERR_CONFIG: llmr_status = 2;
 /// Called before `llmr_init` succeeded, or after `llmr_shutdown`.
 pub const LLMR_ERR_NOT_INITIALIZED: llmr_status = 3;

@@ -22,6 +22,10 @@ pub trait ChunkSink: Send {
     fn deliver<'a>(&'a mut self, chunk: &'a ChatChunk) -> BoxFuture<'a, bool>;
 }
 
+/// The shortest wait for a cooldown to end: a cooldown ending within the millisecond is waited
+/// for rather than spun on.
+const MIN_COOLING_WAIT: Duration = Duration::from_millis(1);
+
 /// A failed attempt: `final_` when it must not be retried anywhere (a stream that already
 /// delivered chunks, or the caller cancelled).
 struct Failed {
@@ -156,6 +160,10 @@ impl Router {
         let mut attempts = 0u32;
         let mut fallbacks: Vec<String> = Vec::new();
         let mut last: Option<(Error, usize)> = None;
+        // Time spent waiting for cooled-down deployments, against `max_wait_when_cooling`.
+        let mut waited_cooling = Duration::ZERO;
+        // Set after such a wait: the cooldown was the wait, no backoff is added to it.
+        let mut cooled_off = false;
 
         loop {
             let now = now_ms();
@@ -175,11 +183,51 @@ impl Router {
             ) {
                 Selection::Picked(i) => i,
                 Selection::AllCooling(secs) => {
+                    // Wait out the cooldown when the settings allow that long; the caller's
+                    // cancellation drops this future, sleep included.
+                    let back_in = Duration::from_secs_f64(secs.max(0.0)).max(MIN_COOLING_WAIT);
+                    let allowed = self
+                        .settings
+                        .max_wait_when_cooling
+                        .saturating_sub(waited_cooling);
+                    if !self.settings.max_wait_when_cooling.is_zero() && back_in <= allowed {
+                        let wake = Instant::now() + back_in;
+                        if wake > deadline {
+                            tokio::time::sleep_until(deadline.into()).await;
+                            let e = Error::new(
+                                Status::Timeout,
+                                format!(
+                                    "request timed out after {:.3}s while every deployment of `{group_name}` was cooling down",
+                                    overall.as_secs_f64()
+                                ),
+                            );
+                            return Err(self.finish_error(e, last.map(|l| l.1), attempts, started));
+                        }
+                        if log::enabled(log::Level::Debug) {
+                            log::debug(
+                                "waiting for a deployment to come back from its cooldown",
+                                &[
+                                    ("group", group_name.into()),
+                                    ("seconds", back_in.as_secs_f64().into()),
+                                ],
+                            );
+                        }
+                        tokio::time::sleep_until(wake.into()).await;
+                        waited_cooling += back_in;
+                        cooled_off = true;
+                        continue;
+                    }
                     let mut e = Error::new(
                         Status::RateLimited,
                         format!("every deployment of `{group_name}` is cooling down; the first is back in {secs:.1}s"),
                     )
                     .with_retry_after(Some(secs));
+                    if !self.settings.max_wait_when_cooling.is_zero() {
+                        e.message.push_str(&format!(
+                            ", longer than the {:.1}s left of max_wait_when_cooling",
+                            allowed.as_secs_f64()
+                        ));
+                    }
                     if let Some((l, _)) = &last {
                         e.message.push_str(&format!(" (last error: {})", l.message));
                     }
@@ -222,7 +270,8 @@ impl Router {
             let d = &self.deployments[i];
 
             // Only when no other healthy deployment is left does the same one get retried: wait first.
-            if let Some((e, _)) = last.as_ref().filter(|_| failed.contains(&i)) {
+            let waited = std::mem::take(&mut cooled_off);
+            if let Some((e, _)) = last.as_ref().filter(|_| failed.contains(&i) && !waited) {
                 let wait = wait_before_retry(
                     retries.saturating_sub(1),
                     e.retry_after,

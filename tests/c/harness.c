@@ -1202,6 +1202,151 @@ static void test_concurrent_lifecycle(void) {
 }
 
 /* ============================================================================================ */
+/* Hot reload                                                                                    */
+
+#define RELOAD_TEXT "reloaded answer"
+
+/* MOCK_CONFIG's m1 survives (same answer), m2 goes, m3 comes (another answer, a little slow so
+ * that requests are in flight during the swaps); the skipped entry carries a key. */
+static const char *const RELOAD_CONFIG =
+    "{\"global_llm_configs\": ["
+    " {\"id\": \"m1\", \"provider\": \"MOCK\", \"model_name\": \"mock-a\", \"max_input_tokens\": 4000,"
+    "  \"litellm_params\": {\"mock_response\": \"" MOCK_TEXT "\"}},"
+    " {\"id\": \"m3\", \"provider\": \"MOCK\", \"model_name\": \"mock-c\","
+    "  \"litellm_params\": {\"mock_response\": \"" RELOAD_TEXT "\", \"mock_delay_ms\": 20}},"
+    " {\"id\": \"skipped\", \"provider\": \"NOPE\", \"model_name\": \"x\", \"api_key\": \"" KEY_INLINE "\"}"
+    "], \"router_settings\": {\"num_retries\": 2, \"timeout\": 60, \"routing_strategy\": \"least-busy\"}}";
+
+/* llmr_reload that must fail with `want` and an error JSON, changing nothing. */
+static void reload_fails(const char *config, llmr_status want, const char *message_part) {
+    char *before = NULL;
+    bool initialised = llmr_is_initialized();
+    if (initialised) {
+        CHECK_STATUS(llmr_router_info(&before), LLMR_OK, before);
+    }
+    char *err = SENTINEL;
+    llmr_status st = llmr_reload(config, &err);
+    err = settled(err, "llmr_reload");
+    CHECK_ERROR(st, want, err);
+    if (message_part != NULL && err != NULL) {
+        const char *m = json_find(err, "message");
+        CHECK_D(m != NULL && strstr(m, message_part) != NULL, err);
+    }
+    release(err);
+    CHECK(llmr_is_initialized() == initialised);
+    if (initialised) {
+        char *after = NULL;
+        CHECK_STATUS(llmr_router_info(&after), LLMR_OK, after);
+        CHECK_D(before != NULL && after != NULL && strcmp(before, after) == 0, after);
+        release(after);
+    }
+    release(before);
+}
+
+static bool reload_ok(const char *config) {
+    char *err = SENTINEL;
+    llmr_status st = llmr_reload(config, &err);
+    bool ok = CHECK_STATUS(st, LLMR_OK, err == SENTINEL ? NULL : err);
+    CHECK(err == NULL);
+    release(err);
+    return ok;
+}
+
+/* Requests while the config is swapped under them: every one succeeds, with either answer. */
+static void *worker_reload(void *arg) {
+    worker *w = arg;
+    g_section = "reload under load";
+    for (int i = 0; !atomic_load(w->stop); ++i) {
+        stream_ctx ctx;
+        stream_ctx_init(&ctx);
+        result r = (i % 2) ? stream(HELLO, &ctx) : complete(HELLO);
+        if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+            w->ok++;
+            CHECK_D(json_is(r.json, "content", "\"" MOCK_TEXT "\"") ||
+                        json_is(r.json, "content", "\"" RELOAD_TEXT "\""),
+                    r.json);
+        }
+        release(r.json);
+    }
+    return NULL;
+}
+
+static void test_reload(void) {
+    g_section = "reload";
+    shutdown_ok();
+    reload_fails(MOCK_CONFIG, LLMR_ERR_NOT_INITIALIZED, "llmr_init");
+    CHECK_STATUS(llmr_reload(MOCK_CONFIG, NULL), LLMR_ERR_NOT_INITIALIZED, NULL);
+    CHECK(!llmr_is_initialized());
+    if (!init_ok(MOCK_CONFIG)) {
+        return;
+    }
+
+    /* Bad arguments and unusable configs: the status, an error JSON without the key, and the
+     * router as it was. */
+    reload_fails(NULL, LLMR_ERR_INVALID_ARGUMENT, "config_json");
+    CHECK_STATUS(llmr_reload(NULL, NULL), LLMR_ERR_INVALID_ARGUMENT, NULL);
+    reload_fails("{\"global_llm_configs\": [\x80]}", LLMR_ERR_INVALID_ARGUMENT, "UTF-8");
+    reload_fails("{", LLMR_ERR_CONFIG, NULL);
+    reload_fails("{\"global_llm_configs\": []}", LLMR_ERR_CONFIG, "no usable deployment");
+    reload_fails("{\"global_llm_configs\": ["
+                 " {\"provider\": \"NOPE\", \"model_name\": \"x\", \"api_key\": \"" KEY_INLINE "\"}]}",
+                 LLMR_ERR_CONFIG, "NOPE");
+    reload_fails("{\"global_llm_configs\": [{\"provider\": \"MOCK\", \"model_name\": \"m\"}],"
+                 " \"router_settings\": {\"max_wait_when_cooling\": -1}}",
+                 LLMR_ERR_CONFIG, "max_wait_when_cooling");
+    CHECK_STATUS(llmr_reload("{", NULL), LLMR_ERR_CONFIG, NULL);
+    CHECK(llmr_model_count() == 2);
+
+    /* A good one: m2 gone, m3 there, the new settings in force. */
+    if (!reload_ok(RELOAD_CONFIG)) {
+        return;
+    }
+    CHECK(llmr_model_count() == 2);
+    char *info = NULL;
+    if (CHECK_STATUS(llmr_router_info(&info), LLMR_OK, info)) {
+        CHECK_D(strstr(info, "\"m3\"") != NULL && strstr(info, "\"m2\"") == NULL, info);
+        CHECK_D(json_is(info, "routing_strategy", "\"least-busy\""), info);
+    }
+    release(info);
+    char *stats = NULL;
+    if (CHECK_STATUS(llmr_stats(&stats), LLMR_OK, stats)) {
+        CHECK_D(strstr(stats, "\"m3\"") != NULL && strstr(stats, "\"m2\"") == NULL, stats);
+    }
+    release(stats);
+
+    /* Under load: four threads call while the config is swapped back and forth. */
+    g_section = "reload under load";
+    atomic_bool stop;
+    atomic_init(&stop, false);
+    pthread_t t[4];
+    worker w[4];
+    int started = 0;
+    for (int i = 0; i < 4; ++i) {
+        w[i] = (worker){.index = i, .stop = &stop};
+        if (CHECK(pthread_create(&t[i], NULL, worker_reload, &w[i]) == 0)) {
+            started++;
+        }
+    }
+    int swaps = g_quick ? 4 : 30;
+    for (int i = 0; i < swaps; ++i) {
+        sleep_ms(10);
+        CHECK(reload_ok(i % 2 ? RELOAD_CONFIG : MOCK_CONFIG));
+    }
+    sleep_ms(50);
+    atomic_store(&stop, true);
+    int ok = 0;
+    for (int i = 0; i < started; ++i) {
+        pthread_join(t[i], NULL);
+        ok += w[i].ok;
+    }
+    CHECK(ok > 0);
+
+    /* Back to a fresh MOCK_CONFIG router for what follows. */
+    shutdown_ok();
+    CHECK(init_ok(MOCK_CONFIG));
+}
+
+/* ============================================================================================ */
 /* A real HTTP provider: the stand-in                                                            */
 
 static const char *g_url;
@@ -2868,6 +3013,7 @@ int main(int argc, char **argv) {
     test_bad_requests();
     test_threads();
     test_concurrent_lifecycle();
+    test_reload();
     test_cancel();
     test_mock_failures();
     test_mock_tools();

@@ -62,6 +62,7 @@ const ChunkCallback = koffi.proto('int32_t llmr_chunk_cb(const char *chunk_json,
 const fn = {
   version: lib.func('const char *llmr_version(void)'),
   init: lib.func('int32_t llmr_init(const char *config_json, _Out_ llmr_owned_str *error_out)'),
+  reload: lib.func('int32_t llmr_reload(const char *config_json, _Out_ llmr_owned_str *error_out)'),
   shutdown: lib.func('int32_t llmr_shutdown(void)'),
   isInitialized: lib.func('bool llmr_is_initialized(void)'),
   modelCount: lib.func('size_t llmr_model_count(void)'),
