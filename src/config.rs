@@ -125,6 +125,9 @@ pub struct RouterSettings {
     pub retry_after: Duration,
     pub timeout: Duration,
     pub redis_url: Option<String>,
+    /// Lets trace-level logs carry the messages and answers (off by default: logs never hold
+    /// content otherwise).
+    pub log_content: bool,
 }
 
 impl Default for RouterSettings {
@@ -137,6 +140,7 @@ impl Default for RouterSettings {
             retry_after: Duration::from_secs(5),
             timeout: Duration::from_secs(600),
             redis_url: None,
+            log_content: false,
         }
     }
 }
@@ -152,6 +156,7 @@ impl RouterSettings {
             "retry_after": self.retry_after.as_secs_f64(),
             "timeout": self.timeout.as_secs_f64(),
             "redis_url": self.redis_url.as_deref().map(mask_url_password),
+            "log_content": self.log_content,
         })
     }
 }
@@ -285,6 +290,9 @@ fn parse_settings(s: &Map<String, Value>) -> Result<RouterSettings, Error> {
                         .ok_or_else(|| bad(k, "must be a string"))?
                         .to_owned(),
                 )
+            }
+            "log_content" => {
+                out.log_content = v.as_bool().ok_or_else(|| bad(k, "must be true or false"))?
             }
             // Unknown settings are LiteLLM's that llmr does not need; ignoring them keeps configs portable.
             _ => {}

@@ -9,6 +9,8 @@ export const {
   isAutoMode,
   routerInfo,
   stats,
+  metrics,
+  setLogger,
   version,
   complete,
   stream,
