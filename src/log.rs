@@ -93,6 +93,10 @@ pub fn set_logger(on_log: Option<crate::logger::LogFn>, max_level: Option<Level>
         // A logger with LLMR_LOG=off still gets errors: it was installed to get something.
         max_level: max_level.or_else(env_level).unwrap_or(Level::Error),
     });
+    // Serialised, so that the level filter always matches the logger last installed. Held for
+    // two stores only, never while a logger runs: a logger may call this.
+    static SETTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = SETTING.lock().unwrap_or_else(|p| p.into_inner());
     crate::logger::set(sink);
     refresh_max_level();
 }

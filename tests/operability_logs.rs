@@ -64,7 +64,10 @@ impl Got {
         let all: Vec<Value> = self.0.lock().unwrap().iter().map(|m| m.1.clone()).collect();
         for v in &all {
             assert!(v.is_object(), "a log message is a JSON object: {v}");
-            assert!(!v.to_string().contains(KEY), "a log message holds the API key: {v}");
+            assert!(
+                !v.to_string().contains(KEY),
+                "a log message holds the API key: {v}"
+            );
         }
         all
     }
@@ -84,7 +87,11 @@ fn every_request_outcome_is_one_structured_debug_line() {
     let cfg = config(
         vec![
             openai("a", &s.base("e503-a"), json!({"weight": FIRST})),
-            openai("b", &s.base("ok-b"), json!({"weight": LAST, "litellm_params": priced})),
+            openai(
+                "b",
+                &s.base("ok-b"),
+                json!({"weight": LAST, "litellm_params": priced}),
+            ),
             json!({"id": "broken", "provider": "OPENAI", "api_key": KEY}),
         ],
         settings(json!({"allowed_fails": 0})),
@@ -92,10 +99,17 @@ fn every_request_outcome_is_one_structured_debug_line() {
     llmr::init(&cfg).unwrap();
     let w = got.wait("config entry skipped", |_| true);
     assert_eq!(w.0, Level::Warn);
-    assert!(w.1["detail"].as_str().unwrap().contains("broken"), "{}", w.1);
+    assert!(
+        w.1["detail"].as_str().unwrap().contains("broken"),
+        "{}",
+        w.1
+    );
 
     let resp = complete(&ask(WORD)).unwrap();
-    assert!(content(&resp).contains(WORD), "the stand-in echoes the prompt");
+    assert!(
+        content(&resp).contains(WORD),
+        "the stand-in echoes the prompt"
+    );
     let (level, line, thread) = got.wait("request completed", |v| v["stream"] == false);
     assert_eq!(level, Level::Debug);
     assert_eq!(thread, llmr::logger::THREAD_NAME);
@@ -107,9 +121,15 @@ fn every_request_outcome_is_one_structured_debug_line() {
     assert_eq!(line["status"], "ok");
     assert!(line["latency_ms"].as_f64().unwrap() > 0.0, "{line}");
     assert_eq!(line["prompt_tokens"], resp["usage"]["prompt_tokens"]);
-    assert_eq!(line["completion_tokens"], resp["usage"]["completion_tokens"]);
+    assert_eq!(
+        line["completion_tokens"],
+        resp["usage"]["completion_tokens"]
+    );
     assert_eq!(line["cost_usd"], resp["llmr"]["cost_usd"]);
-    assert!(line["time_to_first_chunk_ms"].is_null(), "not a stream: {line}");
+    assert!(
+        line["time_to_first_chunk_ms"].is_null(),
+        "not a stream: {line}"
+    );
 
     let cool = got.wait("deployment cooling down", |_| true);
     assert_eq!(cool.0, Level::Warn);
@@ -119,7 +139,10 @@ fn every_request_outcome_is_one_structured_debug_line() {
     let st = stream(&ask(WORD), None);
     assert!(st.result.is_ok());
     let (_, line, _) = got.wait("request completed", |v| v["stream"] == true);
-    assert!(line["time_to_first_chunk_ms"].as_f64().unwrap() > 0.0, "{line}");
+    assert!(
+        line["time_to_first_chunk_ms"].as_f64().unwrap() > 0.0,
+        "{line}"
+    );
 
     // A failure's line has its status.
     let e = complete(&json!({"messages": [{"role": "user", "content": WORD}], "model": "nope"}))
@@ -150,7 +173,10 @@ fn content_is_logged_only_at_trace_and_only_when_asked() {
         "content at trace without log_content"
     );
 
-    init(vec![mock("m", json!({}))], settings(json!({"log_content": true})));
+    init(
+        vec![mock("m", json!({}))],
+        settings(json!({"log_content": true})),
+    );
     complete(&ask(WORD)).unwrap();
     let (level, line, _) = got.wait("request content", |_| true);
     assert_eq!(level, Level::Trace);
@@ -176,7 +202,10 @@ fn a_blocked_logger_never_blocks_logging_and_drops_are_counted() {
     llmr::set_logger(
         Some(move |level: Level, line: &str| {
             // The first call waits until the test lets it go.
-            let _ = release_rx.lock().unwrap().recv_timeout(Duration::from_secs(20));
+            let _ = release_rx
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(20));
             let v: Value = serde_json::from_str(line).unwrap();
             g2.0.lock().unwrap().push((level, v, String::new()));
         }),
@@ -200,11 +229,16 @@ fn a_blocked_logger_never_blocks_logging_and_drops_are_counted() {
     );
     let text = llmr::metrics_text();
     assert!(
-        text.contains(&format!("llmr_log_messages_dropped_total {}", llmr::logger::dropped())),
+        text.contains(&format!(
+            "llmr_log_messages_dropped_total {}",
+            llmr::logger::dropped()
+        )),
         "{text}"
     );
     drop(release_tx); // every later call returns at once
-    let (_, note, _) = got.wait("log messages dropped: the logger could not keep up", |_| true);
+    let (_, note, _) = got.wait("log messages dropped: the logger could not keep up", |_| {
+        true
+    });
     assert_eq!(note["dropped"].as_u64(), Some(dropped), "{note}");
     no_logger();
 }
@@ -225,12 +259,19 @@ fn the_logger_may_replace_itself_from_its_own_callback() {
     llmr::log::warn("first", &[]);
     let t = Instant::now();
     while llmr::logger::max_level().is_some() {
-        assert!(t.elapsed() < Duration::from_secs(10), "the callback never ran");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the callback never ran"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     llmr::log::warn("second", &[]);
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(*calls.lock().unwrap(), 1, "removed loggers get nothing more");
+    assert_eq!(
+        *calls.lock().unwrap(),
+        1,
+        "removed loggers get nothing more"
+    );
 }
 
 #[test]
@@ -244,7 +285,8 @@ fn the_level_filters_what_the_logger_gets() {
     got.wait("marker", |_| true);
     let all = got.all();
     assert!(
-        all.iter().all(|v| v["level"] == "warn" || v["level"] == "error"),
+        all.iter()
+            .all(|v| v["level"] == "warn" || v["level"] == "error"),
         "{all:?}"
     );
     no_logger();

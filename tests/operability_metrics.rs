@@ -115,14 +115,32 @@ fn a_failover_a_cooldown_and_a_stream_are_counted() {
     let a = ("deployment_id", "a");
     let b = ("deployment_id", "b");
     assert_eq!(value(&m, "llmr_initialized", &[]), 1.0);
-    assert_eq!(value(&m, "llmr_requests_total", &[b, ("status", "ok")]), 2.0);
-    assert_eq!(value(&m, "llmr_requests_total", &[a, ("status", "ok")]), 0.0);
-    assert_eq!(value(&m, "llmr_attempts_total", &[a, ("status", "upstream")]), 1.0);
-    assert_eq!(value(&m, "llmr_attempts_total", &[b, ("status", "ok")]), 2.0);
+    assert_eq!(
+        value(&m, "llmr_requests_total", &[b, ("status", "ok")]),
+        2.0
+    );
+    assert_eq!(
+        value(&m, "llmr_requests_total", &[a, ("status", "ok")]),
+        0.0
+    );
+    assert_eq!(
+        value(&m, "llmr_attempts_total", &[a, ("status", "upstream")]),
+        1.0
+    );
+    assert_eq!(
+        value(&m, "llmr_attempts_total", &[b, ("status", "ok")]),
+        2.0
+    );
     assert_eq!(value(&m, "llmr_retries_total", &[a]), 1.0);
     assert_eq!(value(&m, "llmr_retries_total", &[b]), 0.0);
-    assert_eq!(value(&m, "llmr_fallbacks_total", &[a, ("kind", "failover")]), 1.0);
-    assert_eq!(value(&m, "llmr_fallbacks_total", &[a, ("kind", "context_window")]), 0.0);
+    assert_eq!(
+        value(&m, "llmr_fallbacks_total", &[a, ("kind", "failover")]),
+        1.0
+    );
+    assert_eq!(
+        value(&m, "llmr_fallbacks_total", &[a, ("kind", "context_window")]),
+        0.0
+    );
     assert_eq!(value(&m, "llmr_cooldowns_total", &[a]), 1.0);
     assert_eq!(value(&m, "llmr_cooling_down", &[a]), 1.0);
     assert_eq!(value(&m, "llmr_cooling_down", &[b]), 0.0);
@@ -130,23 +148,46 @@ fn a_failover_a_cooldown_and_a_stream_are_counted() {
     assert_eq!(value(&m, "llmr_requests_in_flight", &[]), 0.0);
     let billed = value(&m, "llmr_cost_usd_total", &[b]);
     assert!((billed - cost).abs() < 1e-12, "{billed} != {cost}");
-    assert_eq!(value(&m, "llmr_cost_usd_total", &[a]), 0.0, "a has no known price");
+    assert_eq!(
+        value(&m, "llmr_cost_usd_total", &[a]),
+        0.0,
+        "a has no known price"
+    );
     assert_eq!(
         value(
             &m,
             "llmr_requests_total",
-            &[("gen_ai_provider_name", "openai"), ("gen_ai_request_model", "standin-b"), ("status", "ok")]
+            &[
+                ("gen_ai_provider_name", "openai"),
+                ("gen_ai_request_model", "standin-b"),
+                ("status", "ok")
+            ]
         ),
         2.0,
         "provider and model labels"
     );
 
-    let input: f64 = [&first, &second].iter().map(|r| tokens(r, "prompt_tokens")).sum();
-    let output: f64 = [&first, &second].iter().map(|r| tokens(r, "completion_tokens")).sum();
+    let input: f64 = [&first, &second]
+        .iter()
+        .map(|r| tokens(r, "prompt_tokens"))
+        .sum();
+    let output: f64 = [&first, &second]
+        .iter()
+        .map(|r| tokens(r, "completion_tokens"))
+        .sum();
     let t = "gen_ai_client_token_usage";
-    assert_eq!(histogram(&m, t, &[b, ("gen_ai_token_type", "input")]), (2, input));
-    assert_eq!(histogram(&m, t, &[b, ("gen_ai_token_type", "output")]), (2, output));
-    assert_eq!(histogram(&m, t, &[a, ("gen_ai_token_type", "input")]), (0, 0.0));
+    assert_eq!(
+        histogram(&m, t, &[b, ("gen_ai_token_type", "input")]),
+        (2, input)
+    );
+    assert_eq!(
+        histogram(&m, t, &[b, ("gen_ai_token_type", "output")]),
+        (2, output)
+    );
+    assert_eq!(
+        histogram(&m, t, &[a, ("gen_ai_token_type", "input")]),
+        (0, 0.0)
+    );
 
     let d = "gen_ai_client_operation_duration_seconds";
     let (n, secs) = histogram(&m, d, &[b, ("error_type", "")]);
@@ -176,8 +217,16 @@ fn an_overflow_is_a_context_window_fallback_not_a_retry() {
     let window = |n: u64| json!({"max_input_tokens": n});
     init(
         vec![
-            openai("a", &s.base("ctx-500"), json!({"weight": FIRST, "litellm_params": window(4000)})),
-            openai("b", &s.base("ok"), json!({"weight": LAST, "litellm_params": window(100_000)})),
+            openai(
+                "a",
+                &s.base("ctx-500"),
+                json!({"weight": FIRST, "litellm_params": window(4000)}),
+            ),
+            openai(
+                "b",
+                &s.base("ok"),
+                json!({"weight": LAST, "litellm_params": window(100_000)}),
+            ),
         ],
         settings(json!({})),
     );
@@ -191,12 +240,22 @@ fn an_overflow_is_a_context_window_fallback_not_a_retry() {
 
     let m = metrics();
     let a = ("deployment_id", "a");
-    assert_eq!(value(&m, "llmr_fallbacks_total", &[a, ("kind", "context_window")]), 1.0);
-    assert_eq!(value(&m, "llmr_fallbacks_total", &[a, ("kind", "failover")]), 0.0);
+    assert_eq!(
+        value(&m, "llmr_fallbacks_total", &[a, ("kind", "context_window")]),
+        1.0
+    );
+    assert_eq!(
+        value(&m, "llmr_fallbacks_total", &[a, ("kind", "failover")]),
+        0.0
+    );
     assert_eq!(value(&m, "llmr_retries_total", &[a]), 0.0);
     assert_eq!(value(&m, "llmr_cooldowns_total", &[a]), 0.0);
     assert_eq!(
-        value(&m, "llmr_attempts_total", &[a, ("status", "context_overflow")]),
+        value(
+            &m,
+            "llmr_attempts_total",
+            &[a, ("status", "context_overflow")]
+        ),
         1.0
     );
 }
@@ -244,9 +303,19 @@ fn requests_that_reach_no_deployment_and_failures_are_counted_by_status() {
         &[("deployment_id", "b"), ("status", "rate_limited")],
     );
     assert_eq!(failed_on_b, 1.0, "the first request failed last on b");
-    assert_eq!(unrouted(&m) - before, 1.0, "the second reached no deployment");
-    assert_eq!(value(&m, "llmr_cooldowns_total", &[("deployment_id", "a")]), 1.0);
-    assert_eq!(value(&m, "llmr_cooldowns_total", &[("deployment_id", "b")]), 1.0);
+    assert_eq!(
+        unrouted(&m) - before,
+        1.0,
+        "the second reached no deployment"
+    );
+    assert_eq!(
+        value(&m, "llmr_cooldowns_total", &[("deployment_id", "a")]),
+        1.0
+    );
+    assert_eq!(
+        value(&m, "llmr_cooldowns_total", &[("deployment_id", "b")]),
+        1.0
+    );
 }
 
 #[test]
@@ -261,16 +330,24 @@ fn label_values_are_escaped_and_read_back_whole() {
         settings(json!({})),
     );
     let resp = complete(&ask("hi")).unwrap();
-    let cost = resp["llmr"]["cost_usd"].as_f64().expect("configured prices give a cost");
+    let cost = resp["llmr"]["cost_usd"]
+        .as_f64()
+        .expect("configured prices give a cost");
     assert!(cost > 0.0, "{resp}");
     let m = metrics();
     let id = ("deployment_id", odd);
-    assert_eq!(value(&m, "llmr_requests_total", &[id, ("status", "ok")]), 1.0);
+    assert_eq!(
+        value(&m, "llmr_requests_total", &[id, ("status", "ok")]),
+        1.0
+    );
     assert_eq!(
         value(
             &m,
             "llmr_requests_total",
-            &[("gen_ai_request_model", "model \"quoted\""), ("status", "ok")]
+            &[
+                ("gen_ai_request_model", "model \"quoted\""),
+                ("status", "ok")
+            ]
         ),
         1.0
     );
@@ -287,14 +364,19 @@ fn metrics_work_without_a_router() {
         0,
         "no deployment, no per-deployment series"
     );
-    assert!(m.families.contains_key("gen_ai_client_operation_duration_seconds"));
+    assert!(m
+        .families
+        .contains_key("gen_ai_client_operation_duration_seconds"));
 }
 
 #[test]
 fn a_request_cancelled_mid_way_is_counted_as_cancelled() {
     let _g = lock();
     init(
-        vec![mock("slow", json!({"litellm_params": {"mock_delay_ms": 5000}}))],
+        vec![mock(
+            "slow",
+            json!({"litellm_params": {"mock_delay_ms": 5000}}),
+        )],
         settings(json!({})),
     );
     let (tx, rx) = std::sync::mpsc::channel();
@@ -305,7 +387,10 @@ fn a_request_cancelled_mid_way_is_counted_as_cancelled() {
     // Cancel once the attempt is under way on the deployment.
     let t = std::time::Instant::now();
     while value(&metrics(), "llmr_in_flight", &[("deployment_id", "slow")]) < 1.0 {
-        assert!(t.elapsed() < std::time::Duration::from_secs(10), "never in flight");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "never in flight"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert!(llmr::cancel(id));
@@ -322,9 +407,15 @@ fn a_request_cancelled_mid_way_is_counted_as_cancelled() {
         .iter_samples()
         .all(|s| s.get_labelset().unwrap().get_label_value("status") != Some("cancelled"))
     {
-        assert!(t.elapsed() < std::time::Duration::from_secs(10), "not counted");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "not counted"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert_eq!(cancelled(), 1.0);
-    assert_eq!(value(&metrics(), "llmr_in_flight", &[("deployment_id", "slow")]), 0.0);
+    assert_eq!(
+        value(&metrics(), "llmr_in_flight", &[("deployment_id", "slow")]),
+        0.0
+    );
 }

@@ -319,7 +319,7 @@ export type LogLevelName = 'error' | 'warn' | 'info' | 'debug' | 'trace';
  * when unset) to `logger`, called on the JS thread with the level and the message as a JSON
  * string (`{"ts_ms", "level", "msg", ...fields}`; never an API key or message content). Every
  * request's outcome is a debug message. `setLogger(null)` sends logs back to stderr. The logger
- * does not keep Node alive; messages still queued when the process exits are lost.
+ * does not keep Node alive; messages still queued when the process exits go to stderr.
  */
 export declare function setLogger(
   logger: ((level: LogLevel, messageJson: string) => void) | null,

@@ -157,14 +157,30 @@ mod tests {
         let table = info(2e-6, 8e-6);
         assert_eq!(price(None, None, Some(&table)), Some((2e-6, 8e-6)));
         assert_eq!(price(Some(1e-6), None, Some(&table)), Some((1e-6, 8e-6)));
-        assert_eq!(price(Some(0.0), Some(0.0), None), Some((0.0, 0.0)), "free, said so");
+        assert_eq!(
+            price(Some(0.0), Some(0.0), None),
+            Some((0.0, 0.0)),
+            "free, said so"
+        );
         assert_eq!(price(None, Some(3e-6), None), Some((0.0, 3e-6)));
     }
 
     #[test]
     fn unknown_prices_give_no_cost() {
-        assert_eq!(price(None, None, None), None, "a model the table does not know");
-        assert_eq!(price(None, None, Some(&info(0.0, 0.0))), None, "0 and 0: unpublished");
-        assert_eq!(price(Some(f64::NAN), Some(-1.0), None), None, "nonsense is ignored");
+        assert_eq!(
+            price(None, None, None),
+            None,
+            "a model the table does not know"
+        );
+        assert_eq!(
+            price(None, None, Some(&info(0.0, 0.0))),
+            None,
+            "0 and 0: unpublished"
+        );
+        assert_eq!(
+            price(Some(f64::NAN), Some(-1.0), None),
+            None,
+            "nonsense is ignored"
+        );
     }
 }

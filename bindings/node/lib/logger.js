@@ -10,7 +10,9 @@
 //   library may still deliver the one message it was delivering, and an unregistered pointer
 //   would crash the process. Replacing the JS function just swaps `current`.
 // - koffi's relay does not keep Node alive, and neither does the logger: an idle process exits
-//   as usual (messages still queued then are lost).
+//   as usual. But a call that reaches koffi while Node tears its environment down aborts the
+//   process, so on 'exit' the binding hands the library back to stderr: messages still queued
+//   then are written there (at LLMR_LOG's level) instead of reaching JS.
 
 const { koffi, fn, LogCallback } = require('./native');
 const { Status, LlmrError } = require('./errors');
@@ -39,6 +41,15 @@ function onLog(level, json) {
   });
 }
 
+let exitHooked = false;
+
+function unhookAtExit() {
+  if (current !== null) {
+    current = null;
+    fn.setLogger(null, 0, 0);
+  }
+}
+
 function levelNumber(maxLevel) {
   if (maxLevel === undefined || maxLevel === null) return 0;
   if (typeof maxLevel === 'string' && Object.hasOwn(LEVELS, maxLevel)) return LEVELS[maxLevel];
@@ -63,6 +74,10 @@ function setLogger(f, maxLevel) {
     if (status === Status.OK) current = null;
   } else {
     if (registered === null) registered = koffi.register(onLog, koffi.pointer(LogCallback));
+    if (!exitHooked) {
+      process.once('exit', unhookAtExit);
+      exitHooked = true;
+    }
     const previous = current;
     current = f; // before the call: the first message may come at once
     status = fn.setLogger(registered, level, 0);
