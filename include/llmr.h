@@ -62,6 +62,13 @@ typedef void (*llmr_done_cb)(llmr_status status, const char *json, void *user_da
 typedef int32_t (*llmr_chunk_cb)(const char *chunk_json, void *user_data);
 
 /**
+ * Log callback: the level (1 error, 2 warn, 3 info, 4 debug, 5 trace), one JSON object
+ * (`{"ts_ms", "level", "msg", …fields}`, valid only during the call) and the `user_data`
+ * given to `llmr_set_logger`.
+ */
+typedef void (*llmr_log_cb)(int32_t level, const char *message_json, void *user_data);
+
+/**
  * Success.
  */
 #define LLMR_OK 0
@@ -333,6 +340,53 @@ void llmr_string_free(char *s);
  * value that is not a status. Static: never free it.
  */
 const char *llmr_status_name(llmr_status status);
+
+/**
+ * Sends llmr's log messages to `on_log` instead of stderr; with `on_log` NULL, back to stderr
+ * (at the level of the environment variable `LLMR_LOG`). May be called at any time, also before
+ * `llmr_init`; the logger stays set across `llmr_shutdown`.
+ *
+ * `max_level`: the most detailed level delivered, 1 (error) to 5 (trace); 0 means the level
+ * `LLMR_LOG` names (warn when unset). Any other value is `LLMR_ERR_INVALID_ARGUMENT`.
+ *
+ * Messages are JSON objects with `ts_ms` (Unix milliseconds), `level`, `msg` and fields; they
+ * never hold an API key or message content (content only at trace, and only with
+ * `router_settings.log_content: true`). Every request's outcome is logged at debug: deployment,
+ * attempts, fallbacks, status, latency, time to first chunk, tokens and cost.
+ *
+ * Threads: `on_log` runs on the library's logger thread (named `llmr-logger`), one message at a
+ * time and in order — never on the calling thread, never on a runtime worker, never while llmr
+ * holds a lock. It may block (a slow callback delays only later log messages) and may call any
+ * llmr function, `llmr_set_logger` included. Logging never waits for it: up to 4096 messages
+ * queue up, then new ones are dropped and counted (the next message delivered says how many,
+ * and `llmr_metrics` has `llmr_log_messages_dropped_total`).
+ *
+ * This function never waits for the logger thread either: a message being delivered while it
+ * runs may still reach the previous `on_log`, at most that one message. Keep a replaced
+ * callback and its `user_data` valid until then (simplest: for the life of the process).
+ *
+ * # Safety
+ * `on_log` must be NULL or a function with the signature above; `user_data` is passed to it
+ * as is, from another thread.
+ */
+llmr_status llmr_set_logger(llmr_log_cb on_log, int32_t max_level, void *user_data);
+
+/**
+ * The router's metrics in the Prometheus text exposition format (version 0.0.4): requests by
+ * deployment and final status, attempts, retries, fallbacks by kind, cooldowns, in flight,
+ * cost, and histograms of tokens per answer, attempt duration and time to first chunk — named
+ * after the OpenTelemetry GenAI semantic conventions where they have a name
+ * (`gen_ai_client_token_usage`, `gen_ai_client_operation_duration_seconds`, …), `llmr_*`
+ * otherwise. Never holds an API key.
+ *
+ * Works before `llmr_init` and after `llmr_shutdown` too (`llmr_initialized 0`, no
+ * per-deployment series). `text_out`: required (NULL is `LLMR_ERR_INVALID_ARGUMENT`); the caller
+ * frees it with `llmr_string_free`.
+ *
+ * # Safety
+ * `text_out` must be NULL or writable.
+ */
+llmr_status llmr_metrics(char **text_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -128,6 +128,9 @@ pub struct RouterSettings {
     /// to come back instead of failing at once (0: it fails at once).
     pub max_wait_when_cooling: Duration,
     pub redis_url: Option<String>,
+    /// Lets trace-level logs carry the messages and answers (off by default: logs never hold
+    /// content otherwise).
+    pub log_content: bool,
 }
 
 impl Default for RouterSettings {
@@ -141,6 +144,7 @@ impl Default for RouterSettings {
             timeout: Duration::from_secs(600),
             max_wait_when_cooling: Duration::ZERO,
             redis_url: None,
+            log_content: false,
         }
     }
 }
@@ -157,6 +161,7 @@ impl RouterSettings {
             "timeout": self.timeout.as_secs_f64(),
             "max_wait_when_cooling": self.max_wait_when_cooling.as_secs_f64(),
             "redis_url": self.redis_url.as_deref().map(mask_url_password),
+            "log_content": self.log_content,
         })
     }
 }
@@ -294,6 +299,9 @@ fn parse_settings(s: &Map<String, Value>) -> Result<RouterSettings, Error> {
                         .ok_or_else(|| bad(k, "must be a string"))?
                         .to_owned(),
                 )
+            }
+            "log_content" => {
+                out.log_content = v.as_bool().ok_or_else(|| bad(k, "must be true or false"))?
             }
             // Unknown settings are LiteLLM's that llmr does not need; ignoring them keeps configs portable.
             _ => {}

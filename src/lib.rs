@@ -23,6 +23,8 @@ pub mod ffi;
 pub mod global;
 pub mod inflight;
 pub mod log;
+pub mod logger;
+pub mod metrics;
 pub mod model_info;
 pub mod overflow;
 pub mod providers;
@@ -114,4 +116,22 @@ pub fn stream_async(
 /// `Status::Cancelled`. False when no such request is in flight.
 pub fn cancel(request_id: u64) -> bool {
     global::cancel(request_id)
+}
+
+/// The router's metrics in the Prometheus text exposition format (see [`metrics`]). Works
+/// without a router too: the per-deployment families are then empty.
+pub fn metrics_text() -> String {
+    let router = global::current().ok();
+    metrics::render(router.as_deref(), global::in_flight())
+}
+
+/// Sends log messages up to `max_level` (`None`: the level `LLMR_LOG` names, default warn) to
+/// `on_log`, called on the logger thread `llmr-logger` with the level and one JSON object; with
+/// `on_log` `None`, logs go back to stderr. Never waits for the logger thread: a message being
+/// delivered when it returns still goes to the previous function.
+pub fn set_logger(
+    on_log: Option<impl Fn(log::Level, &str) + Send + Sync + 'static>,
+    max_level: Option<log::Level>,
+) {
+    log::set_logger(on_log.map(|f| Box::new(f) as logger::LogFn), max_level);
 }

@@ -373,6 +373,10 @@ pub struct LlmrMeta {
     pub time_to_first_chunk_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// What this answer cost in US dollars (its usage at the model's prices); omitted when the
+    /// prices are unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -330,6 +330,9 @@ type Meta struct {
 	LatencyMS          float64  `json:"latency_ms"`
 	TimeToFirstChunkMS float64  `json:"time_to_first_chunk_ms,omitempty"`
 	Fallbacks          []string `json:"fallbacks,omitempty"`
+	// CostUSD is what the answer cost in US dollars (its usage at the model's prices); nil when
+	// the prices are unknown.
+	CostUSD *float64 `json:"cost_usd,omitempty"`
 }
 
 // Latency is LatencyMS as a Duration.

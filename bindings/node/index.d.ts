@@ -48,6 +48,8 @@ export interface RouterSettings {
   /** Seconds a request may wait when every deployment cools down (default 0: fail at once). */
   max_wait_when_cooling?: number;
   redis_url?: string | null;
+  /** Lets trace-level logs carry messages and answers (default false). */
+  log_content?: boolean;
   [key: string]: unknown;
 }
 
@@ -111,7 +113,12 @@ export interface LlmrMeta {
   provider: string;
   attempts: number;
   latency_ms: number;
+  /** Streams: milliseconds to the first chunk. */
+  time_to_first_chunk_ms?: number;
+  /** `kind:deployment_id` of each retry or fallback taken (`retry`, `failover`, `context_window`). */
   fallbacks?: string[];
+  /** What the answer cost in US dollars; absent when the model's prices are unknown. */
+  cost_usd?: number;
   [key: string]: unknown;
 }
 
@@ -306,6 +313,29 @@ export declare function routerInfo(): RouterInfo;
 /** The live view: per-deployment counters, latency, cooldowns. Never holds an API key. */
 export declare function stats(): Stats;
 
+/**
+ * The router's metrics in the Prometheus text exposition format: requests by deployment and
+ * status, retries, fallbacks, cooldowns, in flight, tokens, cost, latency and time-to-first-chunk
+ * histograms (OpenTelemetry GenAI names where they exist). Works before `init()` too.
+ */
+export declare function metrics(): string;
+
+/** Log levels: 1 error, 2 warn, 3 info, 4 debug, 5 trace. */
+export type LogLevel = 1 | 2 | 3 | 4 | 5;
+export type LogLevelName = 'error' | 'warn' | 'info' | 'debug' | 'trace';
+
+/**
+ * Sends the library's log messages up to `maxLevel` (default: the level `LLMR_LOG` names, warn
+ * when unset) to `logger`, called on the JS thread with the level and the message as a JSON
+ * string (`{"ts_ms", "level", "msg", ...fields}`; never an API key or message content). Every
+ * request's outcome is a debug message. `setLogger(null)` sends logs back to stderr. The logger
+ * does not keep Node alive; messages still queued when the process exits go to stderr.
+ */
+export declare function setLogger(
+  logger: ((level: LogLevel, messageJson: string) => void) | null,
+  maxLevel?: LogLevel | LogLevelName | 0,
+): void;
+
 /** The native library's version, e.g. `'0.1.0'`. */
 export declare function version(): string;
 
@@ -342,6 +372,8 @@ declare const llmr: {
   isAutoMode: typeof isAutoMode;
   routerInfo: typeof routerInfo;
   stats: typeof stats;
+  metrics: typeof metrics;
+  setLogger: typeof setLogger;
   version: typeof version;
   complete: typeof complete;
   stream: typeof stream;

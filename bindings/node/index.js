@@ -5,6 +5,7 @@ const { fn, withOutString, LIBRARY_PATH } = require('./lib/native');
 const { Status, statusName, LlmrError } = require('./lib/errors');
 const { complete, stream, LlmrStream } = require('./lib/requests');
 const relay = require('./lib/relay');
+const { setLogger } = require('./lib/logger');
 
 /** The app's LLM config id that means Auto mode. */
 const AUTO_MODE_ID = 0;
@@ -98,6 +99,18 @@ function stats() {
   return jsonQuery(fn.stats, 'llmr_stats');
 }
 
+/**
+ * The router's metrics in the Prometheus text exposition format (a string to serve on a
+ * /metrics endpoint): requests by deployment and status, retries, fallbacks, cooldowns, in
+ * flight, tokens, cost, latency and time-to-first-chunk histograms. Works before init() too.
+ */
+function metrics() {
+  const [status, text] = withOutString(fn.metrics);
+  if (status !== Status.OK) throw LlmrError.fromNative(status, text);
+  if (text === null) throw new LlmrError(Status.INTERNAL, 'llmr_metrics returned nothing');
+  return text;
+}
+
 /** The native library's version, e.g. '0.1.0'. */
 function version() {
   return fn.version();
@@ -112,6 +125,8 @@ module.exports = {
   isAutoMode,
   routerInfo,
   stats,
+  metrics,
+  setLogger,
   version,
   complete,
   stream,

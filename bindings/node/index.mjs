@@ -10,6 +10,8 @@ export const {
   isAutoMode,
   routerInfo,
   stats,
+  metrics,
+  setLogger,
   version,
   complete,
   stream,

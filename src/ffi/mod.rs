@@ -8,6 +8,7 @@ mod async_calls;
 mod calls;
 mod introspect;
 mod lifecycle;
+mod operability;
 
 use std::ffi::{c_char, CStr, CString};
 
@@ -17,6 +18,7 @@ pub use async_calls::*;
 pub use calls::*;
 pub use introspect::*;
 pub use lifecycle::*;
+pub use operability::*;
 
 /// The outcome of a call: one of the `LLMR_*` values below. Values are stable and never reused.
 pub type llmr_status = i32;

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use super::backoff::wait_before_retry;
 use super::deployment::{Deployment, InFlight};
+use super::outcome::Outcome;
 use super::select::{select, Needs, Selection};
 use super::state::{now_ms, Cooldown, Timing};
 use super::Router;
 use crate::errors::{Error, Status};
 use crate::log;
 use crate::providers::BoxFuture;
-use crate::types::{ChatChunk, ChatRequest, ChatResponse, LlmrMeta, StreamAssembler, Usage};
+use crate::types::{ChatChunk, ChatRequest, ChatResponse, StreamAssembler, Usage};
 
 /// Where a stream's chunks go. Returns `false` when the caller wants no more (cancel).
 pub trait ChunkSink: Send {
@@ -138,27 +139,27 @@ impl Router {
         req: &ChatRequest,
         mut sink: Option<&mut (dyn ChunkSink + '_)>,
     ) -> Result<ChatResponse, Error> {
-        let started = Instant::now();
+        let stream = sink.is_some();
+        let mut outcome = Outcome::new(self, stream);
+        let started = outcome.started();
         let group_name = req.group();
         let Some(members) = self.group(group_name) else {
             let known: Vec<&str> = self.groups.iter().map(|(n, _)| *n).collect();
-            return Err(Error::invalid(format!(
+            let e = Error::invalid(format!(
                 "unknown model group `{group_name}`: use one of {}",
                 known.join(", ")
-            )));
+            ));
+            return Err(outcome.failed(e, None));
         };
         let overall = req
             .timeout
             .map_or(self.settings.timeout, Duration::from_secs_f64);
         let deadline = started + overall;
         let tokens = req.estimate_prompt_tokens();
-        let stream = sink.is_some();
         let mut failed: Vec<usize> = Vec::new();
         let mut refused: Vec<usize> = Vec::new();
         let mut window_above: Option<u64> = None;
         let mut retries = 0u32;
-        let mut attempts = 0u32;
-        let mut fallbacks: Vec<String> = Vec::new();
         let mut last: Option<(Error, usize)> = None;
         // Time spent waiting for cooled-down deployments, against `max_wait_when_cooling`.
         let mut waited_cooling = Duration::ZERO;
@@ -231,7 +232,7 @@ impl Router {
                     if let Some((l, _)) = &last {
                         e.message.push_str(&format!(" (last error: {})", l.message));
                     }
-                    return Err(self.finish_error(e, last.map(|l| l.1), attempts, started));
+                    return Err(outcome.failed(e, last.map(|l| l.1)));
                 }
                 Selection::AllAtLimit(secs) => {
                     let e = Error::new(
@@ -239,32 +240,30 @@ impl Router {
                         format!("every deployment of `{group_name}` is at its rpm/tpm limit for this minute; the window frees up in {secs:.1}s"),
                     )
                     .with_retry_after(Some(secs));
-                    return Err(self.finish_error(e, last.map(|l| l.1), attempts, started));
+                    return Err(outcome.failed(e, last.map(|l| l.1)));
                 }
                 Selection::AllRefused => {
                     let e = match last {
-                        Some((e, i)) => {
-                            return Err(self.finish_error(e, Some(i), attempts, started))
-                        }
+                        Some((e, i)) => return Err(outcome.failed(e, Some(i))),
                         None => Error::new(
                             Status::Auth,
                             format!("every deployment of `{group_name}` refused the request"),
                         ),
                     };
-                    return Err(self.finish_error(e, None, attempts, started));
+                    return Err(outcome.failed(e, None));
                 }
                 Selection::NoWindow => {
                     let e = match last {
                         Some((mut e, i)) if e.status == Status::ContextOverflow => {
                             e.message.push_str(" (no deployment with a larger context window is left)");
-                            return Err(self.finish_error(e, Some(i), attempts, started));
+                            return Err(outcome.failed(e, Some(i)));
                         }
                         _ => Error::new(
                             Status::ContextOverflow,
                             format!("no deployment of `{group_name}` has a context window for about {tokens} prompt tokens"),
                         ),
                     };
-                    return Err(self.finish_error(e, None, attempts, started));
+                    return Err(outcome.failed(e, None));
                 }
             };
             let d = &self.deployments[i];
@@ -280,7 +279,7 @@ impl Router {
                 if Instant::now() + wait >= deadline {
                     d.state.release(tokens, now_ms());
                     let (e, li) = last.expect("checked above");
-                    return Err(self.finish_error(e, Some(li), attempts, started));
+                    return Err(outcome.failed(e, Some(li)));
                 }
                 tokio::time::sleep(wait).await;
             }
@@ -291,14 +290,12 @@ impl Router {
                     Status::Timeout,
                     format!("request timed out after {:.3}s", overall.as_secs_f64()),
                 );
-                return Err(self.finish_error(e, last.map(|l| l.1), attempts, started));
+                return Err(outcome.failed(e, last.map(|l| l.1)));
             }
             let timeout = d.cfg.timeout.map_or(remaining, |t| t.min(remaining));
 
-            attempts += 1;
-            d.counters
-                .attempts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            outcome.attempt(i, last.as_ref());
+            let attempt_started = Instant::now();
             let in_flight = InFlight::enter(&*d.state);
             let result = self
                 .attempt(d, req, tokens, timeout, sink.as_deref_mut())
@@ -312,38 +309,7 @@ impl Router {
                     d.state
                         .settle(tokens, usage.total_tokens.max(usage.prompt_tokens), now);
                     d.state.record_timing(timing);
-                    let cost = d.cost(usage.prompt_tokens, usage.completion_tokens);
-                    d.counters
-                        .success(usage.prompt_tokens, usage.completion_tokens, cost);
-                    let latency_ms = ms_since(started);
-                    if log::enabled(log::Level::Debug) {
-                        log::debug(
-                            "request completed",
-                            &[
-                                ("deployment_id", (&*d.cfg.id).into()),
-                                ("provider", (&*d.cfg.prefix).into()),
-                                ("stream", stream.into()),
-                                ("attempts", attempts.into()),
-                                ("fallbacks", fallbacks.clone().into()),
-                                ("status", "ok".into()),
-                                ("latency_ms", latency_ms.into()),
-                                ("time_to_first_chunk_ms", timing.ttft_ms.into()),
-                                ("connect_ms", timing.connect_ms.into()),
-                                ("prompt_tokens", usage.prompt_tokens.into()),
-                                ("completion_tokens", usage.completion_tokens.into()),
-                            ],
-                        );
-                    }
-                    resp.llmr = Some(LlmrMeta {
-                        deployment_id: d.cfg.id.to_string(),
-                        provider: d.cfg.prefix.to_string(),
-                        attempts,
-                        latency_ms: (latency_ms * 1000.0).round() / 1000.0,
-                        time_to_first_chunk_ms: timing
-                            .ttft_ms
-                            .map(|t| (t * 1000.0).round() / 1000.0),
-                        fallbacks,
-                    });
+                    outcome.answered(i, &mut resp, &timing, req);
                     if resp.model.is_empty() {
                         resp.model.clone_from(&d.cfg.model);
                     }
@@ -351,12 +317,14 @@ impl Router {
                 }
                 Err(Failed { mut err, final_ }) => {
                     d.state.settle(tokens, 0, now_ms());
+                    d.counters
+                        .failure(err.status, attempt_started.elapsed().as_secs_f64());
                     self.note_failure(i, &err, members.len());
                     if err.deployment_id.is_none() {
                         err.deployment_id = Some(d.cfg.id.clone());
                     }
                     if final_ {
-                        return Err(self.finish_error(err, Some(i), attempts, started));
+                        return Err(outcome.failed(err, Some(i)));
                     }
                     let give_up = match err.status {
                         Status::ContextOverflow => {
@@ -365,7 +333,9 @@ impl Router {
                                 .unwrap_or(0)
                                 .max(window_above.unwrap_or(0));
                             window_above = Some(w);
-                            fallbacks.push(format!("context_window:{}", d.cfg.id));
+                            outcome
+                                .fallbacks
+                                .push(format!("context_window:{}", d.cfg.id));
                             false
                         }
                         _ if err.status == Status::Auth || err.quota => {
@@ -382,7 +352,7 @@ impl Router {
                             });
                             if other && retries < self.settings.num_retries {
                                 retries += 1;
-                                fallbacks.push(format!("failover:{}", d.cfg.id));
+                                outcome.fallbacks.push(format!("failover:{}", d.cfg.id));
                                 false
                             } else {
                                 true
@@ -393,13 +363,13 @@ impl Router {
                             if !failed.contains(&i) {
                                 failed.push(i);
                             }
-                            fallbacks.push(format!("retry:{}", d.cfg.id));
+                            outcome.fallbacks.push(format!("retry:{}", d.cfg.id));
                             false
                         }
                         _ => true,
                     };
                     if give_up {
-                        return Err(self.finish_error(err, Some(i), attempts, started));
+                        return Err(outcome.failed(err, Some(i)));
                     }
                     last = Some((err, i));
                 }
@@ -412,7 +382,6 @@ impl Router {
     /// within a minute otherwise. A group's only deployment is never cooled down.
     fn note_failure(&self, i: usize, e: &Error, group_size: usize) {
         let d = &self.deployments[i];
-        d.counters.failure(e.status);
         if group_size <= 1 {
             return;
         }
@@ -456,49 +425,15 @@ impl Router {
                 ("reason", why.as_str().into()),
             ],
         );
+        d.counters
+            .cooldowns
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         d.state.cool_down(Cooldown {
             until_ms,
             status: e.status,
             http_status: e.http_status,
             reason: why,
         });
-    }
-
-    /// Fills in who answered and how often, scrubs keys, logs the outcome.
-    fn finish_error(
-        &self,
-        mut e: Error,
-        last: Option<usize>,
-        attempts: u32,
-        started: Instant,
-    ) -> Error {
-        if let Some(i) = last {
-            let d = &self.deployments[i];
-            if e.deployment_id.is_none() {
-                e.deployment_id = Some(d.cfg.id.clone());
-            }
-            if e.provider.is_none() {
-                e.provider = Some(d.cfg.prefix.clone());
-            }
-        }
-        if attempts > 0 {
-            e.attempts = Some(attempts);
-        }
-        self.redact(&mut e.message);
-        if log::enabled(log::Level::Debug) {
-            log::debug(
-                "request failed",
-                &[
-                    ("deployment_id", e.deployment_id.as_deref().into()),
-                    ("attempts", attempts.into()),
-                    ("status", e.status.name().into()),
-                    ("http_status", e.http_status.into()),
-                    ("latency_ms", ms_since(started).into()),
-                    ("message", e.message.as_str().into()),
-                ],
-            );
-        }
-        e
     }
 }
 

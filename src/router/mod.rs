@@ -2,9 +2,10 @@
 //! failover / context-window fallback loop. It knows no wire format and nothing of C.
 
 mod backoff;
-mod counters;
+pub mod counters;
 pub mod deployment;
 mod execute;
+mod outcome;
 mod report;
 mod select;
 pub mod state;

@@ -2992,6 +2992,131 @@ static void test_async_standin(void) {
 
 /* ============================================================================================ */
 
+/* ============================================================================================ */
+/* Operability: llmr_set_logger, llmr_metrics                                                    */
+
+/* What the logger saw. Static: a replaced logger may still get the message under way. */
+typedef struct {
+    atomic_int messages;
+    atomic_int not_json;       /* a message that is not a JSON object with a level */
+    atomic_int wrong_level;    /* the level argument disagrees with the JSON's, or is above max */
+    atomic_int with_key;       /* a message with an API key */
+    atomic_int completed;      /* "request completed" lines (debug) */
+    atomic_int skipped;        /* "config entry skipped" warnings */
+    atomic_int reentered_ok;   /* llmr_metrics from inside the callback returned LLMR_OK */
+    atomic_bool on_caller;     /* a message arrived on the thread that installed the logger */
+    pthread_t installer;
+    int max_level;
+} log_seen;
+
+static log_seen g_log;
+
+static void on_log(int32_t level, const char *message_json, void *user_data) {
+    log_seen *seen = (log_seen *)user_data;
+    atomic_fetch_add(&seen->messages, 1);
+    if (pthread_equal(pthread_self(), seen->installer)) {
+        atomic_store(&seen->on_caller, true);
+    }
+    static const char *const names[] = {"", "error", "warn", "info", "debug", "trace"};
+    if (message_json == NULL || message_json[0] != '{' || !json_kind(message_json, "level", '"')) {
+        atomic_fetch_add(&seen->not_json, 1);
+        return;
+    }
+    char want[32];
+    snprintf(want, sizeof want, "\"%s\"", (level >= 1 && level <= 5) ? names[level] : "?");
+    if (level < 1 || level > seen->max_level || !json_is(message_json, "level", want)) {
+        atomic_fetch_add(&seen->wrong_level, 1);
+    }
+    if (strstr(message_json, KEY_INLINE) != NULL || strstr(message_json, KEY_ENV) != NULL) {
+        atomic_fetch_add(&seen->with_key, 1);
+    }
+    if (json_is(message_json, "msg", "\"request completed\"")) {
+        atomic_fetch_add(&seen->completed, 1);
+        /* The callback may call into the library (it runs on no lock and no worker). */
+        char *text = NULL;
+        if (llmr_metrics(&text) == LLMR_OK && text != NULL) {
+            atomic_fetch_add(&seen->reentered_ok, 1);
+        }
+        llmr_string_free(text);
+    }
+    if (json_is(message_json, "msg", "\"config entry skipped\"")) {
+        atomic_fetch_add(&seen->skipped, 1);
+    }
+}
+
+/* Waits up to 10 s for `*counter` to reach `n`. */
+static bool wait_count(atomic_int *counter, int n) {
+    for (int i = 0; i < 2000 && atomic_load(counter) < n; ++i) {
+        sleep_ms(5);
+    }
+    return atomic_load(counter) >= n;
+}
+
+static void test_operability(void) {
+    g_section = "operability";
+    shutdown_ok();
+
+    /* llmr_metrics: a required out-parameter; works without a router. */
+    CHECK_STATUS(llmr_metrics(NULL), LLMR_ERR_INVALID_ARGUMENT, NULL);
+    char *text = SENTINEL;
+    CHECK_STATUS(llmr_metrics(&text), LLMR_OK, NULL);
+    text = settled(text, "llmr_metrics");
+    CHECK_D(text != NULL && strstr(text, "\nllmr_initialized 0\n") != NULL, text);
+    CHECK_D(text != NULL && strstr(text, "# TYPE llmr_requests_total counter\n") != NULL, text);
+    release(text);
+
+    /* Levels outside 0..5 are refused, with or without a callback. */
+    CHECK_STATUS(llmr_set_logger(on_log, 6, &g_log), LLMR_ERR_INVALID_ARGUMENT, NULL);
+    CHECK_STATUS(llmr_set_logger(on_log, -1, &g_log), LLMR_ERR_INVALID_ARGUMENT, NULL);
+    CHECK_STATUS(llmr_set_logger(NULL, 9, NULL), LLMR_ERR_INVALID_ARGUMENT, NULL);
+
+    /* Installed before llmr_init, it gets init's warnings, then every request's outcome. */
+    g_log.installer = pthread_self();
+    g_log.max_level = 4;
+    CHECK_STATUS(llmr_set_logger(on_log, 4, &g_log), LLMR_OK, NULL);
+    CHECK(init_ok(MOCK_CONFIG));
+    CHECK(wait_count(&g_log.skipped, 1));
+    result r = complete(HELLO);
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    release(r.json);
+    CHECK(wait_count(&g_log.completed, 1));
+    CHECK(wait_count(&g_log.reentered_ok, 1));
+
+    /* Metrics through the ABI count that request. */
+    text = NULL;
+    CHECK_STATUS(llmr_metrics(&text), LLMR_OK, text);
+    CHECK_D(text != NULL && strstr(text, "\nllmr_initialized 1\n") != NULL, text);
+    CHECK_D(text != NULL && strstr(text, "llmr_requests_total{deployment_id=\"m") != NULL, text);
+    CHECK_D(text != NULL && strstr(text, "gen_ai_client_operation_duration_seconds_bucket{") != NULL,
+            text);
+    release(text);
+
+    /* It survives llmr_shutdown. */
+    shutdown_ok();
+    int before = atomic_load(&g_log.completed);
+    CHECK(init_ok(MOCK_CONFIG));
+    r = complete(HELLO);
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    release(r.json);
+    CHECK(wait_count(&g_log.completed, before + 1));
+
+    /* Back to stderr: the logger gets nothing more (but the message already under way). */
+    CHECK_STATUS(llmr_set_logger(NULL, 0, NULL), LLMR_OK, NULL);
+    sleep_ms(50);
+    int after = atomic_load(&g_log.messages);
+    r = complete(HELLO);
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    release(r.json);
+    sleep_ms(50);
+    CHECK(atomic_load(&g_log.messages) == after);
+
+    CHECK(atomic_load(&g_log.not_json) == 0);
+    CHECK(atomic_load(&g_log.wrong_level) == 0);
+    CHECK(atomic_load(&g_log.with_key) == 0);
+    CHECK(!atomic_load(&g_log.on_caller));
+    shutdown_ok();
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--quick") == 0) {
@@ -3018,6 +3143,7 @@ int main(int argc, char **argv) {
     test_mock_failures();
     test_mock_tools();
     test_async();
+    test_operability();
     test_standin();
     test_async_standin();
 

@@ -58,6 +58,9 @@ const DoneCallback = koffi.proto(
   'void llmr_done_cb(int32_t status, const char *json, uintptr_t user_data)',
 );
 const ChunkCallback = koffi.proto('int32_t llmr_chunk_cb(const char *chunk_json, uintptr_t user_data)');
+const LogCallback = koffi.proto(
+  'void llmr_log_cb(int32_t level, const char *message_json, uintptr_t user_data)',
+);
 
 const fn = {
   version: lib.func('const char *llmr_version(void)'),
@@ -79,6 +82,8 @@ const fn = {
     'uint64_t llmr_stream_async(const char *request_json, llmr_chunk_cb *on_chunk, llmr_done_cb *on_done, uintptr_t user_data)',
   ),
   cancel: lib.func('int32_t llmr_cancel(uint64_t request_id)'),
+  setLogger: lib.func('int32_t llmr_set_logger(llmr_log_cb *on_log, int32_t max_level, uintptr_t user_data)'),
+  metrics: lib.func('int32_t llmr_metrics(_Out_ llmr_owned_str *text_out)'),
 };
 
 /** Calls a function whose one argument is a `char **` out-string; returns [status, string]. */
@@ -88,4 +93,4 @@ function withOutString(f, ...args) {
   return [status, out[0]];
 }
 
-module.exports = { koffi, fn, withOutString, DoneCallback, ChunkCallback, LIBRARY_PATH };
+module.exports = { koffi, fn, withOutString, DoneCallback, ChunkCallback, LogCallback, LIBRARY_PATH };
