@@ -380,8 +380,8 @@ llmr_status llmr_set_logger(llmr_log_cb on_log, int32_t max_level, void *user_da
  * otherwise. Never holds an API key.
  *
  * Works before `llmr_init` and after `llmr_shutdown` too (`llmr_initialized 0`, no
- * per-deployment series). `text_out`: required (NULL is `LLMR_ERR_INVALID_ARGUMENT`); the caller
- * frees it with `llmr_string_free`.
+ * per-deployment series). `text_out`: may be NULL (then nothing is returned, as for every
+ * out-parameter); the caller frees the text with `llmr_string_free`.
  *
  * # Safety
  * `text_out` must be NULL or writable.

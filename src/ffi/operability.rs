@@ -85,8 +85,8 @@ pub unsafe extern "C" fn llmr_set_logger(
 /// otherwise. Never holds an API key.
 ///
 /// Works before `llmr_init` and after `llmr_shutdown` too (`llmr_initialized 0`, no
-/// per-deployment series). `text_out`: required (NULL is `LLMR_ERR_INVALID_ARGUMENT`); the caller
-/// frees it with `llmr_string_free`.
+/// per-deployment series). `text_out`: may be NULL (then nothing is returned, as for every
+/// out-parameter); the caller frees the text with `llmr_string_free`.
 ///
 /// # Safety
 /// `text_out` must be NULL or writable.
@@ -94,7 +94,7 @@ pub unsafe extern "C" fn llmr_set_logger(
 pub unsafe extern "C" fn llmr_metrics(text_out: *mut *mut c_char) -> llmr_status {
     ffi_boundary!(out = text_out, {
         if text_out.is_null() {
-            return LLMR_ERR_INVALID_ARGUMENT;
+            return LLMR_OK; // Nothing asked for: nothing rendered.
         }
         clear(text_out);
         put_string(text_out, crate::metrics_text());

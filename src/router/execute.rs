@@ -202,7 +202,7 @@ impl Router {
                                     overall.as_secs_f64()
                                 ),
                             );
-                            return Err(self.finish_error(e, last.map(|l| l.1), attempts, started));
+                            return Err(outcome.failed(e, last.map(|l| l.1)));
                         }
                         if log::enabled(log::Level::Debug) {
                             log::debug(
