@@ -186,6 +186,9 @@ pub const CLOUDFLARE_ACCOUNT_ENV: &str = "CLOUDFLARE_ACCOUNT_ID";
 /// Largest `cooldown_time` / `timeout` accepted, in seconds: beyond a day it is a typo.
 const MAX_SECONDS: f64 = 86_400.0;
 
+/// Largest `weight` accepted: shares are summed and compared as floating point.
+const MAX_WEIGHT: f64 = 1e9;
+
 pub fn parse(json: &str) -> Result<Config, Error> {
     let root: Value =
         serde_json::from_str(json).map_err(|e| Error::config(format!("config JSON: {e}")))?;
@@ -446,6 +449,22 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
             None => Ok(None),
         }
     };
+    let weight = match field("weight")? {
+        Some(w) if w > MAX_WEIGHT => {
+            return Err(format!(
+                "`weight` must be a positive number up to {MAX_WEIGHT}"
+            ))
+        }
+        w => w,
+    };
+    // Prices are read by the deployment; a wrong one would go unnoticed in every cost figure.
+    for k in ["input_cost_per_token", "output_cost_per_token"] {
+        match params.get(k) {
+            None | Some(Value::Null) => {}
+            Some(v) if v.as_f64().is_some_and(|f| f.is_finite() && f >= 0.0) => {}
+            Some(_) => return Err(format!("`{k}` must be a number of dollars, 0 or more")),
+        }
+    }
     Ok(DeploymentConfig {
         id,
         index,
@@ -457,7 +476,7 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
         base_model: opt_str(params, "base_model")?.map(str::to_owned),
         rpm: whole_field("rpm")?,
         tpm: whole_field("tpm")?,
-        weight: field("weight")?,
+        weight,
         max_input_tokens: whole_field("max_input_tokens")?.or_else(|| ollama_window(spec, params)),
         max_output_tokens: whole_field("max_output_tokens")?,
         timeout: secs("timeout")?,
