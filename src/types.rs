@@ -203,7 +203,12 @@ pub const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
 fn tool_choice_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if matches!(s.as_str(), "none" | "auto" | "required") => {
+        // Any case: some providers' own spellings ("NONE") reach them as given.
+        Some(Value::String(s))
+            if ["none", "auto", "required"]
+                .iter()
+                .any(|w| s.eq_ignore_ascii_case(w)) =>
+        {
             Ok(Some(Value::String(s)))
         }
         Some(v @ Value::Object(_)) => Ok(Some(v)),
