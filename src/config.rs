@@ -3,6 +3,7 @@
 //! Like the seed's `_config_to_deployment`, an entry that cannot be used is skipped with a
 //! warning naming the entry and the reason; only a config with no usable entry is an error.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,9 @@ use crate::errors::Error;
 use crate::providers::registry::{self, Family, ProviderSpec};
 use crate::secret::Secret;
 
-/// One deployment as the config describes it, checked and resolved.
-#[derive(Clone, Debug)]
+/// One deployment as the config describes it, checked and resolved. Its `Debug` form shows
+/// the names of `litellm_params`, never their values (keys and tokens may be among them).
+#[derive(Clone)]
 pub struct DeploymentConfig {
     pub id: Arc<str>,
     /// Position in `global_llm_configs`, for messages.
@@ -35,6 +37,29 @@ pub struct DeploymentConfig {
     pub max_output_tokens: Option<u64>,
     pub timeout: Option<Duration>,
     pub cooldown_time: Option<Duration>,
+}
+
+impl fmt::Debug for DeploymentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeploymentConfig")
+            .field("id", &self.id)
+            .field("index", &self.index)
+            .field("provider", &self.spec.key)
+            .field("prefix", &self.prefix)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key)
+            .field("api_base", &self.api_base)
+            .field("params", &self.params.keys().collect::<Vec<_>>())
+            .field("base_model", &self.base_model)
+            .field("rpm", &self.rpm)
+            .field("tpm", &self.tpm)
+            .field("weight", &self.weight)
+            .field("max_input_tokens", &self.max_input_tokens)
+            .field("max_output_tokens", &self.max_output_tokens)
+            .field("timeout", &self.timeout)
+            .field("cooldown_time", &self.cooldown_time)
+            .finish()
+    }
 }
 
 impl DeploymentConfig {

@@ -8,6 +8,8 @@ mod async_calls;
 mod calls;
 mod introspect;
 mod lifecycle;
+#[cfg(test)]
+mod panic_safety_tests;
 
 use std::ffi::{c_char, CStr, CString};
 

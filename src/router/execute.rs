@@ -247,6 +247,8 @@ impl Router {
             let timeout = d.cfg.timeout.map_or(remaining, |t| t.min(remaining));
 
             attempts += 1;
+            #[cfg(test)]
+            crate::fault::inject(req, "router", &d.cfg);
             d.counters
                 .attempts
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -260,6 +262,8 @@ impl Router {
                 Ok((mut resp, timing)) => {
                     let usage = resp.usage.unwrap_or_default();
                     let now = now_ms();
+                    #[cfg(test)]
+                    crate::fault::arm_state(req);
                     d.state
                         .settle(tokens, usage.total_tokens.max(usage.prompt_tokens), now);
                     d.state.record_timing(timing);
