@@ -252,7 +252,12 @@ pub fn parse(json: &str) -> Result<Config, Error> {
                 let id = entry
                     .get("id")
                     .and_then(id_string)
-                    .map(|s| format!(" (id {s})"))
+                    .map(|s| {
+                        format!(
+                            " (id {})",
+                            crate::errors::excerpt(&s, crate::errors::MAX_QUOTED)
+                        )
+                    })
                     .unwrap_or_default();
                 warnings.push(format!("global_llm_configs[{i}]{id}: skipped: {why}"));
             }
@@ -350,7 +355,8 @@ pub(crate) fn resolve_secret(field: &str, v: &str) -> Result<Option<Secret>, Str
         return match std::env::var(name) {
             Ok(val) if !val.is_empty() => Ok(Some(Secret::new(&val))),
             _ => Err(format!(
-                "`{field}` names the environment variable {name}, which is not set"
+                "`{field}` names the environment variable {}, which is not set",
+                crate::errors::excerpt(name, crate::errors::MAX_QUOTED)
             )),
         };
     }
@@ -425,7 +431,8 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
             ),
             None => {
                 return Err(format!(
-                    "unknown provider `{name}` (and no `api_base` to reach it as an OpenAI-compatible server)"
+                    "unknown provider `{}` (and no `api_base` to reach it as an OpenAI-compatible server)",
+                    crate::errors::excerpt(name, crate::errors::MAX_QUOTED)
                 ))
             }
         },

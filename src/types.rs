@@ -251,7 +251,10 @@ impl ChatRequest {
         let mut de = serde_json::Deserializer::from_str(json);
         let mut req: ChatRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
+            let path = crate::errors::excerpt(&path, crate::errors::MAX_QUOTED);
+            // serde quotes the offending value, which may be the caller's 100 MB string.
+            let inner = e.into_inner().to_string();
+            let inner = crate::errors::excerpt(&inner, crate::errors::MAX_QUOTED * 2);
             if path == "." || path == "?" || path.is_empty() {
                 Error::invalid(format!("request JSON: {inner}"))
             } else {

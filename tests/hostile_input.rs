@@ -62,6 +62,12 @@ fn config_fails(cfg: &str, parts: &[&str], what: &str) {
             assert_eq!(e.status, Status::Config, "{what}: {}", e.to_json());
             let json: Value = serde_json::from_str(&e.to_json()).expect("error JSON");
             assert_eq!(json["error"]["status"], "config", "{what}");
+            // Short: a message quotes at most an excerpt of the input.
+            assert!(
+                e.to_json().len() < 4096,
+                "{what}: {} bytes",
+                e.to_json().len()
+            );
             for p in parts {
                 assert!(
                     e.message.contains(p),
@@ -625,4 +631,37 @@ fn a_tool_message_may_carry_any_content_like_the_seed() {
             {"role": "tool", "tool_call_id": "c", "content": v}]});
         request_ok(&req.to_string(), &format!("tool content = {kind}"));
     }
+}
+
+#[test]
+fn a_huge_string_in_the_wrong_place_gets_a_short_error() {
+    let _g = init_mock();
+    let huge = "x".repeat(20 << 20);
+    for (path, v) in [
+        ("temperature", json!(huge)),
+        ("model", json!(huge)),
+        ("messages.0.role", json!(7)),
+    ] {
+        let mut req = base_request();
+        set(&mut req, path, v);
+        if path == "messages.0.role" {
+            req["messages"][0]["content"] = json!(huge);
+            req["messages"][0]["role"] = json!(7);
+        }
+        let e = llmr::complete_json(&req.to_string()).expect_err(path);
+        assert_eq!(e.status, Status::InvalidArgument, "{path}");
+        assert!(
+            e.to_json().len() < 2000,
+            "{path}: {} bytes",
+            e.to_json().len()
+        );
+        assert!(
+            e.message.contains(path.split('.').next().unwrap()),
+            "{}",
+            e.message
+        );
+    }
+    drop(_g);
+    let cfg = json!({"global_llm_configs": [{"provider": huge, "model_name": "m"}]}).to_string();
+    config_fails(&cfg, &["unknown provider"], "a huge provider name");
 }

@@ -139,7 +139,8 @@ impl Router {
         let Some(members) = self.group(group_name) else {
             let known: Vec<&str> = self.groups.iter().map(|(n, _)| *n).collect();
             return Err(Error::invalid(format!(
-                "unknown model group `{group_name}`: use one of {}",
+                "unknown model group `{}`: use one of {}",
+                crate::errors::excerpt(group_name, crate::errors::MAX_QUOTED),
                 known.join(", ")
             )));
         };
