@@ -130,9 +130,12 @@ fn run_both(what: &str) -> (Result<String, llmr::Error>, Result<String, llmr::Er
     (c, s)
 }
 
+/// Retries only where there is another deployment to fail over to: a retry of the only one
+/// waits out a backoff and shows nothing new.
 fn init(entries: Vec<Value>) {
+    let retries = u32::from(entries.len() > 1);
     let cfg = json!({"global_llm_configs": entries,
-                     "router_settings": {"num_retries": 1, "retry_after": 0, "cooldown_time": 1, "allowed_fails": 0}});
+                     "router_settings": {"num_retries": retries, "retry_after": 0, "cooldown_time": 1, "allowed_fails": 0}});
     llmr::init(&cfg.to_string()).unwrap_or_else(|e| panic!("init: {}", e.to_json()));
 }
 
