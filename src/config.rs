@@ -3,6 +3,7 @@
 //! Like the seed's `_config_to_deployment`, an entry that cannot be used is skipped with a
 //! warning naming the entry and the reason; only a config with no usable entry is an error.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,9 @@ use crate::errors::Error;
 use crate::providers::registry::{self, Family, ProviderSpec};
 use crate::secret::Secret;
 
-/// One deployment as the config describes it, checked and resolved.
-#[derive(Clone, Debug)]
+/// One deployment as the config describes it, checked and resolved. Its `Debug` form shows
+/// the names of `litellm_params`, never their values (keys and tokens may be among them).
+#[derive(Clone)]
 pub struct DeploymentConfig {
     pub id: Arc<str>,
     /// Position in `global_llm_configs`, for messages.
@@ -35,6 +37,29 @@ pub struct DeploymentConfig {
     pub max_output_tokens: Option<u64>,
     pub timeout: Option<Duration>,
     pub cooldown_time: Option<Duration>,
+}
+
+impl fmt::Debug for DeploymentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeploymentConfig")
+            .field("id", &self.id)
+            .field("index", &self.index)
+            .field("provider", &self.spec.key)
+            .field("prefix", &self.prefix)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key)
+            .field("api_base", &self.api_base)
+            .field("params", &self.params.keys().collect::<Vec<_>>())
+            .field("base_model", &self.base_model)
+            .field("rpm", &self.rpm)
+            .field("tpm", &self.tpm)
+            .field("weight", &self.weight)
+            .field("max_input_tokens", &self.max_input_tokens)
+            .field("max_output_tokens", &self.max_output_tokens)
+            .field("timeout", &self.timeout)
+            .field("cooldown_time", &self.cooldown_time)
+            .finish()
+    }
 }
 
 impl DeploymentConfig {
@@ -196,6 +221,9 @@ pub const CLOUDFLARE_ACCOUNT_ENV: &str = "CLOUDFLARE_ACCOUNT_ID";
 /// Largest `cooldown_time` / `timeout` accepted, in seconds: beyond a day it is a typo.
 const MAX_SECONDS: f64 = 86_400.0;
 
+/// Largest `weight` accepted: shares are summed and compared as floating point.
+const MAX_WEIGHT: f64 = 1e9;
+
 pub fn parse(json: &str) -> Result<Config, Error> {
     let root: Value =
         serde_json::from_str(json).map_err(|e| Error::config(format!("config JSON: {e}")))?;
@@ -234,7 +262,12 @@ pub fn parse(json: &str) -> Result<Config, Error> {
                 let id = entry
                     .get("id")
                     .and_then(id_string)
-                    .map(|s| format!(" (id {s})"))
+                    .map(|s| {
+                        format!(
+                            " (id {})",
+                            crate::errors::excerpt(&s, crate::errors::MAX_QUOTED)
+                        )
+                    })
                     .unwrap_or_default();
                 warnings.push(format!("global_llm_configs[{i}]{id}: skipped: {why}"));
             }
@@ -339,7 +372,8 @@ pub(crate) fn resolve_secret(field: &str, v: &str) -> Result<Option<Secret>, Str
         return match std::env::var(name) {
             Ok(val) if !val.is_empty() => Ok(Some(Secret::new(&val))),
             _ => Err(format!(
-                "`{field}` names the environment variable {name}, which is not set"
+                "`{field}` names the environment variable {}, which is not set",
+                crate::errors::excerpt(name, crate::errors::MAX_QUOTED)
             )),
         };
     }
@@ -414,7 +448,8 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
             ),
             None => {
                 return Err(format!(
-                    "unknown provider `{name}` (and no `api_base` to reach it as an OpenAI-compatible server)"
+                    "unknown provider `{}` (and no `api_base` to reach it as an OpenAI-compatible server)",
+                    crate::errors::excerpt(name, crate::errors::MAX_QUOTED)
                 ))
             }
         },
@@ -460,6 +495,22 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
             None => Ok(None),
         }
     };
+    let weight = match field("weight")? {
+        Some(w) if w > MAX_WEIGHT => {
+            return Err(format!(
+                "`weight` must be a positive number up to {MAX_WEIGHT}"
+            ))
+        }
+        w => w,
+    };
+    // Prices are read by the deployment; a wrong one would go unnoticed in every cost figure.
+    for k in ["input_cost_per_token", "output_cost_per_token"] {
+        match params.get(k) {
+            None | Some(Value::Null) => {}
+            Some(v) if v.as_f64().is_some_and(|f| f.is_finite() && f >= 0.0) => {}
+            Some(_) => return Err(format!("`{k}` must be a number of dollars, 0 or more")),
+        }
+    }
     Ok(DeploymentConfig {
         id,
         index,
@@ -471,7 +522,7 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
         base_model: opt_str(params, "base_model")?.map(str::to_owned),
         rpm: whole_field("rpm")?,
         tpm: whole_field("tpm")?,
-        weight: field("weight")?,
+        weight,
         max_input_tokens: whole_field("max_input_tokens")?.or_else(|| ollama_window(spec, params)),
         max_output_tokens: whole_field("max_output_tokens")?,
         timeout: secs("timeout")?,

@@ -206,6 +206,22 @@ pub fn status_for_http(http_status: u16, overflow: bool, policy: bool) -> Status
     }
 }
 
+/// The longest piece of the caller's own input an error message quotes.
+pub const MAX_QUOTED: usize = 200;
+
+/// `s` cut to at most `max` bytes at a character boundary, with `…` when cut: error messages
+/// quote the caller's input, which may be huge (a 100 MB string in the wrong field).
+pub fn excerpt(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes in all)", &s[..end], s.len()))
+}
+
 /// Removes every configured secret from a text before it leaves the library.
 pub fn redact(text: &mut String, secrets: &[Arc<str>]) {
     for s in secrets {

@@ -152,6 +152,8 @@ fn not_in_runtime(what: &str) -> Result<(), Error> {
 fn prepare(request_json: &str) -> Result<(Arc<Router>, ChatRequest), Error> {
     let router = current()?;
     let req = ChatRequest::from_json(request_json)?;
+    #[cfg(test)]
+    crate::fault::inject(&req, "caller", &router.deployments[0].cfg);
     Ok((router, req))
 }
 

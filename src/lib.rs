@@ -19,6 +19,8 @@ pub mod callbacks;
 pub mod cancel;
 pub mod config;
 pub mod errors;
+#[cfg(test)]
+mod fault;
 pub mod ffi;
 pub mod global;
 pub mod inflight;

@@ -16,12 +16,21 @@ pub struct ChatRequest {
     pub messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Tool>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `"none"`, `"auto"`, `"required"` or an object.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "tool_choice_value"
+    )]
     pub tool_choice: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
     /// A string or an array of strings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "stop_value"
+    )]
     pub stop: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
@@ -36,9 +45,9 @@ pub struct ChatRequest {
     /// Seconds; overrides the router's timeout for this request. Never sent upstream.
     #[serde(default, skip_serializing)]
     pub timeout: Option<f64>,
-    /// Ignored: the function called decides. Never sent as given.
+    /// Ignored (the function called decides), but still a boolean. Never sent as given.
     #[serde(default, skip_serializing)]
-    pub stream: Option<Value>,
+    pub stream: Option<bool>,
     /// Every other field, passed through to OpenAI-compatible providers.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -67,7 +76,11 @@ pub struct Message {
     /// A string, an array of content parts, or null.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "objects"
+    )]
     pub tool_calls: Option<Vec<ToolCall>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
@@ -83,6 +96,7 @@ pub struct ToolCall {
     pub id: String,
     #[serde(rename = "type", default = "function_type")]
     pub kind: String,
+    #[serde(deserialize_with = "object")]
     pub function: FunctionCall,
 }
 
@@ -110,7 +124,12 @@ pub struct FunctionDef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A JSON Schema: an object.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object_value"
+    )]
     pub parameters: Option<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -118,6 +137,104 @@ pub struct FunctionDef {
 
 fn function_type() -> String {
     "function".to_owned()
+}
+
+/// A struct that must come as a JSON object: serde's derive would also take an array of its
+/// fields in order, which no caller means.
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_map(ObjectSeed::<T>(std::marker::PhantomData))
+}
+
+/// [`object`] for each element of an optional array.
+fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    struct Elements<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Elements<T> {
+        type Value = Option<Vec<T>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of objects")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            while let Some(x) = seq.next_element_seed(ObjectSeed::<T>(std::marker::PhantomData))? {
+                out.push(x);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_option(Elements::<T>(std::marker::PhantomData))
+}
+
+struct ObjectSeed<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> serde::de::DeserializeSeed<'de> for ObjectSeed<T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectSeed<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
+}
+
+/// The longest request `timeout` accepted, in seconds (the router's own limit): a day.
+pub const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
+
+fn tool_choice_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        // Any case: some providers' own spellings ("NONE") reach them as given.
+        Some(Value::String(s))
+            if ["none", "auto", "required"]
+                .iter()
+                .any(|w| s.eq_ignore_ascii_case(w)) =>
+        {
+            Ok(Some(Value::String(s)))
+        }
+        Some(v @ Value::Object(_)) => Ok(Some(v)),
+        Some(_) => Err(serde::de::Error::custom(
+            "must be \"none\", \"auto\", \"required\" or an object",
+        )),
+    }
+}
+
+fn stop_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::String(_)) => Ok(Some(v)),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => Ok(Some(Value::Array(a))),
+        Some(_) => Err(serde::de::Error::custom(
+            "must be a string or an array of strings",
+        )),
+    }
+}
+
+fn object_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Object(_)) => Ok(Some(v)),
+        Some(_) => Err(serde::de::Error::custom("must be an object")),
+    }
 }
 
 fn arguments_as_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -134,7 +251,10 @@ impl ChatRequest {
         let mut de = serde_json::Deserializer::from_str(json);
         let mut req: ChatRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
+            let path = crate::errors::excerpt(&path, crate::errors::MAX_QUOTED);
+            // serde quotes the offending value, which may be the caller's 100 MB string.
+            let inner = e.into_inner().to_string();
+            let inner = crate::errors::excerpt(&inner, crate::errors::MAX_QUOTED * 2);
             if path == "." || path == "?" || path.is_empty() {
                 Error::invalid(format!("request JSON: {inner}"))
             } else {
@@ -159,18 +279,22 @@ impl ChatRequest {
                     "request JSON at `messages[{i}].role`: must not be empty"
                 )));
             }
-            if m.role == "tool" {
-                if let Some(c) = &m.content {
-                    if !c.is_string() && !c.is_null() {
-                        m.content = Some(Value::String(c.to_string()));
-                    }
+            match &m.content {
+                None | Some(Value::Null | Value::String(_)) => {}
+                Some(c) if m.role == "tool" => m.content = Some(Value::String(c.to_string())),
+                Some(Value::Array(_)) => {}
+                Some(_) => {
+                    return Err(Error::invalid(format!(
+                        "request JSON at `messages[{i}].content`: must be a string, an array of content parts or null"
+                    )))
                 }
             }
         }
         if let Some(t) = self.timeout {
-            if !(t.is_finite() && t > 0.0) {
+            // Beyond a day it is a typo, and a Duration or deadline that large would overflow.
+            if !(t.is_finite() && t > 0.0 && t <= MAX_TIMEOUT_SECONDS) {
                 return Err(Error::invalid(
-                    "request JSON at `timeout`: must be a positive number of seconds",
+                    "request JSON at `timeout`: must be a positive number of seconds up to 86400",
                 ));
             }
         }

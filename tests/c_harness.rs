@@ -24,6 +24,10 @@
 //! on the stand-in, checking that every callback runs on the one `llmr-callbacks` thread, never
 //! two at once, and every `on_done` exactly once.
 //!
+//! And hostile input and timing: 100 MB strings, deep nesting, init from 16 threads at once,
+//! `llmr_shutdown` with blocking and asynchronous calls and streams in flight (then `llmr_init`
+//! again), callbacks that shut down and initialise from inside, slow callbacks.
+//!
 //! Also: the header compiles as C99/C11 and as C++11/C++20 with warnings as errors, and the
 //! offline demo (`examples/demo.c`, what `make demo` runs) builds strictly and succeeds.
 //!
@@ -318,6 +322,7 @@ fn run_harness(
     for (line, cases) in [
         ("async cases ran", "asynchronous (MOCK)"),
         ("async stand-in cases ran", "asynchronous stand-in"),
+        ("hostile cases ran", "hostile input"),
     ] {
         assert!(
             r.stdout.contains(line),

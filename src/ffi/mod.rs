@@ -9,6 +9,8 @@ mod calls;
 mod introspect;
 mod lifecycle;
 mod operability;
+#[cfg(test)]
+mod panic_safety_tests;
 
 use std::ffi::{c_char, CStr, CString};
 

@@ -1670,8 +1670,12 @@ mod tests {
         body_of(&endpoint(), request)
     }
 
+    /// The error of a request refused by parsing (llmr's schema) or by the translation.
     fn body_err(request: &str) -> Error {
-        let req = ChatRequest::from_json(request).unwrap();
+        let req = match ChatRequest::from_json(request) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
         Bedrock.request_body(&endpoint(), &req, false).unwrap_err()
     }
 

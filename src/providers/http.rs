@@ -53,12 +53,34 @@ impl HttpClient {
         if resp.status().is_success() {
             return Ok(resp);
         }
+        if resp.status().is_redirection() {
+            return Err(redirect_error(&resp, &self.ep));
+        }
         Err(error_answer(resp, &self.ep, |status, headers, body| {
             self.wire
                 .parse_error_with_headers(&self.ep, status, headers, body)
         })
         .await)
     }
+}
+
+/// A 3xx answer: never followed (the client's redirect policy is `none`), since following it
+/// would send the request, key included, wherever the answer points.
+fn redirect_error(resp: &reqwest::Response, ep: &Endpoint) -> Error {
+    let status = resp.status().as_u16();
+    // Only the host: a redirect URL may carry tokens of its own in its query.
+    let to = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| reqwest::Url::parse(l).ok())
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .map_or_else(String::new, |h| format!(" to {h}"));
+    Error::upstream(format!(
+        "the provider answered with a redirect (HTTP {status}{to}), which llmr does not follow: it could carry the API key to another host; check `api_base`"
+    ))
+    .with_http_status(status)
+    .with_provider(&ep.provider)
 }
 
 /// A non-2xx answer as an error: its body read (within limits) and classified by `parse`, the

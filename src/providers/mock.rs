@@ -317,6 +317,10 @@ impl ChatClient for MockClient {
             Ok(Box::new(MockStream {
                 chunks,
                 delay: self.chunk_delay,
+                #[cfg(test)]
+                panic_after_first: crate::fault::at(req, "stream"),
+                #[cfg(test)]
+                given: 0,
             }) as Box<dyn ChunkStream>)
         })
     }
@@ -325,11 +329,22 @@ impl ChatClient for MockClient {
 struct MockStream {
     chunks: VecDeque<ChatChunk>,
     delay: Duration,
+    #[cfg(test)]
+    panic_after_first: bool,
+    #[cfg(test)]
+    given: usize,
 }
 
 impl ChunkStream for MockStream {
     fn next_chunk(&mut self) -> BoxFuture<'_, Option<Result<ChatChunk, Error>>> {
         Box::pin(async move {
+            #[cfg(test)]
+            {
+                if self.panic_after_first && self.given >= 1 {
+                    panic!("llmr test fault at stream (after the first chunk)");
+                }
+                self.given += 1;
+            }
             let c = self.chunks.pop_front()?;
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;

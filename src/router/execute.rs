@@ -146,7 +146,8 @@ impl Router {
         let Some(members) = self.group(group_name) else {
             let known: Vec<&str> = self.groups.iter().map(|(n, _)| *n).collect();
             let e = Error::invalid(format!(
-                "unknown model group `{group_name}`: use one of {}",
+                "unknown model group `{}`: use one of {}",
+                crate::errors::excerpt(group_name, crate::errors::MAX_QUOTED),
                 known.join(", ")
             ));
             return Err(outcome.failed(e, None));
@@ -295,6 +296,8 @@ impl Router {
             let timeout = d.cfg.timeout.map_or(remaining, |t| t.min(remaining));
 
             outcome.attempt(i, last.as_ref());
+            #[cfg(test)]
+            crate::fault::inject(req, "router", &d.cfg);
             let attempt_started = Instant::now();
             let in_flight = InFlight::enter(&*d.state);
             let result = self
@@ -306,6 +309,8 @@ impl Router {
                 Ok((mut resp, timing)) => {
                     let usage = resp.usage.unwrap_or_default();
                     let now = now_ms();
+                    #[cfg(test)]
+                    crate::fault::arm_state(req);
                     d.state
                         .settle(tokens, usage.total_tokens.max(usage.prompt_tokens), now);
                     d.state.record_timing(timing);

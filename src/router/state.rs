@@ -160,6 +160,8 @@ impl LiveState for LocalState {
 
     fn settle(&self, reserved: u64, actual: u64, now: u64) {
         let mut w = lock(&self.window);
+        #[cfg(test)]
+        crate::fault::state_point();
         if w.minute == now / MINUTE_MS {
             w.usage.tokens = (w.usage.tokens + actual).saturating_sub(reserved);
         } else {

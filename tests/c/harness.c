@@ -10,7 +10,10 @@
  * the stand-in: results and errors in on_done, chunks in order, requests that cannot start
  * (id 0, on_done once), cancellation (llmr_cancel, a callback returning non-zero, llmr_shutdown
  * with requests in flight, also from inside a callback), 1,000 requests in flight from one
- * thread with every second one cancelled, callbacks that call back into the library. Every
+ * thread with every second one cancelled, callbacks that call back into the library. Hostile
+ * input and timing: 100 MB strings, deep nesting in free-form fields, absurd settings, init from
+ * 16 threads at once, llmr_shutdown with blocking and async calls and streams in flight (then
+ * llmr_init again), callbacks that call llmr_shutdown / llmr_init, slow callbacks. Every
  * callback is checked to run on the library's one "llmr-callbacks" thread (never the caller's,
  * never two at once), every on_done exactly once; waits are bounded (a failed check, not a hang).
  *
@@ -2991,6 +2994,545 @@ static void test_async_standin(void) {
 }
 
 /* ============================================================================================ */
+/* Hostile input and hostile timing                                                             */
+/*                                                                                              */
+/* 100 MB strings, deep nesting in more places, NULLs once initialised, init from 16 threads at  */
+/* once, llmr_shutdown while blocking and asynchronous requests and streams are in flight (then  */
+/* llmr_init again), callbacks that call llmr_shutdown / llmr_init, slow callbacks.             */
+
+/* `before`, `n` bytes of 'x', `after`. */
+static char *huge_in(size_t n, const char *before, const char *after) {
+    size_t b = strlen(before), a = strlen(after);
+    char *s = malloc(b + n + a + 1);
+    if (s == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    memcpy(s, before, b);
+    memset(s + b, 'x', n);
+    memcpy(s + b + n, after, a + 1);
+    return s;
+}
+
+/* A failing call whose error JSON is short: it quotes at most an excerpt of the input. */
+static void huge_fails(const char *request, llmr_status want) {
+    result r = complete(request);
+    CHECK_ERROR(r.status, want, r.json);
+    CHECK_D(r.json != NULL && strlen(r.json) < 4096, "a short error JSON");
+    release(r.json);
+    stream_ctx ctx;
+    stream_ctx_init(&ctx);
+    r = stream(request, &ctx);
+    CHECK_ERROR(r.status, want, r.json);
+    CHECK(ctx.chunks == 0);
+    CHECK_D(r.json != NULL && strlen(r.json) < 4096, "a short error JSON");
+    release(r.json);
+}
+
+static void test_huge_strings(void) {
+    g_section = "100 MB strings";
+    shutdown_ok();
+    if (!init_ok(MOCK_CONFIG)) {
+        return;
+    }
+    /* valgrind is slow on big copies: 8 MB there, 100 MB otherwise. */
+    const size_t n = g_quick ? ((size_t)8 << 20) : ((size_t)100 << 20);
+    /* A prompt no window takes. */
+    char *s = huge_in(n, "{\"messages\":[{\"role\":\"user\",\"content\":\"", "\"}]}");
+    huge_fails(s, LLMR_ERR_CONTEXT_OVERFLOW);
+    free(s);
+    /* The same string where a number belongs, and as the group name. */
+    s = huge_in(n, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":\"", "\"}");
+    huge_fails(s, LLMR_ERR_INVALID_ARGUMENT);
+    free(s);
+    s = huge_in(n, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"model\":\"", "\"}");
+    huge_fails(s, LLMR_ERR_INVALID_ARGUMENT);
+    free(s);
+    /* Never closed. */
+    s = huge_in(n, "{\"messages\":[{\"role\":\"user\",\"content\":\"", "");
+    huge_fails(s, LLMR_ERR_INVALID_ARGUMENT);
+    free(s);
+    /* Invalid UTF-8 at its very end. */
+    s = huge_in(n, "{\"messages\":[{\"role\":\"user\",\"content\":\"", "\xff\"}]}");
+    huge_fails(s, LLMR_ERR_INVALID_ARGUMENT);
+    free(s);
+    /* A huge field the router does not read passes through: the call succeeds. */
+    s = huge_in(n, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"metadata_blob\":\"", "\"}");
+    result r = complete(s);
+    if (CHECK_STATUS(r.status, LLMR_OK, r.json)) {
+        check_completion(r.json, MOCK_TEXT);
+    }
+    release(r.json);
+    free(s);
+    /* A config with a 100 MB provider name: a short CONFIG error. */
+    shutdown_ok();
+    s = huge_in(n, "{\"global_llm_configs\": [{\"model_name\": \"m\", \"provider\": \"", "\"}]}");
+    char *err = SENTINEL;
+    llmr_status st = llmr_init(s, &err);
+    err = settled(err, "llmr_init");
+    CHECK_ERROR(st, LLMR_ERR_CONFIG, err);
+    CHECK_D(err != NULL && strlen(err) < 4096, "a short error JSON");
+    release(err);
+    free(s);
+    CHECK(!llmr_is_initialized());
+}
+
+static void test_more_bad_input(void) {
+    g_section = "more bad input";
+    shutdown_ok();
+    if (!init_ok(MOCK_CONFIG)) {
+        return;
+    }
+    /* NULL out-parameters and user_data once initialised: the status alone. */
+    CHECK_STATUS(llmr_init(MOCK_CONFIG, NULL), LLMR_OK, NULL);
+    CHECK_STATUS(llmr_complete(HELLO, NULL), LLMR_OK, NULL);
+    CHECK_STATUS(llmr_router_info(NULL), LLMR_OK, NULL);
+    CHECK_STATUS(llmr_stats(NULL), LLMR_OK, NULL);
+    stream_ctx ctx;
+    stream_ctx_init(&ctx);
+    CHECK_STATUS(llmr_stream(HELLO, on_chunk, &ctx, NULL), LLMR_OK, NULL);
+    CHECK(ctx.chunks == 4);
+    CHECK_STATUS(llmr_cancel(0), LLMR_ERR_INVALID_ARGUMENT, NULL);
+    CHECK_STATUS(llmr_cancel(UINT64_MAX), LLMR_OK, NULL); /* not in flight: nothing to do */
+
+    /* Invalid UTF-8 in a member name, and in a field the router never reads. */
+    request_fails("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"\xff\":1}",
+                  LLMR_ERR_INVALID_ARGUMENT);
+    request_fails("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"user\":\"\xc3\x28\"}",
+                  LLMR_ERR_INVALID_ARGUMENT);
+
+    /* Wrong types the schema names. */
+    static const char *const wrong[] = {
+        "{\"messages\": [{\"role\": \"user\", \"content\": 5}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": {}}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stop\": 5}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stop\": [1]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tool_choice\": 1}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tool_choice\": \"sometimes\"}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stream\": \"yes\"}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"timeout\": 1e300}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"parallel_tool_calls\": 1}",
+        "{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [[\"c\", \"function\", {}]]}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}],"
+        " \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": 3}}]}",
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; ++i) {
+        request_fails(wrong[i], LLMR_ERR_INVALID_ARGUMENT);
+    }
+
+    /* 100000-deep nesting in the fields that hold free-form JSON. */
+    char *deep = nested(100000, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\":"
+                        " [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": ",
+                        "{\"a\":", "}", "}}]}");
+    request_fails(deep, LLMR_ERR_INVALID_ARGUMENT);
+    free(deep);
+    deep = nested(100000, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stop\": ", "[",
+                  "]", "}");
+    request_fails(deep, LLMR_ERR_INVALID_ARGUMENT);
+    free(deep);
+    deep = nested(100000, "{\"messages\": [{\"role\": \"tool\", \"content\": ", "[", "]", "}]}");
+    request_fails(deep, LLMR_ERR_INVALID_ARGUMENT);
+    free(deep);
+    /* Deep but within the limit: fine. */
+    deep = nested(50, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"metadata\": ", "[",
+                  "]", "}");
+    result r = complete(deep);
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    release(r.json);
+    free(deep);
+
+    /* Absurd settings: a status and the field's name. */
+    static const char *const absurd[][2] = {
+        {"{\"num_retries\": 1e9}", "num_retries"},
+        {"{\"num_retries\": -1}", "num_retries"},
+        {"{\"allowed_fails\": -1}", "allowed_fails"},
+        {"{\"cooldown_time\": -5}", "cooldown_time"},
+        {"{\"cooldown_time\": \"NaN\"}", "cooldown_time"},
+        {"{\"timeout\": 0}", "timeout"},
+        {"{\"timeout\": -1}", "timeout"},
+        {"{\"timeout\": 1e308}", "timeout"},
+        {"{\"retry_after\": 1e20}", "retry_after"},
+    };
+    shutdown_ok();
+    for (size_t i = 0; i < sizeof absurd / sizeof absurd[0]; ++i) {
+        char cfg[512];
+        snprintf(cfg, sizeof cfg,
+                 "{\"global_llm_configs\": [{\"provider\": \"MOCK\", \"model_name\": \"m\"}],"
+                 " \"router_settings\": %s}",
+                 absurd[i][0]);
+        init_fails(cfg, LLMR_ERR_CONFIG, absurd[i][1]);
+    }
+    static const char *const entries[][2] = {
+        {"\"rpm\": 0", "rpm"},
+        {"\"tpm\": -1", "tpm"},
+        {"\"timeout\": 1e300", "timeout"},
+        {"\"weight\": 1e300", "weight"},
+        {"\"max_input_tokens\": \"big\"", "max_input_tokens"},
+        {"\"litellm_params\": []", "litellm_params"},
+        {"\"litellm_params\": {\"mock_delay_ms\": -1}", "mock_delay_ms"},
+        {"\"provider\": 7", "provider"},
+    };
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; ++i) {
+        char cfg[512];
+        snprintf(cfg, sizeof cfg,
+                 "{\"global_llm_configs\": [{\"provider\": \"MOCK\", \"model_name\": \"m\", %s}]}",
+                 entries[i][0]);
+        init_fails(cfg, LLMR_ERR_CONFIG, entries[i][1]);
+    }
+}
+
+/* 16 threads call llmr_init at the same moment, 12 with a good config and 4 with a bad one:
+ * the good ones return OK, the bad ones OK (already initialised) or CONFIG; one router. */
+#define INIT_THREADS 16
+static atomic_bool g_init_go;
+
+typedef struct {
+    const char *config;
+    llmr_status status;
+    char *err;
+} init_call;
+
+static void *worker_init_at_once(void *arg) {
+    init_call *c = arg;
+    while (!atomic_load(&g_init_go)) {
+        /* spin: every thread calls llmr_init at once */
+    }
+    char *err = SENTINEL;
+    c->status = llmr_init(c->config, &err);
+    c->err = err;
+    return NULL;
+}
+
+static void test_init_sixteen_at_once(void) {
+    g_section = "init from 16 threads";
+    for (int round = 0; round < (g_quick ? 1 : 5); ++round) {
+        shutdown_ok();
+        atomic_store(&g_init_go, false);
+        pthread_t t[INIT_THREADS];
+        init_call c[INIT_THREADS];
+        int started = 0;
+        for (int i = 0; i < INIT_THREADS; ++i) {
+            c[i] = (init_call){.config = i % 4 == 3 ? "{\"global_llm_configs\": 5}" : MOCK_CONFIG};
+            if (CHECK(pthread_create(&t[i], NULL, worker_init_at_once, &c[i]) == 0)) {
+                started++;
+            }
+        }
+        atomic_store(&g_init_go, true);
+        for (int i = 0; i < started; ++i) {
+            pthread_join(t[i], NULL);
+        }
+        for (int i = 0; i < started; ++i) {
+            CHECK(c[i].err != SENTINEL);
+            if (c[i].config == MOCK_CONFIG) {
+                CHECK_STATUS(c[i].status, LLMR_OK, c[i].err);
+                CHECK(c[i].err == NULL);
+            } else if (c[i].status != LLMR_OK) {
+                CHECK_ERROR(c[i].status, LLMR_ERR_CONFIG, c[i].err);
+            }
+            if (c[i].err != SENTINEL) {
+                release(c[i].err);
+            }
+        }
+        CHECK(llmr_is_initialized());
+        CHECK(llmr_model_count() == 2);
+        result r = complete(HELLO);
+        CHECK_STATUS(r.status, LLMR_OK, r.json);
+        release(r.json);
+    }
+}
+
+/* Blocking calls in flight on their own threads when llmr_shutdown comes. */
+typedef struct {
+    bool streaming;
+    result r;
+    stream_ctx ctx;
+    atomic_int *started;
+} blocking_call;
+
+static int32_t count_and_go(const char *chunk_json, void *user_data) {
+    (void)chunk_json;
+    blocking_call *b = user_data;
+    __atomic_fetch_add(&b->ctx.chunks, 1, __ATOMIC_SEQ_CST); /* read by the main thread */
+    return 0;
+}
+
+static void *worker_blocking(void *arg) {
+    blocking_call *b = arg;
+    atomic_fetch_add(b->started, 1);
+    if (b->streaming) {
+        char *out = SENTINEL;
+        b->r.status = llmr_stream(HELLO, count_and_go, b, &out);
+        b->r.json = out;
+    } else {
+        char *out = SENTINEL;
+        b->r.status = llmr_complete(HELLO, &out);
+        b->r.json = out;
+    }
+    return NULL;
+}
+
+static void shutdown_with_blocking_in_flight(const char *config, bool wait_for_chunks,
+                                             const char *what) {
+    g_section = what;
+    shutdown_ok();
+    if (!init_ok(config)) {
+        return;
+    }
+    enum { BLOCKING = 8, ASYNC = 6 };
+    atomic_int started;
+    atomic_init(&started, 0);
+    blocking_call b[BLOCKING];
+    pthread_t t[BLOCKING];
+    int running = 0;
+    for (int i = 0; i < BLOCKING; ++i) {
+        memset(&b[i], 0, sizeof b[i]);
+        /* all streams when the chunks matter, else half and half */
+        b[i].streaming = wait_for_chunks || (i % 2) == 1;
+        b[i].started = &started;
+        if (CHECK(pthread_create(&t[i], NULL, worker_blocking, &b[i]) == 0)) {
+            running++;
+        }
+    }
+    async_batch ab = {0};
+    async_req a[ASYNC];
+    for (int i = 0; i < ASYNC; ++i) {
+        req_init(&a[i], &ab);
+        /* the drip config answers completions at once: only its streams are in flight */
+        bool as_stream = wait_for_chunks || (i % 2) == 1;
+        CHECK((as_stream ? start_stream(&a[i], HELLO) : start_complete(&a[i], HELLO)) != 0);
+    }
+    /* Wait (bounded) until every blocking call is inside the library — and, for the drip
+     * config, until every stream got a chunk. */
+    double until = now_s() + 10.0;
+    for (;;) {
+        bool ready = atomic_load(&started) == running;
+        if (wait_for_chunks) {
+            for (int i = 0; i < running; ++i) {
+                ready = ready && __atomic_load_n(&b[i].ctx.chunks, __ATOMIC_SEQ_CST) > 0;
+            }
+        }
+        if (ready || now_s() > until) {
+            break;
+        }
+        sleep_ms(10);
+    }
+    sleep_ms(g_quick ? 400 : 100); /* from "started" to inside llmr_complete / llmr_stream */
+    double t0 = now_s();
+    shutdown_ok();
+    for (int i = 0; i < running; ++i) {
+        pthread_join(t[i], NULL);
+    }
+    char took[96];
+    snprintf(took, sizeof took, "the blocking calls returned %.2f s after llmr_shutdown",
+             now_s() - t0);
+    CHECK_D(now_s() - t0 < 10.0, took); /* not the 20 s answers */
+    for (int i = 0; i < running; ++i) {
+        CHECK(b[i].r.json != SENTINEL);
+        CHECK_ERROR(b[i].r.status, LLMR_ERR_CANCELLED, b[i].r.json);
+        if (b[i].r.json != SENTINEL) {
+            release(b[i].r.json);
+        }
+        if (wait_for_chunks) {
+            CHECK(b[i].ctx.chunks > 0);
+        }
+    }
+    if (WAIT_BATCH(&ab, ASYNC)) {
+        settle();
+        for (int i = 0; i < ASYNC; ++i) {
+            CHECK_REQ(&a[i]);
+            CHECK_ASYNC_ERROR(&a[i], LLMR_ERR_CANCELLED);
+            req_free(&a[i]);
+        }
+    }
+    /* And llmr_init works again. */
+    if (init_ok(MOCK_CONFIG)) {
+        result r = complete(HELLO);
+        CHECK_STATUS(r.status, LLMR_OK, r.json);
+        release(r.json);
+        stream_ctx ctx;
+        stream_ctx_init(&ctx);
+        r = stream(HELLO, &ctx);
+        CHECK_STATUS(r.status, LLMR_OK, r.json);
+        release(r.json);
+    }
+    shutdown_ok();
+}
+
+/* A blocking stream's on_chunk that shuts the library down, then initialises it again. */
+static int32_t chunk_shutdown_and_init(const char *chunk_json, void *user_data) {
+    (void)chunk_json;
+    int *n = user_data;
+    if (++*n == 1) {
+        CHECK_STATUS(llmr_shutdown(), LLMR_OK, NULL);
+        CHECK(!llmr_is_initialized());
+        char *err = SENTINEL;
+        CHECK_STATUS(llmr_init(MOCK_CONFIG, &err), LLMR_OK, err == SENTINEL ? NULL : err);
+        if (err != SENTINEL) {
+            release(err);
+        }
+        /* A nested blocking call from inside the callback, on the new router. */
+        result r = complete(HELLO);
+        CHECK_STATUS(r.status, LLMR_OK, r.json);
+        release(r.json);
+    }
+    return 0;
+}
+
+/* An async on_chunk that shuts the library down; its on_done initialises it again. */
+static void hook_chunk_shutdown(async_req *r) {
+    if (atomic_load(&r->chunks) == 1) {
+        CHECK_STATUS(llmr_shutdown(), LLMR_OK, NULL);
+    }
+}
+
+static void hook_done_init(async_req *r) {
+    (void)r;
+    char *err = SENTINEL;
+    CHECK_STATUS(llmr_init(MOCK_CONFIG, &err), LLMR_OK, err == SENTINEL ? NULL : err);
+    if (err != SENTINEL) {
+        release(err);
+    }
+    CHECK(llmr_model_count() == 2);
+}
+
+static void test_callbacks_that_reenter_lifecycle(void) {
+    g_section = "callbacks: shutdown and init from inside";
+    const char *drip =
+        "{\"global_llm_configs\": [{\"id\": \"drip\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+        " \"litellm_params\": {\"mock_response\": \"a b c d e f g h i j\", \"mock_chunk_delay_ms\": 30}}]}";
+    shutdown_ok();
+    if (!init_ok(drip)) {
+        return;
+    }
+    int n = 0;
+    char *out = SENTINEL;
+    llmr_status st = llmr_stream(HELLO, chunk_shutdown_and_init, &n, &out);
+    out = settled(out, "llmr_stream");
+    CHECK_ERROR(st, LLMR_ERR_CANCELLED, out);
+    release(out);
+    CHECK(n >= 1 && n < 10);
+    CHECK(llmr_is_initialized());
+    CHECK(llmr_model_count() == 2); /* the callback's own init */
+    result r = complete(HELLO);
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    release(r.json);
+
+    shutdown_ok();
+    if (!init_ok(drip)) {
+        return;
+    }
+    async_batch b = {0};
+    async_req a;
+    req_init(&a, &b);
+    a.on_chunk_hook = hook_chunk_shutdown;
+    a.on_done_hook = hook_done_init;
+    CHECK(start_stream(&a, HELLO) != 0);
+    if (WAIT_BATCH(&b, 1)) {
+        settle();
+        CHECK_REQ(&a);
+        CHECK_ASYNC_ERROR(&a, LLMR_ERR_CANCELLED);
+        CHECK(atomic_load(&a.chunks) == 1);
+        req_free(&a);
+    }
+    CHECK(llmr_is_initialized());
+    r = complete(HELLO);
+    CHECK_STATUS(r.status, LLMR_OK, r.json);
+    release(r.json);
+    shutdown_ok();
+    check_callback_thread();
+}
+
+/* Slow callbacks: they delay only what runs on their thread. */
+static int32_t slow_chunk(const char *chunk_json, void *user_data) {
+    (void)chunk_json;
+    int *n = user_data;
+    ++*n;
+    sleep_ms(400);
+    return 0;
+}
+
+static void hook_slow(async_req *r) {
+    (void)r;
+    sleep_ms(500);
+}
+
+static void test_slow_callbacks(void) {
+    g_section = "slow callbacks";
+    shutdown_ok();
+    /* A request timeout shorter than the callbacks take: the answer was in time, the slow
+     * reader is not a timeout. */
+    if (!init_ok("{\"global_llm_configs\": [{\"id\": \"m\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+                 " \"litellm_params\": {\"mock_response\": \"" MOCK_TEXT "\"}}],"
+                 " \"router_settings\": {\"timeout\": 1}}")) {
+        return;
+    }
+    int n = 0;
+    char *out = SENTINEL;
+    llmr_status st = llmr_stream(HELLO, slow_chunk, &n, &out);
+    out = settled(out, "llmr_stream");
+    CHECK_STATUS(st, LLMR_OK, out);
+    CHECK(n == 4);
+    release(out);
+
+    /* An async stream whose chunks take 0.5 s each, and completions queued behind it: all
+     * finish; blocking calls meanwhile are not held up by the callback thread. */
+    async_batch b = {0};
+    async_req s, c[4];
+    req_init(&s, &b);
+    s.on_chunk_hook = hook_slow;
+    CHECK(start_stream(&s, HELLO) != 0);
+    /* Once its first chunk is being delivered, the other three are queued behind it. */
+    for (double until = now_s() + 10.0; atomic_load(&s.chunks) == 0 && now_s() < until;) {
+        sleep_ms(5);
+    }
+    CHECK(atomic_load(&s.chunks) == 1);
+    for (int i = 0; i < 4; ++i) {
+        req_init(&c[i], &b);
+        CHECK(start_complete(&c[i], HELLO) != 0);
+    }
+    for (int i = 0; i < (g_quick ? 3 : 10); ++i) {
+        result r = complete(HELLO);
+        CHECK_STATUS(r.status, LLMR_OK, r.json);
+        release(r.json);
+    }
+    /* The slow chunks (1.5 s more) are still going: the blocking calls did not wait for them,
+     * and every on_done waits its turn on the callback thread. */
+    CHECK(batch_done(&b) == 0);
+    if (WAIT_BATCH(&b, 5)) {
+        settle();
+        CHECK_REQ(&s);
+        CHECK_STREAM_OK(&s, MOCK_TEXT);
+        for (int i = 0; i < 4; ++i) {
+            CHECK_REQ(&c[i]);
+            CHECK_STATUS(c[i].status, LLMR_OK, c[i].json);
+            req_free(&c[i]);
+        }
+        req_free(&s);
+    }
+    shutdown_ok();
+    check_callback_thread();
+}
+
+static void test_hostile(void) {
+    test_huge_strings();
+    test_more_bad_input();
+    test_init_sixteen_at_once();
+    shutdown_with_blocking_in_flight(
+        "{\"global_llm_configs\": [{\"id\": \"slow\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+        " \"litellm_params\": {\"mock_delay_ms\": 20000}}]}",
+        false, "shutdown with blocking calls in flight");
+    shutdown_with_blocking_in_flight(
+        "{\"global_llm_configs\": [{\"id\": \"drip\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+        " \"litellm_params\": {\"mock_response\": \"w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w\","
+        " \"mock_chunk_delay_ms\": 500}}]}",
+        true, "shutdown with blocking streams mid-way");
+    test_callbacks_that_reenter_lifecycle();
+    test_slow_callbacks();
+    g_section = "hostile";
+    printf("hostile cases ran\n");
+}
+
+/* ============================================================================================ */
 
 /* ============================================================================================ */
 /* Operability: llmr_set_logger, llmr_metrics                                                    */
@@ -3144,6 +3686,7 @@ int main(int argc, char **argv) {
     test_mock_tools();
     test_async();
     test_operability();
+    test_hostile();
     test_standin();
     test_async_standin();
 
