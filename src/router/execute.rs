@@ -244,7 +244,12 @@ impl Router {
                 );
                 return Err(self.finish_error(e, last.map(|l| l.1), attempts, started));
             }
-            let timeout = d.cfg.timeout.map_or(remaining, |t| t.min(remaining));
+            let own = if stream {
+                d.cfg.stream_timeout.or(d.cfg.timeout)
+            } else {
+                d.cfg.timeout
+            };
+            let timeout = own.map_or(remaining, |t| t.min(remaining));
 
             attempts += 1;
             d.counters
