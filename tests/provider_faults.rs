@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use llmr::providers::http::MAX_BODY_BYTES;
 use llmr::sse::MAX_EVENT_BYTES;
-use llmr_testkit::{refusing_base, Reply, StandIn, HUGE_PADDING};
+use llmr_testkit::{refusing_base, Reply, StandIn, ENDLESS_PIECE, HUGE_PADDING};
 use serde_json::{json, Value};
 
 const FIRST: f64 = 1e6;
@@ -538,7 +538,7 @@ fn sent_bytes(s: &StandIn, tenant: &str) -> u64 {
 
 /// The body limits: a body past [`MAX_BODY_BYTES`] is an upstream error once that much was read,
 /// not after all of it; an error body is read to 64 KiB only; a stream event past
-/// [`MAX_EVENT_BYTES`] ends the stream.
+/// [`MAX_EVENT_BYTES`] ends the stream; a streamed answer past [`MAX_BODY_BYTES`] too.
 #[test]
 fn oversize_bodies_are_cut_off_at_the_limit() {
     let _g = lock();
@@ -603,4 +603,38 @@ fn oversize_bodies_are_cut_off_at_the_limit() {
         sent > MAX_EVENT_BYTES as u64 && sent < HUGE_PADDING,
         "{sent} bytes sent"
     );
+    llmr::shutdown();
+
+    // A body with no length that never ends is cut at the limit too.
+    solo("endless");
+    let (r, took) = timed_complete(&ask("hi"));
+    let e = r.unwrap_err();
+    assert_eq!(status(&e), "upstream", "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("larger than {} MiB", limit >> 20)),
+        "{msg}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    llmr::shutdown();
+
+    // So is a stream that never ends: what is kept of it (the answer, assembled) is bounded as
+    // a completion's body is, and the chunks delivered before stay delivered. (The callback
+    // stops a stream that goes on past the limit, so that a failure here cannot hang.)
+    solo("endless-stream");
+    let pieces = MAX_BODY_BYTES / ENDLESS_PIECE;
+    let st = stream(&ask("hi"), Some(pieces + 100));
+    let e = st.result.as_ref().unwrap_err();
+    assert_eq!(status(e), "upstream", "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("larger than {} MiB", limit >> 20)),
+        "{msg}"
+    );
+    assert!(
+        st.chunks.len() >= pieces - 1 && st.chunks.len() <= pieces + 1,
+        "{} chunks delivered",
+        st.chunks.len()
+    );
+    assert!(st.elapsed < Duration::from_secs(30), "{:?}", st.elapsed);
 }

@@ -15,7 +15,9 @@ use super::Router;
 use crate::errors::{Error, Status};
 use crate::log;
 use crate::providers::BoxFuture;
-use crate::types::{ChatChunk, ChatRequest, ChatResponse, LlmrMeta, StreamAssembler, Usage};
+use crate::types::{
+    ChatChunk, ChatRequest, ChatResponse, LlmrMeta, StreamAssembler, Usage, MAX_ANSWER_BYTES,
+};
 
 /// Where a stream's chunks go. Returns `false` when the caller wants no more (cancel).
 pub trait ChunkSink: Send {
@@ -100,6 +102,18 @@ impl Router {
                 }
             };
             assembler.push(&chunk);
+            if assembler.kept_bytes() > MAX_ANSWER_BYTES {
+                // An endless stream would otherwise grow the answer without bound.
+                let delivered = ttft_ms.is_some();
+                return Err(Failed {
+                    err: Error::upstream(format!(
+                        "the streamed answer of deployment {} is larger than {} MiB",
+                        d.cfg.id,
+                        MAX_ANSWER_BYTES >> 20
+                    )),
+                    final_: delivered,
+                });
+            }
             if chunk.has_payload() {
                 if ttft_ms.is_none() {
                     ttft_ms = Some(ms_since(started));

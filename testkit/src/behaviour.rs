@@ -15,6 +15,8 @@ const JSON: &str = "application/json";
 
 /// Size of the `huge` body before its closing `{}`.
 pub const HUGE_PADDING: u64 = 64 * 1024 * 1024;
+/// The text of each content event of an `endless` stream.
+pub const ENDLESS_PIECE: usize = 16 * 1024;
 /// How often `trickle` sends a byte.
 const TRICKLE_EVERY: Duration = Duration::from_secs(1);
 /// How long `resethead` waits between its head and the RST, so the client has read the head.
@@ -298,6 +300,34 @@ impl Out<'_> {
                 self.conn.write_all(&bytes).await?;
                 self.spaces(HUGE_PADDING).await?;
                 Ok(self.after())
+            }
+            Fault::Endless if prompt.stream => {
+                let sse = format.stream(prompt, &Answer::Text("x".repeat(ENDLESS_PIECE)));
+                let mut bytes = self.head(200, self.stream_type, Framing::Chunked);
+                for e in &sse.head {
+                    chunk(&mut bytes, e);
+                }
+                self.conn.write_all(&bytes).await?;
+                let mut piece = Vec::new();
+                for e in &sse.body {
+                    chunk(&mut piece, e);
+                }
+                loop {
+                    self.conn.write_all(&piece).await?;
+                    if !self.interval.is_zero() {
+                        sleep(self.interval).await;
+                    }
+                }
+            }
+            Fault::Endless => {
+                static SPACES: [u8; 64 * 1024] = [b' '; 64 * 1024];
+                let head = self.head(200, JSON, Framing::Chunked);
+                self.conn.write_all(&head).await?;
+                let mut piece = Vec::with_capacity(SPACES.len() + 16);
+                chunk(&mut piece, &SPACES);
+                loop {
+                    self.conn.write_all(&piece).await?;
+                }
             }
             Fault::Garbage => self.full(200, JSON, GARBAGE).await,
             Fault::Huge => {

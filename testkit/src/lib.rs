@@ -30,7 +30,7 @@
 //! `e401`, `e403`, `e404`, `e500`, `e502`, `e503`, `e504`, `e529`, …),
 //! `trickle`, `hang`, `reset`, `resetmid`, `garbage`, `huge`, `truncated`,
 //! `midstreamerror`, `errorfirst`, `resethead`, `midevent`, `nodone`, `earlyend`,
-//! `stall`, `hugeerror` (see [`Fault`]). The stream faults cut the generic
+//! `stall`, `hugeerror`, `endless` (see [`Fault`]). The stream faults cut the generic
 //! streams; Replicate's follow-up requests know only the first nine. A name may carry a label after `-` or `_`
 //! (`e429-b`, `ok_primary`, `ctx-1000-x`) to count tenants apart; a name that
 //! is not a preset behaves as `ok`. For Replicate, `poll-N` (a prediction that
@@ -81,7 +81,7 @@ use tokio::sync::oneshot;
 
 pub use anthropic::TOOL_USE_ID;
 pub use bedrock::TOOL_USE_ID as BEDROCK_TOOL_USE_ID;
-pub use behaviour::HUGE_PADDING;
+pub use behaviour::{ENDLESS_PIECE, HUGE_PADDING};
 pub use cohere::TOOL_CALL_ID as COHERE_TOOL_CALL_ID;
 pub use openai::TOOL_CALL_ID;
 pub use record::RecordedRequest;

@@ -98,11 +98,14 @@ pub enum Fault {
     Stall,
     /// A 503 whose body is the format's error followed by 64 MiB of spaces.
     HugeError,
+    /// Never ends, until the client goes away. Streaming: content events of 16 KiB of text, as
+    /// fast as the client reads; non-streaming: a chunked 200 body of spaces.
+    Endless,
 }
 
 impl Fault {
     /// Every fault with its preset name.
-    pub const ALL: [(&'static str, Fault); 15] = [
+    pub const ALL: [(&'static str, Fault); 16] = [
         ("trickle", Fault::Trickle),
         ("hang", Fault::Hang),
         ("reset", Fault::Reset),
@@ -118,6 +121,7 @@ impl Fault {
         ("earlyend", Fault::EarlyEnd),
         ("stall", Fault::Stall),
         ("hugeerror", Fault::HugeError),
+        ("endless", Fault::Endless),
     ];
 }
 
