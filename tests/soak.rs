@@ -26,7 +26,7 @@ const FULL_RUN: usize = 20_000;
 const FLAKY_TIMEOUT: f64 = 0.5;
 /// The cooldown of every deployment, in seconds (a 429's Retry-After is the same): short, so
 /// that the failing deployments go through many cooldowns in a run of seconds.
-const COOLDOWN_S: f64 = 0.25;
+const COOLDOWN_S: f64 = 0.1;
 /// A failing deployment answers this many requests in a row with one fault, then …
 const BURST: usize = 3;
 /// … this many successfully, then the next fault of its rotation.
