@@ -36,6 +36,8 @@ pub struct DeploymentConfig {
     pub max_input_tokens: Option<u64>,
     pub max_output_tokens: Option<u64>,
     pub timeout: Option<Duration>,
+    /// A stream's `timeout` (to its head, and of each idle gap); `timeout` when not given.
+    pub stream_timeout: Option<Duration>,
     pub cooldown_time: Option<Duration>,
 }
 
@@ -526,6 +528,7 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
         max_input_tokens: whole_field("max_input_tokens")?.or_else(|| ollama_window(spec, params)),
         max_output_tokens: whole_field("max_output_tokens")?,
         timeout: secs("timeout")?,
+        stream_timeout: secs("stream_timeout")?,
         cooldown_time: secs("cooldown_time")?,
         params: params.clone(),
     })
@@ -552,9 +555,12 @@ mod tests {
 
     #[test]
     fn a_full_entry() {
-        let c = cfg(r#"[{"id": 7, "provider": "openai", "model_name": "gpt-4o", "api_key": "sk-1",
-            "litellm_params": {"temperature": 0.2, "base_model": "gpt-4o-2024-08-06", "timeout": 30},
-            "rpm": 500, "tpm": 100000}]"#)
+        let c = cfg(
+            r#"[{"id": 7, "provider": "openai", "model_name": "gpt-4o", "api_key": "sk-1",
+            "litellm_params": {"temperature": 0.2, "base_model": "gpt-4o-2024-08-06", "timeout": 30,
+                "stream_timeout": 2.5},
+            "rpm": 500, "tpm": 100000}]"#,
+        )
         .unwrap();
         let d = &c.deployments[0];
         assert_eq!(&*d.id, "7");
@@ -562,6 +568,7 @@ mod tests {
         assert_eq!(d.rpm, Some(500));
         assert_eq!(d.tpm, Some(100_000));
         assert_eq!(d.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(d.stream_timeout, Some(Duration::from_millis(2500)));
         assert_eq!(d.base_model.as_deref(), Some("gpt-4o-2024-08-06"));
         assert_eq!(d.params["temperature"], 0.2);
     }

@@ -587,9 +587,16 @@ impl ChatChunk {
     }
 }
 
+/// The largest streamed answer kept (content, reasoning and tool calls): a completion's body is
+/// read to the same size (`providers::http::MAX_BODY_BYTES`). Past it the stream is broken, not
+/// long: no model writes millions of tokens.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
 /// Builds the whole answer of a stream, chunk by chunk, as a `chat.completion`.
 #[derive(Debug, Default)]
 pub struct StreamAssembler {
+    /// Bytes of text kept so far (content, reasoning, tool names and arguments).
+    kept: usize,
     id: String,
     created: u64,
     model: String,
@@ -618,9 +625,11 @@ impl StreamAssembler {
         for c in &chunk.choices {
             if let Some(t) = &c.delta.content {
                 self.saw_content = true;
+                self.kept += t.len();
                 self.content.push_str(t);
             }
             if let Some(t) = &c.delta.reasoning_content {
+                self.kept += t.len();
                 self.reasoning.push_str(t);
             }
             if let Some(calls) = &c.delta.tool_calls {
@@ -653,12 +662,19 @@ impl StreamAssembler {
         }
         if let Some(f) = &d.function {
             if let Some(n) = &f.name {
+                self.kept += n.len();
                 call.function.name.push_str(n);
             }
             if let Some(a) = &f.arguments {
+                self.kept += a.len();
                 call.function.arguments.push_str(a);
             }
         }
+    }
+
+    /// Bytes of text the answer holds so far, to hold it to [`MAX_ANSWER_BYTES`].
+    pub fn kept_bytes(&self) -> usize {
+        self.kept
     }
 
     pub fn finish_reason(&self) -> Option<&str> {
@@ -794,6 +810,8 @@ mod tests {
         for c in chunks {
             a.push(&serde_json::from_str::<ChatChunk>(c).unwrap());
         }
+        // "Hello", "get", `{"a":1}`: what the answer holds, for MAX_ANSWER_BYTES.
+        assert_eq!(a.kept_bytes(), 5 + 3 + 7);
         let r = a.into_response();
         assert_eq!(r.id, "x");
         assert_eq!(r.choices[0].message.content.as_deref(), Some("Hello"));

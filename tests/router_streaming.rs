@@ -329,6 +329,44 @@ fn timeouts_end_requests_and_streams() {
 }
 
 #[test]
+fn stream_timeout_bounds_streams_and_timeout_completions() {
+    let _g = lock();
+    let s = StandIn::start();
+    // `stall`: two chunks, then silence; `hang`: no answer at all.
+    let solo = |tenant: &str, params: serde_json::Value| {
+        init(
+            vec![openai(
+                "a",
+                &s.base(tenant),
+                json!({"litellm_params": params}),
+            )],
+            settings(json!({"num_retries": 0})),
+        );
+    };
+
+    // A stream's idle gap is `stream_timeout`, whatever `timeout` says.
+    solo("stall-1", json!({"timeout": 30, "stream_timeout": 0.3}));
+    let st = stream(&ask("one two three"), None);
+    assert_eq!(status(st.result.as_ref().unwrap_err()), "timeout");
+    assert_eq!(st.chunks.len(), 2);
+    assert!(st.elapsed < Duration::from_secs(3), "{:?}", st.elapsed);
+    llmr::shutdown();
+
+    // A completion keeps `timeout`.
+    solo("hang-2", json!({"timeout": 0.3, "stream_timeout": 30}));
+    let (r, took) = timed_complete(&ask("hi"));
+    assert_eq!(status(&r.unwrap_err()), "timeout");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    llmr::shutdown();
+
+    // Without `stream_timeout`, a stream has `timeout`.
+    solo("stall-3", json!({"timeout": 0.3}));
+    let st = stream(&ask("one two three"), None);
+    assert_eq!(status(st.result.as_ref().unwrap_err()), "timeout");
+    assert!(st.elapsed < Duration::from_secs(3), "{:?}", st.elapsed);
+}
+
+#[test]
 fn an_idle_gap_after_the_first_chunk_is_a_timeout() {
     let _g = lock();
     let (base, closed) = one_chunk_then_wait();

@@ -16,7 +16,9 @@ use super::Router;
 use crate::errors::{Error, Status};
 use crate::log;
 use crate::providers::BoxFuture;
-use crate::types::{ChatChunk, ChatRequest, ChatResponse, StreamAssembler, Usage};
+use crate::types::{
+    ChatChunk, ChatRequest, ChatResponse, StreamAssembler, Usage, MAX_ANSWER_BYTES,
+};
 
 /// Where a stream's chunks go. Returns `false` when the caller wants no more (cancel).
 pub trait ChunkSink: Send {
@@ -105,6 +107,18 @@ impl Router {
                 }
             };
             assembler.push(&chunk);
+            if assembler.kept_bytes() > MAX_ANSWER_BYTES {
+                // An endless stream would otherwise grow the answer without bound.
+                let delivered = ttft_ms.is_some();
+                return Err(Failed {
+                    err: Error::upstream(format!(
+                        "the streamed answer of deployment {} is larger than {} MiB",
+                        d.cfg.id,
+                        MAX_ANSWER_BYTES >> 20
+                    )),
+                    final_: delivered,
+                });
+            }
             if chunk.has_payload() {
                 if ttft_ms.is_none() {
                     ttft_ms = Some(ms_since(started));
@@ -293,7 +307,12 @@ impl Router {
                 );
                 return Err(outcome.failed(e, last.map(|l| l.1)));
             }
-            let timeout = d.cfg.timeout.map_or(remaining, |t| t.min(remaining));
+            let own = if stream {
+                d.cfg.stream_timeout.or(d.cfg.timeout)
+            } else {
+                d.cfg.timeout
+            };
+            let timeout = own.map_or(remaining, |t| t.min(remaining));
 
             outcome.attempt(i, last.as_ref());
             #[cfg(test)]

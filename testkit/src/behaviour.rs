@@ -15,8 +15,12 @@ const JSON: &str = "application/json";
 
 /// Size of the `huge` body before its closing `{}`.
 pub const HUGE_PADDING: u64 = 64 * 1024 * 1024;
+/// The text of each content event of an `endless` stream.
+pub const ENDLESS_PIECE: usize = 16 * 1024;
 /// How often `trickle` sends a byte.
 const TRICKLE_EVERY: Duration = Duration::from_secs(1);
+/// How long `resethead` waits between its head and the RST, so the client has read the head.
+const HEAD_BEFORE_RESET: Duration = Duration::from_millis(50);
 /// What `garbage` sends.
 const GARBAGE: &[u8] = b"<html><body><h1>502 Bad Gateway</h1></body></html>\n{\"choices\": [";
 
@@ -184,6 +188,18 @@ impl Out<'_> {
         Ok(Next::Close)
     }
 
+    /// `n` spaces, written a piece at a time.
+    async fn spaces(&mut self, n: u64) -> io::Result<()> {
+        static SPACES: [u8; 64 * 1024] = [b' '; 64 * 1024];
+        let mut left = n;
+        while left > 0 {
+            let piece = left.min(SPACES.len() as u64);
+            self.conn.write_all(&SPACES[..piece as usize]).await?;
+            left -= piece;
+        }
+        Ok(())
+    }
+
     async fn fault(&mut self, ex: &Exchange, fault: Fault) -> io::Result<Next> {
         let (format, prompt) = (ex.format, &ex.prompt);
         match fault {
@@ -219,17 +235,105 @@ impl Out<'_> {
             Fault::MidStreamError | Fault::ErrorFirst => {
                 self.json(200, &format.inline_error()).await
             }
+            Fault::ResetAfterHead => {
+                let head = if prompt.stream {
+                    self.head(200, self.stream_type, Framing::Chunked)
+                } else {
+                    let len = to_bytes(&ok_response(ex)).len() as u64;
+                    self.head(200, JSON, Framing::Length(len))
+                };
+                self.conn.write_all(&head).await?;
+                sleep(HEAD_BEFORE_RESET).await;
+                self.conn.set_abortive_close();
+                Ok(Next::Close)
+            }
+            Fault::MidEvent if prompt.stream => {
+                let sse = format.stream(prompt, &ok_answer(ex));
+                let mut events = sse.head;
+                let mut rest = sse.body.into_iter().chain(sse.tail);
+                events.extend(rest.next());
+                if let Some(next) = rest.next() {
+                    events.push(next[..next.len() / 2].to_vec());
+                }
+                self.events(events, true).await?;
+                Ok(self.after())
+            }
+            Fault::NoDone if prompt.stream => {
+                let mut events = format.stream(prompt, &ok_answer(ex)).all();
+                events.pop();
+                self.events(events, true).await?;
+                Ok(self.after())
+            }
+            Fault::NoDone => self.success(ex, &ok_answer(ex)).await,
+            Fault::EarlyEnd if prompt.stream => {
+                let sse = format.stream(prompt, &ok_answer(ex));
+                let mut events = sse.head;
+                events.extend(sse.body.into_iter().take(2));
+                self.events(events, true).await?;
+                Ok(self.after())
+            }
+            Fault::MidEvent | Fault::EarlyEnd => {
+                let body = to_bytes(&ok_response(ex));
+                self.full(200, JSON, &body[..body.len() / 2]).await
+            }
+            Fault::Stall if prompt.stream => {
+                let sse = format.stream(prompt, &ok_answer(ex));
+                let mut events = sse.head;
+                events.extend(sse.body.into_iter().take(2));
+                self.events(events, false).await?;
+                self.conn.drain_until_eof().await;
+                Ok(Next::Close)
+            }
+            Fault::Stall => {
+                let body = to_bytes(&ok_response(ex));
+                let mut bytes = self.head(200, JSON, Framing::Length(body.len() as u64));
+                bytes.extend_from_slice(&body[..body.len() / 2]);
+                self.conn.write_all(&bytes).await?;
+                self.conn.drain_until_eof().await;
+                Ok(Next::Close)
+            }
+            Fault::HugeError => {
+                let error = to_bytes(&format.error(503));
+                let length = error.len() as u64 + HUGE_PADDING;
+                let mut bytes = self.head(503, JSON, Framing::Length(length));
+                bytes.extend_from_slice(&error);
+                self.conn.write_all(&bytes).await?;
+                self.spaces(HUGE_PADDING).await?;
+                Ok(self.after())
+            }
+            Fault::Endless if prompt.stream => {
+                let sse = format.stream(prompt, &Answer::Text("x".repeat(ENDLESS_PIECE)));
+                let mut bytes = self.head(200, self.stream_type, Framing::Chunked);
+                for e in &sse.head {
+                    chunk(&mut bytes, e);
+                }
+                self.conn.write_all(&bytes).await?;
+                let mut piece = Vec::new();
+                for e in &sse.body {
+                    chunk(&mut piece, e);
+                }
+                loop {
+                    self.conn.write_all(&piece).await?;
+                    if !self.interval.is_zero() {
+                        sleep(self.interval).await;
+                    }
+                }
+            }
+            Fault::Endless => {
+                static SPACES: [u8; 64 * 1024] = [b' '; 64 * 1024];
+                let head = self.head(200, JSON, Framing::Chunked);
+                self.conn.write_all(&head).await?;
+                let mut piece = Vec::with_capacity(SPACES.len() + 16);
+                chunk(&mut piece, &SPACES);
+                loop {
+                    self.conn.write_all(&piece).await?;
+                }
+            }
             Fault::Garbage => self.full(200, JSON, GARBAGE).await,
             Fault::Huge => {
-                static SPACES: [u8; 64 * 1024] = [b' '; 64 * 1024];
                 let head = self.head(200, JSON, Framing::Length(HUGE_PADDING + 2));
                 self.conn.write_all(&head).await?;
-                let mut left = HUGE_PADDING;
-                while left > 0 {
-                    let n = left.min(SPACES.len() as u64);
-                    self.conn.write_all(&SPACES[..n as usize]).await?;
-                    left -= n;
-                }
+                self.spaces(HUGE_PADDING).await?;
                 self.conn.write_all(b"{}").await?;
                 Ok(self.after())
             }

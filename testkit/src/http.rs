@@ -32,6 +32,8 @@ pub(crate) struct Request {
 pub(crate) struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Bytes written since the last [`Conn::take_written`].
+    written: u64,
 }
 
 impl Conn {
@@ -39,6 +41,7 @@ impl Conn {
         Conn {
             stream,
             buf: Vec::new(),
+            written: 0,
         }
     }
 
@@ -188,8 +191,22 @@ impl Conn {
         }
     }
 
-    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes).await
+    /// Writes all of `bytes`, counting what the socket took even when it fails half-way.
+    pub async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let n = self.stream.write(bytes).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.written += n as u64;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    /// The bytes written since the last call.
+    pub fn take_written(&mut self) -> u64 {
+        std::mem::take(&mut self.written)
     }
 
     /// Reads and discards until the peer goes away.

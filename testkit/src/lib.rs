@@ -29,7 +29,9 @@
 //! `retry-after: 2`), `e429noretry`, `eNNN` for any 4xx/5xx status (`e400`,
 //! `e401`, `e403`, `e404`, `e500`, `e502`, `e503`, `e504`, `e529`, …),
 //! `trickle`, `hang`, `reset`, `resetmid`, `garbage`, `huge`, `truncated`,
-//! `midstreamerror`, `errorfirst`. A name may carry a label after `-` or `_`
+//! `midstreamerror`, `errorfirst`, `resethead`, `midevent`, `nodone`, `earlyend`,
+//! `stall`, `hugeerror`, `endless` (see [`Fault`]). The stream faults cut the generic
+//! streams; Replicate's follow-up requests know only the first nine. A name may carry a label after `-` or `_`
 //! (`e429-b`, `ok_primary`, `ctx-1000-x`) to count tenants apart; a name that
 //! is not a preset behaves as `ok`. For Replicate, `poll-N` (a prediction that
 //! answers `processing` to its first N polls) and `nostream` (no `urls.stream`)
@@ -79,7 +81,7 @@ use tokio::sync::oneshot;
 
 pub use anthropic::TOOL_USE_ID;
 pub use bedrock::TOOL_USE_ID as BEDROCK_TOOL_USE_ID;
-pub use behaviour::HUGE_PADDING;
+pub use behaviour::{ENDLESS_PIECE, HUGE_PADDING};
 pub use cohere::TOOL_CALL_ID as COHERE_TOOL_CALL_ID;
 pub use openai::TOOL_CALL_ID;
 pub use record::RecordedRequest;
@@ -247,6 +249,14 @@ impl StandIn {
         self.registry.count(tenant)
     }
 
+    /// Response bytes the stand-in wrote to a tenant's clients (what their sockets took, so at
+    /// most what a client read plus the socket buffers), added when an exchange ends (a client
+    /// that went away ends it at the next write): shows whether a client stopped reading a body
+    /// early.
+    pub fn bytes_sent(&self, tenant: &str) -> u64 {
+        self.registry.sent_bytes(tenant)
+    }
+
     /// Requests received by all tenants (control endpoints not included).
     pub fn total(&self) -> usize {
         self.registry.total()
@@ -266,6 +276,15 @@ impl StandIn {
     pub fn reset(&self) {
         self.registry.reset();
     }
+}
+
+/// An OpenAI-style api_base on `127.0.0.1` where nothing listens, so that connecting is refused:
+/// a port the system handed out and that was closed again at once.
+pub fn refusing_base() -> String {
+    let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map_or(1, |a| a.port());
+    format!("http://127.0.0.1:{port}/v1")
 }
 
 impl Drop for StandIn {

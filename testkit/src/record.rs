@@ -57,6 +57,8 @@ pub(crate) fn tenant_of(path: &str) -> &str {
 
 struct Tenant {
     count: usize,
+    /// Response bytes written to this tenant's clients.
+    sent_bytes: u64,
     records: VecDeque<RecordedRequest>,
     script: VecDeque<Reply>,
     always: Option<Reply>,
@@ -68,6 +70,7 @@ impl Tenant {
     fn new(name: &str) -> Tenant {
         Tenant {
             count: 0,
+            sent_bytes: 0,
             records: VecDeque::new(),
             script: VecDeque::new(),
             always: None,
@@ -157,6 +160,17 @@ impl Registry {
 
     pub fn count(&self, tenant: &str) -> usize {
         self.lock().get(tenant).map_or(0, |t| t.count)
+    }
+
+    /// Adds to the response bytes a tenant's clients were sent.
+    pub fn add_sent(&self, tenant: &str, bytes: u64) {
+        if bytes > 0 {
+            self.with_tenant(tenant, |t| t.sent_bytes += bytes);
+        }
+    }
+
+    pub fn sent_bytes(&self, tenant: &str) -> u64 {
+        self.lock().get(tenant).map_or(0, |t| t.sent_bytes)
     }
 
     pub fn requests(&self, tenant: &str) -> Vec<RecordedRequest> {

@@ -82,11 +82,30 @@ pub enum Fault {
     /// Streaming: an error event before any content; non-streaming: as
     /// `MidStreamError`.
     ErrorFirst,
+    /// Sends the 200 head (and nothing of the body), then closes with a TCP RST.
+    ResetAfterHead,
+    /// Streaming: one content chunk and the first half of the next event, then a clean end of
+    /// the body; non-streaming: a complete 200 whose body is the first half of the JSON.
+    MidEvent,
+    /// Streaming: the whole answer but the stream's last event (OpenAI's `data: [DONE]`), then a
+    /// clean end of the body; non-streaming: as `ok`.
+    NoDone,
+    /// Streaming: two content chunks, then a clean end of the body (no finish, no end event);
+    /// non-streaming: as `MidEvent`.
+    EarlyEnd,
+    /// Streaming: two content chunks, then silence with the connection open until the client
+    /// goes away; non-streaming: the 200 head and half the body, then the same silence.
+    Stall,
+    /// A 503 whose body is the format's error followed by 64 MiB of spaces.
+    HugeError,
+    /// Never ends, until the client goes away. Streaming: content events of 16 KiB of text, as
+    /// fast as the client reads; non-streaming: a chunked 200 body of spaces.
+    Endless,
 }
 
 impl Fault {
     /// Every fault with its preset name.
-    pub const ALL: [(&'static str, Fault); 9] = [
+    pub const ALL: [(&'static str, Fault); 16] = [
         ("trickle", Fault::Trickle),
         ("hang", Fault::Hang),
         ("reset", Fault::Reset),
@@ -96,6 +115,13 @@ impl Fault {
         ("truncated", Fault::Truncated),
         ("midstreamerror", Fault::MidStreamError),
         ("errorfirst", Fault::ErrorFirst),
+        ("resethead", Fault::ResetAfterHead),
+        ("midevent", Fault::MidEvent),
+        ("nodone", Fault::NoDone),
+        ("earlyend", Fault::EarlyEnd),
+        ("stall", Fault::Stall),
+        ("hugeerror", Fault::HugeError),
+        ("endless", Fault::Endless),
     ];
 }
 

@@ -51,7 +51,11 @@ async fn connection(stream: TcpStream, registry: Arc<Registry>) {
         let next = if req.path.starts_with("/_") {
             control_request(&mut conn, &registry, &req).await
         } else {
-            exchange(&mut conn, &registry, req).await
+            let tenant = tenant_of(&req.path).to_owned();
+            conn.take_written();
+            let next = exchange(&mut conn, &registry, req).await;
+            registry.add_sent(&tenant, conn.take_written());
+            next
         };
         if !matches!(next, Ok(Next::KeepAlive)) {
             return;
