@@ -41,6 +41,47 @@ pub struct DeploymentConfig {
     pub cooldown_time: Option<Duration>,
 }
 
+/// `litellm_params` that hold credentials besides `api_key`: kept out of every output too.
+const SECRET_PARAMS: &[&str] = &[
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_bearer_token",
+    "azure_ad_token",
+];
+
+/// Environment variables a provider may read credentials from when the config names none.
+const SECRET_ENV: &[&str] = &[
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_BEARER_TOKEN_BEDROCK",
+];
+
+impl DeploymentConfig {
+    /// Every credential this deployment may send: `api_key`, the credential params (resolved
+    /// from `os.environ/NAME`), and, for providers that fall back to them, the standard
+    /// credential variables. The router scrubs them from every message.
+    pub fn secrets(&self) -> Vec<Arc<str>> {
+        let mut out: Vec<Arc<str>> = self.api_key.iter().map(Secret::shared).collect();
+        for k in SECRET_PARAMS {
+            if let Some(Value::String(v)) = self.params.get(*k) {
+                if let Ok(Some(s)) = resolve_secret(k, v) {
+                    out.push(s.shared());
+                }
+            }
+        }
+        if self.spec.family == Family::Bedrock {
+            out.extend(
+                SECRET_ENV
+                    .iter()
+                    .filter_map(|name| std::env::var(name).ok())
+                    .filter(|v| !v.is_empty())
+                    .map(|v| Arc::from(v.as_str())),
+            );
+        }
+        out
+    }
+}
+
 impl fmt::Debug for DeploymentConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeploymentConfig")
@@ -537,6 +578,40 @@ fn parse_entry(index: usize, entry: &Value) -> Result<DeploymentConfig, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_credential_of_a_deployment_is_a_secret() {
+        std::env::set_var("LLMR_TEST_SESSION_TOKEN_X", "FwoGZXIv-session-secret");
+        let c = parse(
+            r#"{"global_llm_configs":[
+                {"id":1,"provider":"BEDROCK","model_name":"anthropic.claude-3-haiku-20240307-v1:0",
+                 "litellm_params":{"aws_region_name":"us-east-1","aws_access_key_id":"AKIDEXAMPLE",
+                    "aws_secret_access_key":"wJalrXUtnFEMI-secret",
+                    "aws_session_token":"os.environ/LLMR_TEST_SESSION_TOKEN_X"}},
+                {"id":2,"provider":"AZURE_OPENAI","model_name":"gpt-4o","api_base":"https://r.openai.azure.com",
+                 "litellm_params":{"azure_ad_token":"eyJ-entra-secret"}},
+                {"id":3,"provider":"OPENAI","model_name":"gpt-4o","api_key":"sk-plain-secret"}]}"#,
+        )
+        .unwrap();
+        let all: Vec<String> = c
+            .deployments
+            .iter()
+            .flat_map(|d| d.secrets())
+            .map(|s| s.to_string())
+            .collect();
+        for want in [
+            "wJalrXUtnFEMI-secret",
+            "FwoGZXIv-session-secret",
+            "eyJ-entra-secret",
+            "sk-plain-secret",
+        ] {
+            assert!(all.iter().any(|s| s == want), "{want} missing from {all:?}");
+        }
+        assert!(
+            !all.iter().any(|s| s == "AKIDEXAMPLE"),
+            "a key id is not a secret"
+        );
+    }
 
     fn cfg(entries: &str) -> Result<Config, Error> {
         parse(&format!(r#"{{"global_llm_configs": {entries}}}"#))

@@ -69,9 +69,7 @@ impl Router {
                     continue;
                 }
             };
-            if let Some(k) = &cfg.api_key {
-                secrets.push(k.shared());
-            }
+            secrets.extend(cfg.secrets());
             let state = previous
                 .and_then(|p| p.deployments.iter().find(|d| d.cfg.id == cfg.id))
                 .map(|d| (d.state.clone(), d.counters.clone()));
