@@ -250,6 +250,19 @@ def main():
             t = re.sub(r"\{[A-Za-z_]*\}", "", t).replace("{{", "{").replace("}}", "}")
             if is_json(t):
                 write("config", t.encode())
+    # One deployment of every provider the registry knows, and Vertex with inline credentials.
+    registry = open(os.path.join(ROOT, "src", "providers", "registry.rs"), encoding="utf-8").read()
+    keys = sorted(set(re.findall(r'key: "([A-Z0-9_]+)"', registry)))
+    every = [{"provider": k, "model_name": "m/model-1", "api_key": "k-123456",
+              "api_base": "https://h.example/v1", "litellm_params": {"timeout": 5}} for k in keys]
+    write("config", json.dumps({"global_llm_configs": every}).encode())
+    write("config", json.dumps({"global_llm_configs": [{
+        "provider": "VERTEX_AI", "model_name": "gemini-2.5-pro",
+        "litellm_params": {"vertex_project": "p", "vertex_credentials": {
+            "type": "service_account", "client_email": "a@p.iam.gserviceaccount.com",
+            "private_key": "-----BEGIN PRIVATE KEY-----\\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASC\\n-----END PRIVATE KEY-----\\n",
+            "token_uri": "https://oauth2.googleapis.com/token"}}}]}).encode())
+
     for module in ["sse.rs", "providers/openai.rs", "providers/anthropic.rs"]:
         for s in bodies(module)[1]:
             for split in SPLITS:

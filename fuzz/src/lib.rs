@@ -130,33 +130,64 @@ fn check_error(e: &Error) {
     serde_json::from_str::<serde_json::Value>(&json).expect("error JSON is valid");
 }
 
+/// What a stream gave: the assembled answer (without its generated ids and times) and how it
+/// ended (`Ok(true)` when the terminal event came before the last piece).
+type StreamOutcome = (serde_json::Value, Result<bool, String>);
+
 /// Feeds the pieces, stops at the first error or the terminal event, then finishes (as the HTTP
 /// driver does), and assembles whatever chunks came out into a response.
-fn run_stream(parser: &mut dyn StreamParser, pieces: &[&[u8]]) {
+fn run_stream(parser: &mut dyn StreamParser, pieces: &[&[u8]]) -> StreamOutcome {
     let mut out = VecDeque::new();
     let mut result = Ok(false);
-    for piece in pieces {
-        result = parser.feed(piece, &mut out);
+    for (i, piece) in pieces.iter().enumerate() {
+        result = parser
+            .feed(piece, &mut out)
+            .map(|ended| ended && i + 1 < pieces.len());
         if !matches!(result, Ok(false)) {
             break;
         }
     }
     if matches!(result, Ok(false)) {
-        result = parser.finish(&mut out).map(|()| true);
+        result = parser.finish(&mut out).map(|()| false);
     }
     if let Err(e) = &result {
         check_error(e);
     }
-    assemble(out);
+    (assemble(out), result.map_err(|e| e.to_json()))
 }
 
-fn assemble(chunks: VecDeque<ChatChunk>) {
+/// The same stream cut at the fuzzer's boundaries and in one piece must give the same answer
+/// and the same verdict: read boundaries are the network's, not the provider's.
+fn stream_both_ways(make: impl Fn() -> Box<dyn StreamParser>, pieces: &[&[u8]]) {
+    let split = run_stream(make().as_mut(), pieces);
+    if split.1 == Ok(true) {
+        return; // ended before the last piece: the rest was never read
+    }
+    let whole = pieces.concat();
+    let one = run_stream(make().as_mut(), &[&whole]);
+    assert_eq!(
+        split, one,
+        "the read boundaries changed the stream's outcome"
+    );
+}
+
+fn assemble(chunks: VecDeque<ChatChunk>) -> serde_json::Value {
     let mut assembler = StreamAssembler::default();
     for chunk in &chunks {
         serde_json::to_string(chunk).expect("a chunk serialises");
         assembler.push(chunk);
     }
-    check_response(Ok(assembler.into_response()));
+    let resp = assembler.into_response();
+    check_response(Ok(resp.clone()));
+    let mut v = serde_json::to_value(&resp).expect("a response serialises");
+    v["id"] = serde_json::Value::Null;
+    v["created"] = serde_json::Value::Null;
+    if let Some(calls) = v["choices"][0]["message"]["tool_calls"].as_array_mut() {
+        for call in calls {
+            call["id"] = serde_json::Value::Null;
+        }
+    }
+    v
 }
 
 /// One deployment's endpoint, built the way the router builds it.
@@ -181,7 +212,7 @@ fn wire_format(wire: &dyn WireFormat, endpoints: &[Endpoint], data: &[u8]) {
             body,
         } => check_error(&wire.parse_error(ep(variant), status, body)),
         Input::Stream { variant, pieces } => {
-            run_stream(wire.stream_parser(ep(variant)).as_mut(), &pieces)
+            stream_both_ways(|| wire.stream_parser(ep(variant)), &pieces)
         }
     }
 }
@@ -207,11 +238,17 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// Vertex without a key looks for credentials in files and the environment, and a
-/// `vertex_credentials` value may name a file: not what a fuzzer should make llmr read.
+/// Vertex may read credentials from a file: a `vertex_credentials` string that is not inline
+/// JSON is a path, and with neither key nor credentials Application Default Credentials are
+/// looked up. Not what a fuzzer should make llmr read; inline credentials are fuzzed.
 fn reads_google_credentials(d: &DeploymentConfig) -> bool {
+    use serde_json::Value;
     matches!(d.spec.family, providers::registry::Family::Vertex)
-        && (d.api_key.is_none() || d.params.contains_key("vertex_credentials"))
+        && match d.params.get("vertex_credentials") {
+            None | Some(Value::Null) => d.api_key.is_none(),
+            Some(Value::String(s)) => !s.trim_start().starts_with('{'),
+            Some(_) => false,
+        }
 }
 
 /// Every wire format's request body, for the request translation.
@@ -512,10 +549,7 @@ pub fn bedrock(data: &[u8]) {
         Some(Input::Stream { pieces, .. }) if data[0] & 3 == 3 => {
             let frames = frames_from_lines(&pieces.concat());
             let sizes = pieces.iter().map(|p| p.len());
-            run_stream(
-                Bedrock.stream_parser(&eps[0]).as_mut(),
-                &recut(&frames, sizes),
-            );
+            stream_both_ways(|| Bedrock.stream_parser(&eps[0]), &recut(&frames, sizes));
         }
         _ => wire_format(&Bedrock, eps, data),
     }
@@ -583,22 +617,7 @@ pub fn replicate(data: &[u8]) {
             }
         }
         Some(Input::Stream { pieces, .. }) => {
-            let mut s = r::SseStream::new(MODEL);
-            let mut out = VecDeque::new();
-            let mut result = Ok(false);
-            for piece in &pieces {
-                result = s.feed(piece, &mut out);
-                if !matches!(result, Ok(false)) {
-                    break;
-                }
-            }
-            if matches!(result, Ok(false)) {
-                result = s.finish(&mut out).map(|()| true);
-            }
-            if let Err(e) = &result {
-                check_error(e);
-            }
-            assemble(out);
+            stream_both_ways(|| Box::new(r::SseStream::new(MODEL)), &pieces)
         }
     }
 }

@@ -1341,7 +1341,7 @@ pub mod fuzzing {
         (e, hint)
     }
 
-    /// The SSE stream of one prediction.
+    /// The SSE stream of one prediction, as a [`StreamParser`] like every other format's.
     pub struct SseStream {
         parser: SseParser,
         chunker: Chunker,
@@ -1354,12 +1354,14 @@ pub mod fuzzing {
                 chunker: Chunker::new(model, "fuzz"),
             }
         }
+    }
 
-        pub fn feed(&mut self, bytes: &[u8], out: &mut VecDeque<ChatChunk>) -> Result<bool, Error> {
+    impl crate::providers::StreamParser for SseStream {
+        fn feed(&mut self, bytes: &[u8], out: &mut VecDeque<ChatChunk>) -> Result<bool, Error> {
             self.parser.feed(bytes, &mut self.chunker, out)
         }
 
-        pub fn finish(&mut self, out: &mut VecDeque<ChatChunk>) -> Result<(), Error> {
+        fn finish(&mut self, out: &mut VecDeque<ChatChunk>) -> Result<(), Error> {
             self.parser.finish(&mut self.chunker, out)
         }
     }
