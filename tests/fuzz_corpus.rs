@@ -32,7 +32,7 @@ fn every_corpus_file_goes_through_its_target_without_a_panic() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {replayed} corpus files panicked (replay one with `fuzz/run.sh --replay FILE`):\n{}",
+        "{} of {replayed} corpus files panicked (replay one with `fuzz/run.sh --replay TARGET FILE`):\n{}",
         failures.len(),
         failures.join("\n")
     );

@@ -21,8 +21,11 @@ use llmr::sse::{SseDecoder, SseEvent};
 use llmr::types::{ChatChunk, ChatRequest, ChatResponse, StreamAssembler};
 use llmr::Error;
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its `fuzz_targets/*.rs` file and corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("request", request),
     ("sse", sse),
