@@ -16,6 +16,10 @@
 # committed seeds: fuzz/corpus/<target>/ holds the seeds (fuzz/make_seeds.py) and the
 # minimized crashes, all of them replayed by `cargo test` (tests/fuzz_corpus.rs).
 set -euo pipefail
+# A reproducer's path is the caller's: made absolute before moving to fuzz/.
+if [ "${1:-}" = "--replay" ] && [ $# -eq 3 ]; then
+    set -- "$1" "$2" "$(cd "$(dirname "$3")" && pwd)/$(basename "$3")"
+fi
 cd "$(dirname "$0")"
 
 CARGO_FUZZ_VERSION=0.13.2
@@ -30,7 +34,7 @@ fi
 
 if [ "${1:-}" = "--replay" ]; then
     [ $# -eq 3 ] || { echo "usage: fuzz/run.sh --replay TARGET FILE" >&2; exit 2; }
-    exec cargo fuzz run "${FLAGS[@]}" "$2" "$(cd "$(dirname "$3")" && pwd)/$(basename "$3")"
+    exec cargo fuzz run "${FLAGS[@]}" "$2" "$3"
 fi
 
 if [ $# -gt 0 ]; then
