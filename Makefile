@@ -14,7 +14,7 @@ LIB_SO  := $(OUT)/libllmr.so
 LIB_A   := $(OUT)/libllmr.a
 CFLAGS_STRICT := -std=c11 -Wall -Wextra -Werror -O2
 
-.PHONY: all build demo test test-rust test-go test-node header header-check model-info bench install uninstall lint clean
+.PHONY: all build demo test test-rust test-go test-node test-fuzz header header-check model-info bench install uninstall lint clean
 
 all: build
 
@@ -28,8 +28,9 @@ demo: build
 	$(CC) $(CFLAGS_STRICT) -Iinclude examples/demo.c -L$(OUT) -lllmr -Wl,-rpath,$(abspath $(OUT)) -o $(OUT)/llmr-demo
 	$(OUT)/llmr-demo examples/mock_config.json
 
-## test: every test — Rust unit and integration tests, the C harness, Go and Node bindings
-test: build test-rust test-go test-node
+## test: every test — Rust unit and integration tests, the C harness, Go and Node bindings,
+## and a short run of every fuzz target
+test: build test-rust test-go test-node test-fuzz
 
 test-rust:
 	$(CARGO) test --release --workspace
@@ -39,6 +40,11 @@ test-go: build
 
 test-node: build
 	cd bindings/node && { [ -d node_modules/koffi ] || npm ci --no-audit --no-fund; } && npm test
+
+## test-fuzz: builds the fuzz targets (fuzz/, cargo-fuzz, installed if missing) and runs each
+## for FUZZ_SECONDS (10); a crash fails with its reproducer
+test-fuzz:
+	fuzz/run.sh
 
 ## header: regenerate include/llmr.h from the Rust source (pinned cbindgen, via build.rs)
 header:

@@ -37,6 +37,13 @@ pub mod types;
 
 pub use errors::{Error, Status};
 
+/// Parser entry points that are not public API, for the fuzz targets (`fuzz/`) and the replay
+/// of their corpora (`tests/fuzz_corpus.rs`). Every other parser is reachable through its module.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::providers::replicate::fuzzing as replicate;
+}
+
 /// The special config id of Auto mode (the seed's `AUTO_MODE_ID`).
 pub const AUTO_MODE_ID: i64 = 0;
 

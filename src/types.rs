@@ -477,11 +477,12 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Counts come from providers' answers: absurd ones saturate rather than overflow.
     pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Usage {
         Usage {
             prompt_tokens,
             completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
         }
     }
 }
@@ -737,6 +738,14 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_totals_saturate_instead_of_overflowing() {
+        // Found by the cohere fuzz target: a provider reporting absurd token counts.
+        let u = Usage::new(u64::MAX, 5);
+        assert_eq!(u.total_tokens, u64::MAX);
+        assert_eq!(Usage::new(2, 3).total_tokens, 5);
+    }
 
     #[test]
     fn parses_a_request_and_keeps_unknown_fields() {

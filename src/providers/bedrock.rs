@@ -1075,9 +1075,10 @@ impl WireUsage {
     /// The prompt as OpenAI counts it: cached and cache-written input included.
     fn usage(&self) -> Usage {
         Usage::new(
-            self.input_tokens.unwrap_or(0)
-                + self.cache_read_input_tokens.unwrap_or(0)
-                + self.cache_write_input_tokens.unwrap_or(0),
+            self.input_tokens
+                .unwrap_or(0)
+                .saturating_add(self.cache_read_input_tokens.unwrap_or(0))
+                .saturating_add(self.cache_write_input_tokens.unwrap_or(0)),
             self.output_tokens.unwrap_or(0),
         )
     }

@@ -1211,8 +1211,12 @@ impl WireUsage {
     /// Thoughts are billed as output; tool-use prompt tokens as input.
     fn usage(&self) -> Usage {
         Usage::new(
-            self.prompt_token_count.unwrap_or(0) + self.tool_use_prompt_token_count.unwrap_or(0),
-            self.candidates_token_count.unwrap_or(0) + self.thoughts_token_count.unwrap_or(0),
+            self.prompt_token_count
+                .unwrap_or(0)
+                .saturating_add(self.tool_use_prompt_token_count.unwrap_or(0)),
+            self.candidates_token_count
+                .unwrap_or(0)
+                .saturating_add(self.thoughts_token_count.unwrap_or(0)),
         )
     }
 }

@@ -1292,6 +1292,81 @@ impl ChunkStream for PredictionStream {
     }
 }
 
+/// Replicate's parsers for the fuzz targets and their corpus replay (`llmr::fuzzing`): the
+/// prediction, error and SSE parsing above, without a client or a connection.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// A create/poll answer as the completion it ends with (`max_tokens` decides `length`).
+    pub fn prediction_response(
+        model: &str,
+        body: &[u8],
+        max_tokens: Option<u64>,
+    ) -> Result<ChatResponse, Error> {
+        let ep = Endpoint {
+            deployment_id: Arc::from("fuzz"),
+            provider: Arc::from("replicate"),
+            model: model.to_owned(),
+            url: String::new(),
+            stream_url: String::new(),
+            headers: HeaderMap::new(),
+            defaults: Map::new(),
+            stream_usage: false,
+            max_output_tokens: None,
+            auth: None,
+        };
+        response_of(&ep, parse_prediction(body)?, max_tokens)
+    }
+
+    /// Successive polls of one prediction: the text each poll adds, until one is over.
+    pub fn polled_output(bodies: &[&[u8]]) -> Result<Vec<String>, Error> {
+        let mut seen = OutputSeen::default();
+        let mut texts = Vec::new();
+        for body in bodies {
+            let p = parse_prediction(body)?;
+            texts.extend(seen.new_text(&p.output));
+            if p.is_over() {
+                p.outcome()?;
+                break;
+            }
+        }
+        Ok(texts)
+    }
+
+    /// A non-2xx answer, classified, and the retry hint its text may carry.
+    pub fn error(http_status: u16, body: &[u8]) -> (Error, Option<f64>) {
+        let e = parse_error(http_status, body);
+        let hint = throttle_hint(&e.message);
+        (e, hint)
+    }
+
+    /// The SSE stream of one prediction, as a [`StreamParser`] like every other format's.
+    pub struct SseStream {
+        parser: SseParser,
+        chunker: Chunker,
+    }
+
+    impl SseStream {
+        pub fn new(model: &str) -> SseStream {
+            SseStream {
+                parser: SseParser::default(),
+                chunker: Chunker::new(model, "fuzz"),
+            }
+        }
+    }
+
+    impl crate::providers::StreamParser for SseStream {
+        fn feed(&mut self, bytes: &[u8], out: &mut VecDeque<ChatChunk>) -> Result<bool, Error> {
+            self.parser.feed(bytes, &mut self.chunker, out)
+        }
+
+        fn finish(&mut self, out: &mut VecDeque<ChatChunk>) -> Result<(), Error> {
+            self.parser.finish(&mut self.chunker, out)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,13 +148,14 @@ impl LiveState for LocalState {
         let rpm_full = rpm.is_some_and(|l| w.usage.requests + 1 > l);
         // A request larger than the whole tpm still goes when the window is empty: it could never
         // go otherwise, and the provider is the judge of it.
-        let tpm_full = tpm.is_some_and(|l| w.usage.tokens + tokens > l && w.usage.tokens > 0);
+        let tpm_full =
+            tpm.is_some_and(|l| w.usage.tokens.saturating_add(tokens) > l && w.usage.tokens > 0);
         if rpm_full || tpm_full {
             let next = (w.minute + 1) * MINUTE_MS;
             return Err(next.saturating_sub(now) as f64 / 1000.0);
         }
         w.usage.requests += 1;
-        w.usage.tokens += tokens;
+        w.usage.tokens = w.usage.tokens.saturating_add(tokens);
         Ok(())
     }
 
@@ -163,10 +164,18 @@ impl LiveState for LocalState {
         #[cfg(test)]
         crate::fault::state_point();
         if w.minute == now / MINUTE_MS {
-            w.usage.tokens = (w.usage.tokens + actual).saturating_sub(reserved);
+            // `actual` is what the provider reported: it may be absurd.
+            w.usage.tokens = w
+                .usage
+                .tokens
+                .saturating_add(actual)
+                .saturating_sub(reserved);
         } else {
             w.roll(now);
-            w.usage.tokens += actual.saturating_sub(reserved);
+            w.usage.tokens = w
+                .usage
+                .tokens
+                .saturating_add(actual.saturating_sub(reserved));
         }
     }
 
@@ -300,6 +309,22 @@ mod tests {
         assert_eq!(s.usage(t0).tokens, 40);
         assert!(s.reserve(None, Some(100), 50, t0).is_ok());
         assert!(s.reserve(None, Some(100), 50, t0).is_err());
+    }
+
+    #[test]
+    fn absurd_reported_usage_fills_the_window_without_overflow() {
+        let s = LocalState::default();
+        let t0 = 9 * MINUTE_MS;
+        assert!(s.reserve(None, Some(100), 10, t0).is_ok());
+        s.settle(10, u64::MAX, t0);
+        s.settle(0, u64::MAX, t0);
+        assert_eq!(s.usage(t0).tokens, u64::MAX);
+        assert!(
+            s.reserve(None, Some(100), 10, t0).is_err(),
+            "the minute is full"
+        );
+        s.settle(0, u64::MAX, t0 + MINUTE_MS);
+        assert_eq!(s.usage(t0 + MINUTE_MS).tokens, u64::MAX);
     }
 
     #[test]

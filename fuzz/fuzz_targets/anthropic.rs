@@ -1,0 +1,4 @@
+//! `anthropic`: see `llmr_fuzz::anthropic` (fuzz/src/lib.rs) for what it feeds and checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| llmr_fuzz::anthropic(data));

@@ -1,0 +1,4 @@
+//! `bedrock`: see `llmr_fuzz::bedrock` (fuzz/src/lib.rs) for what it feeds and checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| llmr_fuzz::bedrock(data));

@@ -1,0 +1,4 @@
+//! `gemini`: see `llmr_fuzz::gemini` (fuzz/src/lib.rs) for what it feeds and checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| llmr_fuzz::gemini(data));

@@ -1,0 +1,4 @@
+//! `request`: see `llmr_fuzz::request` (fuzz/src/lib.rs) for what it feeds and checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| llmr_fuzz::request(data));
