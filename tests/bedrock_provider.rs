@@ -6,14 +6,17 @@
 //! request (method, path, signed headers, body bytes) and the test credentials.
 //!
 //! The router is a process-wide singleton, so the tests of this binary run one at a time
-//! (a static lock) and each starts from `shutdown` + `init`.
-
-use std::sync::{Mutex, MutexGuard};
+//! (`common::lock`) and each starts from `shutdown` + `init`.
 
 use llmr::providers::sigv4;
 use llmr::{Error, Status};
-use llmr_testkit::{Fault, RecordedRequest, Reply, StandIn, BEDROCK_TOOL_USE_ID, TOOL_ARGUMENTS};
+use llmr_testkit::{Fault, RecordedRequest, Reply, BEDROCK_TOOL_USE_ID, TOOL_ARGUMENTS};
 use serde_json::{json, Value};
+
+mod common;
+use common::provider::{
+    complete, error_json_without, hello, start_session, stream, weather_tools, Session,
+};
 
 const MODEL: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
 const WIRE_MODEL: &str = "anthropic.claude-3-5-haiku-20241022-v1%3A0";
@@ -21,20 +24,6 @@ const REGION: &str = "us-west-2";
 const AKID: &str = "AKIDLLMRTEST0001";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYllmrSECRET";
 const BEDROCK_KEY: &str = "ABSKbedrock-llmr-test-key-0123456789";
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// One test's router and stand-in; the router is shut down when it goes.
-struct Session {
-    standin: StandIn,
-    _serial: MutexGuard<'static, ()>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        llmr::shutdown();
-    }
-}
 
 /// A deployment of the config: its id, its stand-in tenant, `litellm_params` (access keys and
 /// region by default).
@@ -57,22 +46,17 @@ fn dep(id: u32, tenant: &str) -> Dep<'_> {
 }
 
 fn start(deps: &[Dep], settings: Value) -> Session {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    llmr::shutdown();
-    let standin = StandIn::start();
-    let configs: Vec<Value> = deps
-        .iter()
-        .map(|d| {
-            json!({"id": d.id, "provider": "BEDROCK", "model_name": MODEL,
+    start_session(
+        |standin| {
+            deps.iter()
+                .map(|d| {
+                    json!({"id": d.id, "provider": "BEDROCK", "model_name": MODEL,
                    "api_base": standin.bedrock_base(d.tenant), "litellm_params": d.params})
-        })
-        .collect();
-    let config = json!({"global_llm_configs": configs, "router_settings": settings});
-    llmr::init(&config.to_string()).expect("init");
-    Session {
-        standin,
-        _serial: serial,
-    }
+                })
+                .collect()
+        },
+        settings,
+    )
 }
 
 /// One deployment on tenant `t`, no retries of the same deployment.
@@ -89,40 +73,6 @@ fn start_with(params: Value) -> Session {
         }],
         json!({"num_retries": 0}),
     )
-}
-
-fn complete(req: Value) -> Result<Value, Error> {
-    llmr::complete_json(&req.to_string()).map(|s| serde_json::from_str(&s).unwrap())
-}
-
-/// Streams; returns the chunks delivered and the assembled answer.
-fn stream(req: Value) -> (Vec<Value>, Result<Value, Error>) {
-    let mut chunks = Vec::new();
-    let r = llmr::stream_json(&req.to_string(), |c| {
-        chunks.push(serde_json::from_str(c).unwrap());
-        true
-    });
-    (chunks, r.map(|s| serde_json::from_str(&s).unwrap()))
-}
-
-fn error_json(e: &Error) -> Value {
-    let text = e.to_json();
-    for secret in [SECRET, BEDROCK_KEY] {
-        assert!(!text.contains(secret), "a secret leaked: {text}");
-    }
-    serde_json::from_str(&text).unwrap()
-}
-
-fn hello() -> Value {
-    json!({"messages": [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Say hello"}
-    ]})
-}
-
-fn weather_tools() -> Value {
-    json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
 }
 
 /// Recomputes the SigV4 signature of a recorded request and checks the one it carried.
@@ -178,6 +128,10 @@ fn assert_signed(sent: &RecordedRequest, session_token: Option<&str>) {
         "AWS4-HMAC-SHA256 Credential={AKID}/{}/{REGION}/bedrock/aws4_request, ",
         &date[..8]
     )));
+}
+
+fn error_json(e: &Error) -> Value {
+    error_json_without(e, &[SECRET, BEDROCK_KEY])
 }
 
 #[test]

@@ -2,30 +2,19 @@
 //! `stream_json`, `shutdown`) against the loopback stand-in speaking Cohere's wire format.
 //!
 //! The router is a process-wide singleton, so the tests of this binary run one at a time
-//! (a static lock) and each starts from `shutdown` + `init`.
-
-use std::sync::{Mutex, MutexGuard};
+//! (`common::lock`) and each starts from `shutdown` + `init`.
 
 use llmr::{Error, Status};
-use llmr_testkit::{Fault, Reply, StandIn, COHERE_TOOL_CALL_ID, TOOL_ARGUMENTS};
+use llmr_testkit::{Fault, Reply, COHERE_TOOL_CALL_ID, TOOL_ARGUMENTS};
 use serde_json::{json, Value};
+
+mod common;
+use common::provider::{
+    complete, error_json_without, hello, start_session, stream, weather_tools, Session,
+};
 
 const KEY: &str = "co-SECRET-test-0123456789abcdef";
 const MODEL: &str = "command-a-03-2025";
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// One test's router and stand-in; the router is shut down when it goes.
-struct Session {
-    standin: StandIn,
-    _serial: MutexGuard<'static, ()>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        llmr::shutdown();
-    }
-}
 
 /// A deployment of the config: its id, its stand-in tenant, extra `litellm_params`.
 struct Dep<'a> {
@@ -43,22 +32,17 @@ fn dep(id: u32, tenant: &str) -> Dep<'_> {
 }
 
 fn start(deps: &[Dep], settings: Value) -> Session {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    llmr::shutdown();
-    let standin = StandIn::start();
-    let configs: Vec<Value> = deps
-        .iter()
-        .map(|d| {
-            json!({"id": d.id, "provider": "COHERE", "model_name": MODEL, "api_key": KEY,
+    start_session(
+        |standin| {
+            deps.iter()
+                .map(|d| {
+                    json!({"id": d.id, "provider": "COHERE", "model_name": MODEL, "api_key": KEY,
                    "api_base": standin.anthropic_base(d.tenant), "litellm_params": d.params})
-        })
-        .collect();
-    let config = json!({"global_llm_configs": configs, "router_settings": settings});
-    llmr::init(&config.to_string()).expect("init");
-    Session {
-        standin,
-        _serial: serial,
-    }
+                })
+                .collect()
+        },
+        settings,
+    )
 }
 
 /// One deployment on tenant `t`, no retries of the same deployment.
@@ -66,36 +50,8 @@ fn start_one() -> Session {
     start(&[dep(1, "t")], json!({"num_retries": 0}))
 }
 
-fn complete(req: Value) -> Result<Value, Error> {
-    llmr::complete_json(&req.to_string()).map(|s| serde_json::from_str(&s).unwrap())
-}
-
-/// Streams; returns the chunks delivered and the assembled answer.
-fn stream(req: Value) -> (Vec<Value>, Result<Value, Error>) {
-    let mut chunks = Vec::new();
-    let r = llmr::stream_json(&req.to_string(), |c| {
-        chunks.push(serde_json::from_str(c).unwrap());
-        true
-    });
-    (chunks, r.map(|s| serde_json::from_str(&s).unwrap()))
-}
-
 fn error_json(e: &Error) -> Value {
-    let text = e.to_json();
-    assert!(!text.contains(KEY), "the API key leaked: {text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-fn hello() -> Value {
-    json!({"messages": [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Say hello"}
-    ]})
-}
-
-fn weather_tools() -> Value {
-    json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
+    error_json_without(e, &[KEY])
 }
 
 #[test]

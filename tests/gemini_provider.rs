@@ -2,91 +2,47 @@
 //! stand-in speaking Gemini's `generateContent` / `streamGenerateContent?alt=sse`.
 //!
 //! The router is a process-wide singleton, so the tests of this binary run one at a time
-//! (a static lock) and each starts from `shutdown` + `init`.
-
-use std::sync::{Mutex, MutexGuard};
+//! (`common::lock`) and each starts from `shutdown` + `init`.
 
 use llmr::{Error, Status};
-use llmr_testkit::{Fault, Reply, StandIn, TOOL_ARGUMENTS};
+use llmr_testkit::{Fault, Reply, TOOL_ARGUMENTS};
 use serde_json::{json, Value};
+
+mod common;
+use common::provider::{
+    complete, error_json_without, hello, start_session, stream, text_of, Session,
+};
 
 const KEY: &str = "AIzaSy-test-key-123";
 const MODEL: &str = "gemini-2.5-flash";
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-struct Session {
-    standin: StandIn,
-    _serial: MutexGuard<'static, ()>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        llmr::shutdown();
-    }
-}
-
 /// Deployments `(id, tenant, litellm_params)` on the stand-in.
 fn start(deps: &[(u32, &str, Value)], settings: Value) -> Session {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    llmr::shutdown();
-    let standin = StandIn::start();
-    let configs: Vec<Value> = deps
-        .iter()
-        .map(|(id, tenant, params)| {
-            json!({"id": id, "provider": "GOOGLE", "model_name": MODEL, "api_key": KEY,
+    start_session(
+        |standin| {
+            deps.iter()
+                .map(|(id, tenant, params)| {
+                    json!({"id": id, "provider": "GOOGLE", "model_name": MODEL, "api_key": KEY,
                    "api_base": standin.base(tenant), "litellm_params": params})
-        })
-        .collect();
-    let config = json!({"global_llm_configs": configs, "router_settings": settings});
-    llmr::init(&config.to_string()).expect("init");
-    Session {
-        standin,
-        _serial: serial,
-    }
+                })
+                .collect()
+        },
+        settings,
+    )
 }
 
 fn start_one() -> Session {
     start(&[(1, "t", json!({}))], json!({"num_retries": 0}))
 }
 
-fn complete(req: Value) -> Result<Value, Error> {
-    llmr::complete_json(&req.to_string()).map(|s| serde_json::from_str(&s).unwrap())
-}
-
-fn stream(req: Value) -> (Vec<Value>, Result<Value, Error>) {
-    let mut chunks = Vec::new();
-    let r = llmr::stream_json(&req.to_string(), |c| {
-        chunks.push(serde_json::from_str(c).unwrap());
-        true
-    });
-    (chunks, r.map(|s| serde_json::from_str(&s).unwrap()))
-}
-
 fn error_json(e: &Error) -> Value {
-    let text = e.to_json();
-    assert!(!text.contains(KEY), "the API key leaked: {text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-fn hello() -> Value {
-    json!({"messages": [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Say hello"}
-    ]})
+    error_json_without(e, &[KEY])
 }
 
 fn weather_tools() -> Value {
     json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
                        "additionalProperties": false}}}])
-}
-
-fn text_of(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect()
 }
 
 #[test]

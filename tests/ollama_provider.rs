@@ -7,31 +7,20 @@
 //! ("The prompt is too long: …") — is tested as the overflow.
 //!
 //! The router is a process-wide singleton, so the tests of this binary run one at a time
-//! (a static lock) and each starts from `shutdown` + `init`.
-
-use std::sync::{Mutex, MutexGuard};
+//! (`common::lock`) and each starts from `shutdown` + `init`.
 
 use llmr::{Error, Status};
-use llmr_testkit::{Fault, Reply, StandIn, TOOL_ARGUMENTS};
+use llmr_testkit::{Fault, Reply, TOOL_ARGUMENTS};
 use serde_json::{json, Value};
+
+mod common;
+use common::provider::{
+    complete, error_json_without, hello, start_session, stream, text_of, weather_tools, Session,
+};
 
 /// Ollama Cloud's key; a local server takes none.
 const KEY: &str = "ollama-cloud-key-0123456789";
 const MODEL: &str = "llama3.1:8b";
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// One test's router and stand-in; the router is shut down when it goes.
-struct Session {
-    standin: StandIn,
-    _serial: MutexGuard<'static, ()>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        llmr::shutdown();
-    }
-}
 
 /// A deployment of the config: its id, its stand-in tenant, extra entry fields.
 struct Dep<'a> {
@@ -49,26 +38,21 @@ fn dep(id: u32, tenant: &str) -> Dep<'_> {
 }
 
 fn start(deps: &[Dep], settings: Value) -> Session {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    llmr::shutdown();
-    let standin = StandIn::start();
-    let configs: Vec<Value> = deps
-        .iter()
-        .map(|d| {
-            let mut e = json!({"id": d.id, "provider": "OLLAMA", "model_name": MODEL,
+    start_session(
+        |standin| {
+            deps.iter()
+                .map(|d| {
+                    let mut e = json!({"id": d.id, "provider": "OLLAMA", "model_name": MODEL,
                                "api_base": standin.ollama_base(d.tenant)});
-            for (k, v) in d.extra.as_object().unwrap() {
-                e[k] = v.clone();
-            }
-            e
-        })
-        .collect();
-    let config = json!({"global_llm_configs": configs, "router_settings": settings});
-    llmr::init(&config.to_string()).expect("init");
-    Session {
-        standin,
-        _serial: serial,
-    }
+                    for (k, v) in d.extra.as_object().unwrap() {
+                        e[k] = v.clone();
+                    }
+                    e
+                })
+                .collect()
+        },
+        settings,
+    )
 }
 
 /// One keyless deployment on tenant `t`, no retries of the same deployment.
@@ -76,43 +60,8 @@ fn start_one() -> Session {
     start(&[dep(1, "t")], json!({"num_retries": 0}))
 }
 
-fn complete(req: Value) -> Result<Value, Error> {
-    llmr::complete_json(&req.to_string()).map(|s| serde_json::from_str(&s).unwrap())
-}
-
-/// Streams; returns the chunks delivered and the assembled answer.
-fn stream(req: Value) -> (Vec<Value>, Result<Value, Error>) {
-    let mut chunks = Vec::new();
-    let r = llmr::stream_json(&req.to_string(), |c| {
-        chunks.push(serde_json::from_str(c).unwrap());
-        true
-    });
-    (chunks, r.map(|s| serde_json::from_str(&s).unwrap()))
-}
-
 fn error_json(e: &Error) -> Value {
-    let text = e.to_json();
-    assert!(!text.contains(KEY), "the API key leaked: {text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-fn hello() -> Value {
-    json!({"messages": [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Say hello"}
-    ]})
-}
-
-fn weather_tools() -> Value {
-    json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
-}
-
-fn text_of(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect()
+    error_json_without(e, &[KEY])
 }
 
 #[test]

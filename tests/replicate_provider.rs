@@ -3,32 +3,20 @@
 //! API (create, wait, poll, stream, cancel).
 //!
 //! The router is a process-wide singleton, so the tests of this binary run one at a time
-//! (a static lock) and each starts from `shutdown` + `init`.
+//! (`common::lock`) and each starts from `shutdown` + `init`.
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use llmr::{Error, Status};
-use llmr_testkit::{Fault, RecordedRequest, Reply, StandIn};
+use llmr_testkit::{Fault, RecordedRequest, Reply};
 use serde_json::{json, Value};
+
+mod common;
+use common::provider::{complete, error_json_without, hello, start_session, stream, Session};
 
 const KEY: &str = "r8_test_token_0123456789abcdef";
 const MODEL: &str = "meta/meta-llama-3-70b-instruct";
 const VERSION: &str = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa";
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// One test's router and stand-in; the router is shut down when it goes.
-struct Session {
-    standin: StandIn,
-    _serial: MutexGuard<'static, ()>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        llmr::shutdown();
-    }
-}
 
 impl Session {
     /// The requests of a tenant that are not the prediction's own follow-ups.
@@ -59,41 +47,23 @@ fn dep(id: u32, tenant: &str) -> Dep<'_> {
 }
 
 fn start(deps: &[Dep], settings: Value) -> Session {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    llmr::shutdown();
-    let standin = StandIn::start();
-    let configs: Vec<Value> = deps
+    start_session(
+        |standin| {
+            deps
         .iter()
         .map(|d| {
             json!({"id": d.id, "provider": "REPLICATE", "model_name": d.model, "api_key": KEY,
                    "api_base": standin.base(d.tenant), "litellm_params": d.params})
         })
-        .collect();
-    let config = json!({"global_llm_configs": configs, "router_settings": settings});
-    llmr::init(&config.to_string()).expect("init");
-    Session {
-        standin,
-        _serial: serial,
-    }
+        .collect()
+        },
+        settings,
+    )
 }
 
 /// One deployment on tenant `t`, no retries of the same deployment.
 fn start_on(tenant: &str) -> Session {
     start(&[dep(1, tenant)], json!({"num_retries": 0}))
-}
-
-fn complete(req: Value) -> Result<Value, Error> {
-    llmr::complete_json(&req.to_string()).map(|s| serde_json::from_str(&s).unwrap())
-}
-
-/// Streams; returns the chunks delivered and the assembled answer.
-fn stream(req: Value) -> (Vec<Value>, Result<Value, Error>) {
-    let mut chunks = Vec::new();
-    let r = llmr::stream_json(&req.to_string(), |c| {
-        chunks.push(serde_json::from_str(c).unwrap());
-        true
-    });
-    (chunks, r.map(|s| serde_json::from_str(&s).unwrap()))
 }
 
 fn texts(chunks: &[Value]) -> Vec<&str> {
@@ -104,16 +74,7 @@ fn texts(chunks: &[Value]) -> Vec<&str> {
 }
 
 fn error_json(e: &Error) -> Value {
-    let text = e.to_json();
-    assert!(!text.contains(KEY), "the API key leaked: {text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-fn hello() -> Value {
-    json!({"messages": [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Say hello"}
-    ]})
+    error_json_without(e, &[KEY])
 }
 
 #[test]

@@ -4,14 +4,17 @@
 //! at the stand-in's token endpoint.
 //!
 //! The router is a process-wide singleton, so the tests of this binary run one at a time
-//! (a static lock) and each starts from `shutdown` + `init`.
-
-use std::sync::{Mutex, MutexGuard};
+//! (`common::lock`) and each starts from `shutdown` + `init`.
 
 use llmr::{Error, Status};
-use llmr_testkit::{Fault, Reply, StandIn, TOOL_ARGUMENTS, TOOL_USE_ID, VERTEX_ACCESS_TOKEN};
+use llmr_testkit::{Fault, Reply, TOOL_ARGUMENTS, TOOL_USE_ID, VERTEX_ACCESS_TOKEN};
 use ring::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use serde_json::{json, Value};
+
+mod common;
+use common::provider::{
+    complete, error_json_without, hello, start_session, stream, text_of, weather_tools, Session,
+};
 
 /// An access token given as `api_key`.
 const TOKEN: &str = "ya29.a0-llmr-test-access-token-0123456789";
@@ -22,19 +25,6 @@ const PUBLIC_DER: &[u8] = include_bytes!("data/vertex_test_key.pub.der");
 const EMAIL: &str = "llmr-e2e@proj-1.iam.gserviceaccount.com";
 /// A piece of the private key that must never come back.
 const KEY_PIECE: &str = "MIIEvwIBADANBgkqhkiG9w0BAQEFAASCBKkwggSlAgEAAoIBAQDPcp4Zr02xjnaD";
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-struct Session {
-    standin: StandIn,
-    _serial: MutexGuard<'static, ()>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        llmr::shutdown();
-    }
-}
 
 /// How a deployment authenticates.
 enum Auth<'a> {
@@ -62,85 +52,40 @@ fn dep<'a>(id: u32, tenant: &'a str, model: &'a str, auth: Auth<'a>) -> Dep<'a> 
 }
 
 fn start(deps: &[Dep], settings: Value) -> Session {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    llmr::shutdown();
-    let standin = StandIn::start();
-    let configs: Vec<Value> = deps
-        .iter()
-        .map(|d| {
-            let mut params = json!({"vertex_project": "proj-1", "vertex_location": "us-central1"});
-            for (k, v) in d.params.as_object().unwrap() {
-                params[k] = v.clone();
-            }
-            let mut e = json!({"id": d.id, "provider": "VERTEX_AI", "model_name": d.model,
+    start_session(
+        |standin| {
+            deps.iter()
+                .map(|d| {
+                    let mut params =
+                        json!({"vertex_project": "proj-1", "vertex_location": "us-central1"});
+                    for (k, v) in d.params.as_object().unwrap() {
+                        params[k] = v.clone();
+                    }
+                    let mut e = json!({"id": d.id, "provider": "VERTEX_AI", "model_name": d.model,
                                "api_base": standin.anthropic_base(d.tenant)});
-            match d.auth {
-                Auth::Token => e["api_key"] = TOKEN.into(),
-                Auth::ServiceAccount(tok) => {
-                    // Given as a JSON string, as LiteLLM configs often carry it.
-                    params["vertex_credentials"] = json!({
+                    match d.auth {
+                        Auth::Token => e["api_key"] = TOKEN.into(),
+                        Auth::ServiceAccount(tok) => {
+                            // Given as a JSON string, as LiteLLM configs often carry it.
+                            params["vertex_credentials"] = json!({
                         "type": "service_account", "project_id": "proj-1", "private_key_id": "k1",
                         "private_key": PEM, "client_email": EMAIL,
                         "token_uri": format!("{}/{tok}/token", standin.url())})
-                    .to_string()
-                    .into();
-                }
-            }
-            e["litellm_params"] = params;
-            e
-        })
-        .collect();
-    let config = json!({"global_llm_configs": configs, "router_settings": settings});
-    llmr::init(&config.to_string()).expect("init");
-    Session {
-        standin,
-        _serial: serial,
-    }
+                            .to_string()
+                            .into();
+                        }
+                    }
+                    e["litellm_params"] = params;
+                    e
+                })
+                .collect()
+        },
+        settings,
+    )
 }
 
 fn start_one(model: &str, auth: Auth) -> Session {
     start(&[dep(1, "t", model, auth)], json!({"num_retries": 0}))
-}
-
-fn complete(req: Value) -> Result<Value, Error> {
-    llmr::complete_json(&req.to_string()).map(|s| serde_json::from_str(&s).unwrap())
-}
-
-fn stream(req: Value) -> (Vec<Value>, Result<Value, Error>) {
-    let mut chunks = Vec::new();
-    let r = llmr::stream_json(&req.to_string(), |c| {
-        chunks.push(serde_json::from_str(c).unwrap());
-        true
-    });
-    (chunks, r.map(|s| serde_json::from_str(&s).unwrap()))
-}
-
-/// The error JSON, checked for every secret of these tests.
-fn error_json(e: &Error) -> Value {
-    let text = e.to_json();
-    for secret in [TOKEN, VERTEX_ACCESS_TOKEN, KEY_PIECE] {
-        assert!(!text.contains(secret), "a secret leaked: {text}");
-    }
-    serde_json::from_str(&text).unwrap()
-}
-
-fn hello() -> Value {
-    json!({"messages": [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Say hello"}
-    ]})
-}
-
-fn weather_tools() -> Value {
-    json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
-}
-
-fn content_of(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect()
 }
 
 const GOOGLE_PATH: &str = "/t/v1/projects/proj-1/locations/us-central1/publishers/google/models";
@@ -169,6 +114,10 @@ fn b64url(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+fn error_json(e: &Error) -> Value {
+    error_json_without(e, &[TOKEN, VERTEX_ACCESS_TOKEN, KEY_PIECE])
 }
 
 #[test]
@@ -394,7 +343,7 @@ fn claude_through_raw_predict() {
     // Streamed text.
     s.standin.script("t", [Reply::text("one two three")]);
     let (chunks, r) = stream(hello());
-    assert_eq!(content_of(&chunks), "one two three");
+    assert_eq!(text_of(&chunks), "one two three");
     let r = r.unwrap();
     assert_eq!(r["usage"]["completion_tokens"], 3);
     let sent = s.standin.last_request("t").unwrap();
@@ -583,7 +532,7 @@ fn broken_streams_are_upstream_errors() {
     // The connection breaks off mid-stream, before the finish reason.
     s.standin.script("t", [Reply::fault(Fault::Truncated)]);
     let (chunks, r) = stream(json!({"messages": [{"role": "user", "content": "a b c d"}]}));
-    assert_eq!(content_of(&chunks), "echo: a ");
+    assert_eq!(text_of(&chunks), "echo: a ");
     let e = r.unwrap_err();
     assert_eq!(e.status, Status::Upstream);
 

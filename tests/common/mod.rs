@@ -1,10 +1,13 @@
-//! Helpers shared by the router integration tests (`tests/router_*.rs`).
+//! Helpers shared by the integration tests (`tests/router_*.rs` and more; `provider` for the
+//! provider end-to-end files).
 //!
 //! The router is a process-wide singleton, so every test of a binary takes [`lock`] first: it
 //! serialises the tests, starts from an uninitialised library, and shuts the router down when
 //! the test ends (even when it panics).
 
 #![allow(dead_code)]
+
+pub mod provider;
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
