@@ -295,14 +295,6 @@ impl Serialize for Block<'_> {
     }
 }
 
-/// A request field, else the deployment's default param of the same name (nulls are absent).
-fn param<'a>(ep: &'a Endpoint, req: &'a ChatRequest, key: &str) -> Option<&'a Value> {
-    req.extra
-        .get(key)
-        .or_else(|| ep.defaults.get(key))
-        .filter(|v| !v.is_null())
-}
-
 fn build_body<'a>(ep: &'a Endpoint, req: &'a ChatRequest, stream: bool) -> Result<Body<'a>, Error> {
     let d = &ep.defaults;
     let (system, messages) = convert_messages(&req.messages)?;
@@ -323,7 +315,7 @@ fn build_body<'a>(ep: &'a Endpoint, req: &'a ChatRequest, stream: bool) -> Resul
         .or_else(|| d.get("stop_sequences"));
     let stop_sequences = stop.map(stop_sequences).filter(|s| !s.is_empty());
 
-    let thinking = param(ep, req, "thinking");
+    let thinking = ep.param(req, "thinking");
     // Extended thinking rejects temperature other than 1, any top_k, and top_p below 0.95.
     let thinking_on = thinking
         .and_then(|t| t.get("type"))
@@ -350,10 +342,11 @@ fn build_body<'a>(ep: &'a Endpoint, req: &'a ChatRequest, stream: bool) -> Resul
         .top_p
         .or_else(|| d.get("top_p").and_then(Value::as_f64))
         .filter(|p| !thinking_on || *p >= 0.95);
-    let top_k = param(ep, req, "top_k").filter(|_| !thinking_on);
+    let top_k = ep.param(req, "top_k").filter(|_| !thinking_on);
 
     // Anthropic's metadata holds only `user_id`; OpenAI's free-form metadata would be a 400.
-    let metadata_user = param(ep, req, "metadata")
+    let metadata_user = ep
+        .param(req, "metadata")
         .and_then(|m| m.get("user_id"))
         .and_then(Value::as_str);
     let user = req
@@ -389,7 +382,8 @@ fn build_body<'a>(ep: &'a Endpoint, req: &'a ChatRequest, stream: bool) -> Resul
     }
 
     // OpenAI's tiers (`default`, `flex`, …) mean nothing to Anthropic and would be a 400.
-    let service_tier = param(ep, req, "service_tier")
+    let service_tier = ep
+        .param(req, "service_tier")
         .and_then(Value::as_str)
         .filter(|t| matches!(*t, "auto" | "standard_only"));
 

@@ -435,14 +435,6 @@ fn is_model_field(key: &str) -> bool {
         && !key.starts_with("mock_")
 }
 
-/// A request field, else the deployment's default param of the same name (nulls are absent).
-fn param<'a>(ep: &'a Endpoint, req: &'a ChatRequest, key: &str) -> Option<&'a Value> {
-    req.extra
-        .get(key)
-        .or_else(|| ep.defaults.get(key))
-        .filter(|v| !v.is_null())
-}
-
 fn build_body<'a>(ep: &'a Endpoint, req: &'a ChatRequest) -> Result<Body<'a>, Error> {
     let d = &ep.defaults;
     let (system, messages) = convert_messages(&req.messages)?;
@@ -495,8 +487,9 @@ fn build_body<'a>(ep: &'a Endpoint, req: &'a ChatRequest) -> Result<Body<'a>, Er
     // Model-specific fields: the caller's own object, then the deployment's and the request's
     // unknown fields (the request's win).
     let mut additional: BTreeMap<&str, &Value> = BTreeMap::new();
-    if let Some(Value::Object(o)) = param(ep, req, "additionalModelRequestFields")
-        .or_else(|| param(ep, req, "additional_model_request_fields"))
+    if let Some(Value::Object(o)) = ep
+        .param(req, "additionalModelRequestFields")
+        .or_else(|| ep.param(req, "additional_model_request_fields"))
     {
         additional.extend(o.iter().map(|(k, v)| (k.as_str(), v)));
     }
@@ -511,7 +504,7 @@ fn build_body<'a>(ep: &'a Endpoint, req: &'a ChatRequest) -> Result<Body<'a>, Er
         }
     }
 
-    let either = |a: &str, b: &str| param(ep, req, a).or_else(|| param(ep, req, b));
+    let either = |a: &str, b: &str| ep.param(req, a).or_else(|| ep.param(req, b));
     Ok(Body {
         messages,
         system,

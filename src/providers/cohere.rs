@@ -107,14 +107,6 @@ fn chat_url(base: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Request
 
-/// A request field, else the deployment's default param of the same name (nulls are absent).
-fn param<'a>(ep: &'a Endpoint, req: &'a ChatRequest, key: &str) -> Option<&'a Value> {
-    req.extra
-        .get(key)
-        .or_else(|| ep.defaults.get(key))
-        .filter(|v| !v.is_null())
-}
-
 fn build_body(ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Value, Error> {
     let d = &ep.defaults;
     let mut body = Map::new();
@@ -163,7 +155,7 @@ fn build_body(ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Value, E
         .stop
         .as_ref()
         .filter(|v| !v.is_null())
-        .or_else(|| param(ep, req, "stop_sequences"))
+        .or_else(|| ep.param(req, "stop_sequences"))
         .or_else(|| d.get("stop"));
     if let Some(stop) = stop.map(stop_list).filter(|s| !s.is_empty()) {
         body.insert("stop_sequences".into(), Value::from(stop));
@@ -177,19 +169,19 @@ fn build_body(ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Value, E
     let p = req
         .top_p
         .map(Value::from)
-        .or_else(|| param(ep, req, "p").cloned())
+        .or_else(|| ep.param(req, "p").cloned())
         .or_else(|| d.get("top_p").cloned());
     if let Some(p) = p {
         body.insert("p".into(), p);
     }
-    if let Some(k) = param(ep, req, "top_k").or_else(|| param(ep, req, "k")) {
+    if let Some(k) = ep.param(req, "top_k").or_else(|| ep.param(req, "k")) {
         body.insert("k".into(), k.clone());
     }
-    if let Some(rf) = param(ep, req, "response_format").and_then(response_format) {
+    if let Some(rf) = ep.param(req, "response_format").and_then(response_format) {
         body.insert("response_format".into(), rf);
     }
     for key in NATIVE_FIELDS {
-        if let Some(v) = param(ep, req, key) {
+        if let Some(v) = ep.param(req, key) {
             body.insert((*key).into(), v.clone());
         }
     }

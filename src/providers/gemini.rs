@@ -258,17 +258,9 @@ impl Serialize for Part<'_> {
     }
 }
 
-/// A request field, else the deployment's default param of the same name (nulls are absent).
-fn param<'a>(ep: &'a Endpoint, req: &'a ChatRequest, key: &str) -> Option<&'a Value> {
-    req.extra
-        .get(key)
-        .or_else(|| ep.defaults.get(key))
-        .filter(|v| !v.is_null())
-}
-
 /// The first of several names a param goes by.
 fn param_any<'a>(ep: &'a Endpoint, req: &'a ChatRequest, keys: &[&str]) -> Option<&'a Value> {
-    keys.iter().find_map(|k| param(ep, req, k))
+    keys.iter().find_map(|k| ep.param(req, k))
 }
 
 /// The body as bytes.
@@ -319,7 +311,7 @@ fn build_body<'a>(
     if let Some(p) = number(req.top_p, "top_p") {
         gc.insert("topP".into(), p.into());
     }
-    if let Some(k) = param(ep, req, "top_k") {
+    if let Some(k) = ep.param(req, "top_k") {
         gc.insert("topK".into(), k.clone());
     }
     let max_tokens = req
@@ -340,7 +332,7 @@ fn build_body<'a>(
         gc.insert("stopSequences".into(), stop.into());
     }
     // A stream carries one candidate (the assembled answer has one choice).
-    if let Some(n) = param(ep, req, "n").and_then(Value::as_u64) {
+    if let Some(n) = ep.param(req, "n").and_then(Value::as_u64) {
         if n > 1 && !stream {
             gc.insert("candidateCount".into(), n.into());
         }
@@ -350,11 +342,11 @@ fn build_body<'a>(
         ("presence_penalty", "presencePenalty"),
         ("frequency_penalty", "frequencyPenalty"),
     ] {
-        if let Some(v) = param(ep, req, ours) {
+        if let Some(v) = ep.param(req, ours) {
             gc.insert(theirs.into(), v.clone());
         }
     }
-    if let Some(rf) = param(ep, req, "response_format") {
+    if let Some(rf) = ep.param(req, "response_format") {
         response_format(rf, &mut gc)?;
     }
     if let Some(thinking) = thinking_config(ep, req) {
@@ -370,7 +362,7 @@ fn build_body<'a>(
         safety_settings: param_any(ep, req, &["safety_settings", "safetySettings"]),
         cached_content: param_any(ep, req, &["cached_content", "cachedContent"]),
         labels: match flavor {
-            Flavor::Vertex => param(ep, req, "labels").filter(|l| l.is_object()),
+            Flavor::Vertex => ep.param(req, "labels").filter(|l| l.is_object()),
             Flavor::GeminiApi => None,
         },
     })
@@ -422,7 +414,7 @@ fn thinking_config(ep: &Endpoint, req: &ChatRequest) -> Option<Value> {
     if let Some(native) = param_any(ep, req, &["thinkingConfig", "thinking_config"]) {
         return Some(native.clone());
     }
-    if let Some(t) = param(ep, req, "thinking") {
+    if let Some(t) = ep.param(req, "thinking") {
         return Some(match t.get("type").and_then(Value::as_str) {
             Some("disabled") => json!({"thinkingBudget": 0}),
             _ => match t.get("budget_tokens").and_then(Value::as_u64) {
@@ -431,7 +423,7 @@ fn thinking_config(ep: &Endpoint, req: &ChatRequest) -> Option<Value> {
             },
         });
     }
-    let effort = param(ep, req, "reasoning_effort")?.as_str()?;
+    let effort = ep.param(req, "reasoning_effort")?.as_str()?;
     if checks_signatures(&ep.model) {
         // Gemini 3 takes a level, not a budget.
         let level = match effort {

@@ -90,6 +90,15 @@ pub trait RequestAuth: Send + Sync + std::fmt::Debug {
 }
 
 impl Endpoint {
+    /// A request field, else the deployment's `litellm_params` default (the request wins);
+    /// `null` counts as absent.
+    pub fn param<'a>(&'a self, req: &'a ChatRequest, key: &str) -> Option<&'a Value> {
+        req.extra
+            .get(key)
+            .or_else(|| self.defaults.get(key))
+            .filter(|v| !v.is_null())
+    }
+
     /// The parts every family shares; the family fills in URLs and headers.
     pub fn common(d: &DeploymentConfig, max_output_tokens: Option<u64>) -> Endpoint {
         let defaults = d

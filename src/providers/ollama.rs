@@ -140,14 +140,6 @@ fn chat_url(base: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Request
 
-/// A request field, else the deployment's default param of the same name (nulls are absent).
-fn param<'a>(ep: &'a Endpoint, req: &'a ChatRequest, key: &str) -> Option<&'a Value> {
-    req.extra
-        .get(key)
-        .or_else(|| ep.defaults.get(key))
-        .filter(|v| !v.is_null())
-}
-
 fn build_body(ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Value, Error> {
     let d = &ep.defaults;
     let mut body = Map::new();
@@ -170,17 +162,19 @@ fn build_body(ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Value, E
     }
 
     for key in TOP_LEVEL_NAMES {
-        if let Some(v) = param(ep, req, key) {
+        if let Some(v) = ep.param(req, key) {
             body.insert((*key).into(), v.clone());
         }
     }
     if !body.contains_key("format") {
-        if let Some(format) = param(ep, req, "response_format").and_then(format_of) {
+        if let Some(format) = ep.param(req, "response_format").and_then(format_of) {
             body.insert("format".into(), format);
         }
     }
     if !body.contains_key("think") {
-        if let Some(think) = param(ep, req, "reasoning_effort").and_then(|e| think_of(e, &ep.model))
+        if let Some(think) = ep
+            .param(req, "reasoning_effort")
+            .and_then(|e| think_of(e, &ep.model))
         {
             body.insert("think".into(), think);
         }
@@ -196,7 +190,7 @@ fn build_body(ep: &Endpoint, req: &ChatRequest, stream: bool) -> Result<Value, E
         options.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     for key in OPTION_NAMES {
-        if let Some(v) = param(ep, req, key) {
+        if let Some(v) = ep.param(req, key) {
             options.insert((*key).into(), v.clone());
         }
     }

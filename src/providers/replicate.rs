@@ -534,14 +534,6 @@ impl Template {
     }
 }
 
-/// A request field, else the deployment's default of the same name (nulls are absent).
-fn param<'a>(ep: &'a Endpoint, req: &'a ChatRequest, key: &str) -> Option<&'a Value> {
-    req.extra
-        .get(key)
-        .or_else(|| ep.defaults.get(key))
-        .filter(|v| !v.is_null())
-}
-
 /// The prediction's `input`, and the output cap it carries (for the finish reason).
 fn build_input(
     ep: &Endpoint,
@@ -600,14 +592,14 @@ fn build_input(
     if let Some(t) = req
         .temperature
         .map(Value::from)
-        .or_else(|| param(ep, req, "temperature").cloned())
+        .or_else(|| ep.param(req, "temperature").cloned())
     {
         input.insert("temperature".into(), t);
     }
     if let Some(p) = req
         .top_p
         .map(Value::from)
-        .or_else(|| param(ep, req, "top_p").cloned())
+        .or_else(|| ep.param(req, "top_p").cloned())
     {
         input.insert("top_p".into(), p);
     }
