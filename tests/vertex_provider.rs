@@ -518,6 +518,33 @@ fn secrets_never_appear_in_errors() {
 }
 
 #[test]
+fn a_refused_token_is_scrubbed_and_fetched_again() {
+    let s = start_one(GEMINI, Auth::ServiceAccount("tok"));
+    complete(hello()).unwrap();
+    assert_eq!(s.standin.count("tok"), 1);
+    // The token is revoked early: the model endpoint refuses it and quotes it back.
+    let echoed = format!(
+        r#"{{"error":{{"code":401,"message":"Token {VERTEX_ACCESS_TOKEN} revoked","status":"UNAUTHENTICATED"}}}}"#
+    );
+    s.standin.script("t", [Reply::body(401, echoed)]);
+    let e = complete(hello()).unwrap_err();
+    let j = error_json(&e);
+    assert_eq!(j["error"]["status"], "auth", "{j}");
+    assert!(
+        j["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[REDACTED]"),
+        "{j}"
+    );
+    // The next request does not reuse the refused token: it exchanges for a new one.
+    complete(hello()).unwrap();
+    assert_eq!(s.standin.count("tok"), 2, "a fresh token after the 401");
+    complete(hello()).unwrap();
+    assert_eq!(s.standin.count("tok"), 2, "and that one is cached again");
+}
+
+#[test]
 fn broken_streams_are_upstream_errors() {
     let s = start_one(GEMINI, Auth::Token);
     // An error event after content: what was delivered stays, the call fails.

@@ -569,6 +569,13 @@ impl RequestAuth for TokenSource {
             Ok(())
         })
     }
+
+    fn rejected(&self, authorization: &HeaderValue) {
+        let mut st = self.state();
+        if st.token.as_ref().is_some_and(|(h, _)| h == authorization) {
+            st.token = None;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -39,8 +39,12 @@ impl HttpClient {
             &self.ep.url
         };
         let mut headers = self.ep.headers.clone();
+        // The credential the auth step adds at run time (an OAuth token) is in no secret list:
+        // kept to scrub it from an error and to tell its source when it is refused.
+        let mut runtime_credential = None;
         if let Some(auth) = &self.ep.auth {
             auth.authorize(url, &body, &mut headers).await?;
+            runtime_credential = headers.get(reqwest::header::AUTHORIZATION).cloned();
         }
         let resp = self
             .http
@@ -56,11 +60,31 @@ impl HttpClient {
         if resp.status().is_redirection() {
             return Err(redirect_error(&resp, &self.ep));
         }
-        Err(error_answer(resp, &self.ep, |status, headers, body| {
+        let mut e = error_answer(resp, &self.ep, |status, headers, body| {
             self.wire
                 .parse_error_with_headers(&self.ep, status, headers, body)
         })
-        .await)
+        .await;
+        if let (Some(auth), Some(credential)) = (&self.ep.auth, &runtime_credential) {
+            if e.http_status == Some(401) {
+                auth.rejected(credential);
+            }
+            redact_credential(&mut e.message, credential);
+        }
+        Err(e)
+    }
+}
+
+/// Removes an `Authorization` value (with or without its scheme) from a message.
+fn redact_credential(message: &mut String, credential: &reqwest::header::HeaderValue) {
+    let Ok(value) = credential.to_str() else {
+        return;
+    };
+    let token = value.split_once(' ').map_or(value, |(_, t)| t);
+    for s in [value, token] {
+        if s.len() >= 8 && message.contains(s) {
+            *message = message.replace(s, "[REDACTED]");
+        }
     }
 }
 

@@ -87,6 +87,11 @@ pub trait RequestAuth: Send + Sync + std::fmt::Debug {
         body: &'a [u8],
         headers: &'a mut HeaderMap,
     ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// The provider answered 401 to a request authorised with `authorization` (the header this
+    /// source added): a cached token it gave must not be given again (revoked or expired
+    /// early), so the next request fetches a fresh one.
+    fn rejected(&self, _authorization: &reqwest::header::HeaderValue) {}
 }
 
 impl Endpoint {
