@@ -11,9 +11,10 @@ use std::collections::VecDeque;
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::classify::{body_excerpt, classify, ErrorParts};
+use super::convert::{arguments_of, is_blank, json_kind, tool_input};
 use super::{extra_headers, secret_header, Endpoint, StreamParser, WireFormat};
 use crate::config::DeploymentConfig;
 use crate::errors::Error;
@@ -620,12 +621,6 @@ fn system_prompt<'a>(parts: &[&'a Message]) -> Result<Option<System<'a>>, Error>
     Ok((!blocks.is_empty()).then_some(System::Blocks(blocks)))
 }
 
-/// Anthropic refuses text blocks that are empty or only whitespace ("text content blocks must
-/// contain non-whitespace text"); such text says nothing, so it is left out.
-fn is_blank(s: &str) -> bool {
-    s.trim().is_empty()
-}
-
 /// A message's content as blocks: a string is one text block; blank text is left out.
 fn content_blocks(content: &Option<Value>, msg: usize) -> Result<Vec<Block<'_>>, Error> {
     match content {
@@ -645,17 +640,6 @@ fn content_blocks(content: &Option<Value>, msg: usize) -> Result<Vec<Block<'_>>,
             "request JSON at `messages[{msg}].content`: must be a string or an array of parts, not {}",
             json_kind(other)
         ))),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -752,16 +736,6 @@ fn assistant_blocks(m: &Message, msg: usize) -> Result<Vec<Block<'_>>, Error> {
     Ok(out)
 }
 
-/// Tool-call arguments as the object Anthropic requires. Empty, invalid or non-object JSON
-/// (a truncated earlier answer, say) becomes `{}`: the turn stays valid and the conversation can
-/// go on, where refusing it would fail the whole request on this deployment.
-fn tool_input(arguments: &str) -> Value {
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => Value::Object(Map::new()),
-    }
-}
-
 /// A `tool` (or legacy `function`) message as a `tool_result` block.
 fn tool_result(m: &Message, msg: usize) -> Result<Block<'_>, Error> {
     let tool_use_id = m
@@ -852,15 +826,6 @@ fn finish_reason(stop_reason: &str) -> &'static str {
         "refusal" => "content_filter",
         // end_turn, stop_sequence, pause_turn (a server-tool loop paused: the turn is whole).
         _ => "stop",
-    }
-}
-
-/// A tool's input as OpenAI's argument string; a string input is taken as the arguments text.
-fn arguments_of(input: Option<Value>) -> String {
-    match input {
-        None | Some(Value::Null) => "{}".to_owned(),
-        Some(Value::String(s)) => s,
-        Some(v) => v.to_string(),
     }
 }
 

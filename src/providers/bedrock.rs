@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::classify::{body_excerpt, classify, ErrorParts};
+use super::convert::{arguments_of, is_blank, tool_input};
 use super::eventstream::{Decoder, Message as Frame};
 use super::sigv4::{uri_encode, Credentials, SigV4};
 use super::{extra_headers, secret_header, Endpoint, StreamParser, WireFormat};
@@ -723,10 +724,6 @@ fn convert_messages(messages: &[Message]) -> Result<(Vec<Block<'_>>, Vec<Turn<'_
     Ok((system, turns))
 }
 
-fn is_blank(s: &str) -> bool {
-    s.trim().is_empty()
-}
-
 /// A message's content as blocks: a string is one text block; blank text is left out.
 fn content_blocks<'a>(
     content: &'a Option<Value>,
@@ -961,15 +958,6 @@ fn assistant_blocks<'a>(
     Ok(out)
 }
 
-/// Tool-call arguments as the object Converse requires. Empty, invalid or non-object JSON (a
-/// truncated earlier answer) becomes `{}`, so the conversation can go on.
-fn tool_input(arguments: &str) -> Value {
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => Value::Object(Map::new()),
-    }
-}
-
 /// A `tool` (or legacy `function`) message as a `toolResult` block.
 fn tool_result<'a>(m: &'a Message, msg: usize, docs: &mut Docs) -> Result<Block<'a>, Error> {
     let tool_use_id = m
@@ -1092,15 +1080,6 @@ fn finish_reason(stop_reason: &str) -> Result<&'static str, Error> {
         // end_turn, stop_sequence, and reasons added after this was written.
         _ => "stop",
     })
-}
-
-/// A tool's input as OpenAI's argument string.
-fn arguments_of(input: Option<Value>) -> String {
-    match input {
-        None | Some(Value::Null) => "{}".to_owned(),
-        Some(Value::String(s)) => s,
-        Some(v) => v.to_string(),
-    }
 }
 
 /// An id for an answer: Converse gives none in its body.

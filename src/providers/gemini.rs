@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::classify::{body_excerpt, classify, ErrorParts};
+use super::convert::json_kind;
 use super::{extra_headers, secret_header, Endpoint, StreamParser, WireFormat};
 use crate::config::DeploymentConfig;
 use crate::errors::{Error, Status};
@@ -833,17 +834,6 @@ fn convert_messages(
     }
     let system = (!system.is_empty()).then_some(SystemInstruction { parts: system });
     Ok((system, contents))
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A user (or system) message's content as parts: text, images, audio, files.

@@ -7,6 +7,7 @@ pub mod azure;
 pub mod bedrock;
 pub mod classify;
 pub mod cohere;
+pub mod convert;
 pub mod eventstream;
 pub mod gemini;
 pub mod google_auth;
