@@ -367,6 +367,49 @@ fn stream_timeout_bounds_streams_and_timeout_completions() {
 }
 
 #[test]
+fn a_stream_that_outlasts_the_request_timeout_ends_as_a_timeout() {
+    let _g = lock();
+    let s = StandIn::start();
+    // A chunk every 0.2 s for 30 words (6 s): no idle gap reaches `stream_timeout`, but the
+    // whole stream outlasts the request's `timeout` of 1 s.
+    s.always(
+        "slow",
+        Reply::text(&["w"; 30].join(" ")).chunk_interval(Duration::from_millis(200)),
+    );
+    init(
+        vec![openai(
+            "a",
+            &s.base("slow"),
+            json!({"litellm_params": {"stream_timeout": 5}}),
+        )],
+        settings(json!({"timeout": 1})),
+    );
+    let st = stream(&ask("go"), None);
+    let e = st.result.as_ref().unwrap_err();
+    assert_eq!(status(e), "timeout", "{e}");
+    assert!(!st.chunks.is_empty(), "chunks came before the deadline");
+    assert!(st.chunks.len() < 30, "{} chunks", st.chunks.len());
+    assert!(st.elapsed < Duration::from_secs(4), "{:?}", st.elapsed);
+    assert_eq!(e["error"]["attempts"], 1, "no retry after chunks went out: {e}");
+
+    // A request's own `timeout` bounds its stream the same way.
+    let mut req = ask("go");
+    req["timeout"] = json!(0.6);
+    llmr::shutdown();
+    init(
+        vec![openai(
+            "a",
+            &s.base("slow"),
+            json!({"litellm_params": {"stream_timeout": 5}}),
+        )],
+        settings(json!({"timeout": 60})),
+    );
+    let st = stream(&req, None);
+    assert_eq!(status(st.result.as_ref().unwrap_err()), "timeout");
+    assert!(st.elapsed < Duration::from_secs(4), "{:?}", st.elapsed);
+}
+
+#[test]
 fn an_idle_gap_after_the_first_chunk_is_a_timeout() {
     let _g = lock();
     let (base, closed) = one_chunk_then_wait();

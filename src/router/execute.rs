@@ -60,6 +60,8 @@ impl Router {
         req: &ChatRequest,
         prompt_tokens: u64,
         timeout: Duration,
+        // The request's whole time: a stream that goes on past it ends as a timeout.
+        deadline: Instant,
         sink: Option<&mut (dyn ChunkSink + '_)>,
     ) -> AttemptResult {
         let started = Instant::now();
@@ -90,7 +92,26 @@ impl Router {
         let connect_ms = ms_since(started);
         let mut assembler = StreamAssembler::default();
         let mut ttft_ms = None;
-        while let Some(next) = stream.next_chunk().await {
+        loop {
+            // `stream_timeout` bounds each idle gap; this bounds the whole length, so that a
+            // provider trickling (or sending only keep-alives) cannot hold a stream forever.
+            let next = match tokio::time::timeout_at(deadline.into(), stream.next_chunk()).await {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(Failed {
+                        err: Error::new(
+                            Status::Timeout,
+                            format!(
+                                "stream from deployment {} ran past the request's `timeout` \
+                                 (`stream_timeout` bounds only its idle gaps)",
+                                d.cfg.id
+                            ),
+                        ),
+                        final_: ttft_ms.is_some(),
+                    })
+                }
+            };
             let chunk = match next {
                 Ok(c) => c,
                 Err(mut err) => {
@@ -320,7 +341,7 @@ impl Router {
             let attempt_started = Instant::now();
             let in_flight = InFlight::enter(&*d.state);
             let result = self
-                .attempt(d, req, tokens, timeout, sink.as_deref_mut())
+                .attempt(d, req, tokens, timeout, deadline, sink.as_deref_mut())
                 .await;
             drop(in_flight);
 
