@@ -358,6 +358,20 @@ static bool init_ok(const char *config) {
     return ok && llmr_is_initialized();
 }
 
+/* Initialises with one MOCK deployment `id` that streams `count` words ("word word …"),
+ * `delay_ms` apart. */
+static bool init_words(const char *id, int count, int delay_ms) {
+    char words[512] = "", config[1024];
+    for (int i = 0; i < count && strlen(words) + 6 < sizeof words; ++i) {
+        strcat(words, i ? " word" : "word");
+    }
+    snprintf(config, sizeof config,
+             "{\"global_llm_configs\": [{\"id\": \"%s\", \"provider\": \"MOCK\", \"model_name\": \"m\","
+             " \"litellm_params\": {\"mock_response\": \"%s\", \"mock_chunk_delay_ms\": %d}}]}",
+             id, words, delay_ms);
+    return init_ok(config);
+}
+
 static void shutdown_ok(void) {
     CHECK_STATUS(llmr_shutdown(), LLMR_OK, NULL);
     CHECK(!llmr_is_initialized());
@@ -869,17 +883,8 @@ static void test_bad_requests(void) {
 static void test_cancel(void) {
     g_section = "cancel";
     /* 40 words, 50 ms apart: about 2 s if not cancelled. */
-    char config[2048];
-    char words[512] = "";
-    for (int i = 0; i < 40; ++i) {
-        strcat(words, i ? " word" : "word");
-    }
-    snprintf(config, sizeof config,
-             "{\"global_llm_configs\": [{\"id\": \"slow\", \"provider\": \"MOCK\", \"model_name\": \"m\","
-             " \"litellm_params\": {\"mock_response\": \"%s\", \"mock_chunk_delay_ms\": 50}}]}",
-             words);
     shutdown_ok();
-    if (!init_ok(config)) {
+    if (!init_words("slow", 40, 50)) {
         return;
     }
     for (int stop_at = 1; stop_at <= 3; stop_at += 2) {
@@ -2291,15 +2296,7 @@ static void test_async_cancel(void) {
     shutdown_ok();
 
     /* A stream cancelled between chunks: no chunk after on_done. */
-    char words[512] = "", config[1024];
-    for (int i = 0; i < 40; ++i) {
-        strcat(words, i ? " word" : "word");
-    }
-    snprintf(config, sizeof config,
-             "{\"global_llm_configs\": [{\"id\": \"drip\", \"provider\": \"MOCK\", \"model_name\": \"m\","
-             " \"litellm_params\": {\"mock_response\": \"%s\", \"mock_chunk_delay_ms\": 50}}]}",
-             words);
-    if (!init_ok(config)) {
+    if (!init_words("drip", 40, 50)) {
         return;
     }
     async_batch sb = {0};
@@ -2326,16 +2323,8 @@ static void test_async_cancel(void) {
 static void test_async_stop_by_callback(void) {
     g_section = "async stop by callback";
     /* 40 words, 50 ms apart: about 2 s if not stopped. */
-    char words[512] = "", config[1024];
-    for (int i = 0; i < 40; ++i) {
-        strcat(words, i ? " word" : "word");
-    }
-    snprintf(config, sizeof config,
-             "{\"global_llm_configs\": [{\"id\": \"drip\", \"provider\": \"MOCK\", \"model_name\": \"m\","
-             " \"litellm_params\": {\"mock_response\": \"%s\", \"mock_chunk_delay_ms\": 50}}]}",
-             words);
     shutdown_ok();
-    if (!init_ok(config)) {
+    if (!init_words("drip", 40, 50)) {
         return;
     }
     for (int stop_at = 1; stop_at <= 3; stop_at += 2) {
@@ -2771,15 +2760,7 @@ static void test_async_reentry(void) {
     shutdown_ok();
 
     /* on_chunk calling in, and cancelling its own stream (slow chunks: it is still running). */
-    char words[512] = "", config[1024];
-    for (int i = 0; i < 40; ++i) {
-        strcat(words, i ? " word" : "word");
-    }
-    snprintf(config, sizeof config,
-             "{\"global_llm_configs\": [{\"id\": \"drip\", \"provider\": \"MOCK\", \"model_name\": \"m\","
-             " \"litellm_params\": {\"mock_response\": \"%s\", \"mock_chunk_delay_ms\": 50}}]}",
-             words);
-    if (!init_ok(config)) {
+    if (!init_words("drip", 40, 50)) {
         return;
     }
     async_batch sb = {0};
