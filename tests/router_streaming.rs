@@ -374,7 +374,7 @@ fn a_stream_that_outlasts_the_request_timeout_ends_as_a_timeout() {
     // whole stream outlasts the request's `timeout` of 1 s.
     s.always(
         "slow",
-        Reply::text(&["w"; 30].join(" ")).chunk_interval(Duration::from_millis(200)),
+        Reply::text(["w"; 30].join(" ")).chunk_interval(Duration::from_millis(200)),
     );
     init(
         vec![openai(
@@ -390,7 +390,10 @@ fn a_stream_that_outlasts_the_request_timeout_ends_as_a_timeout() {
     assert!(!st.chunks.is_empty(), "chunks came before the deadline");
     assert!(st.chunks.len() < 30, "{} chunks", st.chunks.len());
     assert!(st.elapsed < Duration::from_secs(4), "{:?}", st.elapsed);
-    assert_eq!(e["error"]["attempts"], 1, "no retry after chunks went out: {e}");
+    assert_eq!(
+        e["error"]["attempts"], 1,
+        "no retry after chunks went out: {e}"
+    );
 
     // A request's own `timeout` bounds its stream the same way.
     let mut req = ask("go");
