@@ -641,3 +641,21 @@ fn reload_onto_the_same_redis_keeps_the_shared_store_and_shutdown_stops_it() {
     }
     assert_eq!(clients(), 0, "shutdown closes the connection");
 }
+
+#[test]
+fn a_rediss_url_whose_tls_fails_leaves_requests_on_local_state() {
+    let _g = common::lock();
+    // A plain server behind a rediss:// URL: the TLS handshake fails, the library goes on.
+    let redis = RedisServer::start(&[]);
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    common::init(
+        vec![mock("a", json!({"rpm": 100}))],
+        settings(json!({"redis_url": url})),
+    );
+    for _ in 0..3 {
+        assert!(complete(&ask("hello")).is_ok());
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(complete(&ask("hello")).is_ok());
+    assert_eq!(stats()["shared_state"]["redis_reachable"], false);
+}

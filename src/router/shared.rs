@@ -79,6 +79,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 0
 ";
 
+/// Counts a failure; the count lives a minute from the first one.
+const FAILURE_LUA: &str = r"
+local v = redis.call('INCR', KEYS[1])
+if v == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return v
+";
+
 /// Sets a cooldown unless a longer one is in force; a cooled-down deployment's failure count
 /// starts afresh.
 const COOLDOWN_LUA: &str = r"
@@ -342,11 +349,11 @@ impl Shared {
                         .ignore();
                 }
                 Write::Failure { key } => {
-                    pipe.cmd("INCR").arg(key).ignore();
-                    pipe.cmd("PEXPIRE")
+                    pipe.cmd("EVAL")
+                        .arg(FAILURE_LUA)
+                        .arg(1)
                         .arg(key)
                         .arg(FAILURES_TTL_MS)
-                        .arg("NX")
                         .ignore();
                 }
                 Write::Cooldown {
