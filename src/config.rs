@@ -201,6 +201,9 @@ pub struct RouterSettings {
     pub redis_url: Option<Secret>,
     /// The namespace of every Redis key llmr writes (`redis_prefix`, default `llmr`).
     pub redis_prefix: String,
+    /// A reservation waiting longer than this for Redis is done locally (`redis_timeout`,
+    /// seconds, default 0.05).
+    pub redis_timeout: Duration,
     /// Lets trace-level logs carry the messages and answers (off by default: logs never hold
     /// content otherwise).
     pub log_content: bool,
@@ -218,6 +221,7 @@ impl Default for RouterSettings {
             max_wait_when_cooling: Duration::ZERO,
             redis_url: None,
             redis_prefix: "llmr".into(),
+            redis_timeout: Duration::from_millis(50),
             log_content: false,
         }
     }
@@ -236,6 +240,7 @@ impl RouterSettings {
             "max_wait_when_cooling": self.max_wait_when_cooling.as_secs_f64(),
             "redis_url": self.redis_url.as_ref().map(|u| mask_url_password(u.expose())),
             "redis_prefix": self.redis_prefix,
+            "redis_timeout": self.redis_timeout.as_secs_f64(),
             "log_content": self.log_content,
         })
     }
@@ -397,6 +402,11 @@ fn parse_settings(s: &Map<String, Value>) -> Result<RouterSettings, Error> {
                     return Err(bad(k, "must be 1 to 100 characters without `{` or `}`"));
                 }
                 out.redis_prefix = p.to_owned();
+            }
+            "redis_timeout" => {
+                out.redis_timeout = seconds(v, false)
+                    .filter(|d| d.as_secs_f64() <= 10.0)
+                    .ok_or_else(|| bad(k, "must be a positive number of seconds up to 10"))?
             }
             "log_content" => {
                 out.log_content = v.as_bool().ok_or_else(|| bad(k, "must be true or false"))?

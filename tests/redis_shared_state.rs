@@ -248,7 +248,7 @@ fn processes_together_send_exactly_rpm_in_a_window() {
             &standin.base("limited"),
             json!({"rpm": rpm}),
         )],
-        settings(json!({"redis_url": redis.url(), "redis_prefix": "t-rpm"})),
+        settings(json!({"redis_url": redis.url(), "redis_prefix": "t-rpm", "redis_timeout": 0.5})),
     );
     let (children, each) = (3, 6);
     within_one_minute(20_000);
@@ -309,7 +309,7 @@ fn tpm_and_rpm_are_reserved_against_what_other_processes_used() {
             openai("by-tokens", &standin.base("tokens"), json!({"tpm": 100})),
             openai("by-requests", &standin.base("requests"), json!({"rpm": 5})),
         ],
-        settings(json!({"redis_url": redis.url(), "redis_prefix": "t-tpm"})),
+        settings(json!({"redis_url": redis.url(), "redis_prefix": "t-tpm", "redis_timeout": 0.5})),
     );
     assert!(wait_reachable(Duration::from_secs(10)));
     within_one_minute(5_000);
@@ -375,6 +375,7 @@ fn a_cooldown_in_one_process_is_honoured_by_another_within_a_second() {
     let s = settings(json!({
         "redis_url": redis.url(),
         "redis_prefix": "t-cool",
+        "redis_timeout": 0.5,
         "allowed_fails": 0,
         "num_retries": 0,
         "cooldown_time": 60,
@@ -442,7 +443,7 @@ fn redis_killed_and_restarted_mid_run_loses_no_request() {
     let standin = StandIn::start();
     common::init(
         vec![openai("d", &standin.base("ok"), json!({"rpm": 10_000}))],
-        settings(json!({"redis_url": redis.url(), "redis_prefix": "t-kill"})),
+        settings(json!({"redis_url": redis.url(), "redis_prefix": "t-kill", "redis_timeout": 0.5})),
     );
     assert!(wait_reachable(Duration::from_secs(10)));
     let mut sent = 0;
@@ -517,6 +518,10 @@ fn a_slow_redis_does_not_slow_requests() {
     );
     sleeper.join().unwrap();
     assert_eq!(standin.count("ok"), 6);
+    assert!(
+        wait_reachable(Duration::from_secs(10)),
+        "shared state is back once Redis answers again"
+    );
 }
 
 #[test]
@@ -640,6 +645,15 @@ fn reload_onto_the_same_redis_keeps_the_shared_store_and_shutdown_stops_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(clients(), 0, "shutdown closes the connection");
+    let mut con = redis_conn(&redis.url());
+    let procs: i64 = redis::cmd("ZCARD")
+        .arg("t-reload:procs")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        procs, 0,
+        "a process that shut down leaves the heartbeat set"
+    );
 }
 
 #[test]
@@ -658,4 +672,47 @@ fn a_rediss_url_whose_tls_fails_leaves_requests_on_local_state() {
     std::thread::sleep(Duration::from_millis(1_500));
     assert!(complete(&ask("hello")).is_ok());
     assert_eq!(stats()["shared_state"]["redis_reachable"], false);
+}
+
+#[test]
+fn with_redis_lost_each_process_enforces_its_share_of_the_limit() {
+    let _g = common::lock();
+    let mut redis = RedisServer::start(&[]);
+    let standin = StandIn::start();
+    common::init(
+        vec![openai("d", &standin.base("share"), json!({"rpm": 9}))],
+        settings(
+            json!({"redis_url": redis.url(), "redis_prefix": "t-share", "redis_timeout": 0.5}),
+        ),
+    );
+    assert!(wait_reachable(Duration::from_secs(10)));
+    within_one_minute(10_000);
+    // Two other processes are alive: their heartbeats.
+    let mut con = redis_conn(&redis.url());
+    let _: () = redis::cmd("ZADD")
+        .arg("t-share:procs")
+        .arg(now_ms())
+        .arg("other-1")
+        .arg(now_ms())
+        .arg("other-2")
+        .query(&mut con)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stats()["shared_state"]["processes"] != json!(3) {
+        assert!(
+            Instant::now() < deadline,
+            "the heartbeats were never counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(complete(&ask("hello")).is_ok(), "sent through Redis");
+    redis.kill();
+    // 9 rpm over 3 processes: 3 for this one this minute, of which it used 1 already.
+    let results: Vec<Result<Value, Value>> = (0..5).map(|_| complete(&ask("hello"))).collect();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 2, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(r["error"]["status"], "rate_limited", "{r}");
+    }
+    assert_eq!(standin.count("share"), 3);
 }

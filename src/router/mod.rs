@@ -65,8 +65,10 @@ impl Router {
             }
             previous
                 .and_then(|p| p.shared.clone())
-                .filter(|s| s.same(url, &settings.redis_prefix))
-                .unwrap_or_else(|| shared::Shared::start(url, &settings.redis_prefix))
+                .filter(|s| s.same(url, &settings.redis_prefix, settings.redis_timeout))
+                .unwrap_or_else(|| {
+                    shared::Shared::start(url, &settings.redis_prefix, settings.redis_timeout)
+                })
         });
         let mut skipped = warnings;
         for cfg in configs {

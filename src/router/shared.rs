@@ -7,7 +7,7 @@
 //! same task refreshes every [`REFRESH_EVERY`]: cooldowns set by another process are merged
 //! into the local store, so reading them costs no round trip.
 //!
-//! Redis down, or slower than [`CALL_TIMEOUT`] for a reservation: the request goes on with the
+//! Redis down, or slower than `redis_timeout` (50 ms) for a reservation: the request goes on with the
 //! local store, which then enforces this process's share of the limits (the limit divided by
 //! the processes last seen alive); one warning is logged when shared state is lost, one info
 //! when it is back. While it is lost the request path does not call Redis at all: the
@@ -33,8 +33,6 @@ use crate::errors::Status;
 use crate::log;
 use crate::secret::Secret;
 
-/// The longest a reservation waits for Redis before the request goes on with local state.
-pub const CALL_TIMEOUT: Duration = Duration::from_millis(50);
 /// The longest a background call (refresh, writes, probe) waits.
 const BACKGROUND_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the local view of other processes' state is refreshed.
@@ -121,6 +119,10 @@ const DOWN: u8 = 2;
 pub struct Shared {
     url: Secret,
     prefix: Arc<str>,
+    /// The longest a reservation waits for Redis before the request goes on with local state.
+    call_timeout: Duration,
+    /// The runtime, for the goodbye sent when the store is dropped (possibly off the runtime).
+    runtime: tokio::runtime::Handle,
     /// This process in the heartbeat set.
     process: String,
     conn: ArcSwapOption<ConnectionManager>,
@@ -164,11 +166,13 @@ impl Shared {
     /// Starts the shared store and its background task (which connects, with backoff); must be
     /// called within the runtime. Never fails for Redis being down: requests then use local
     /// state until it is up.
-    pub fn start(url: &Secret, prefix: &str) -> Arc<Shared> {
+    pub fn start(url: &Secret, prefix: &str, call_timeout: Duration) -> Arc<Shared> {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let shared = Arc::new(Shared {
             url: url.clone(),
             prefix: Arc::from(prefix),
+            call_timeout,
+            runtime: tokio::runtime::Handle::current(),
             process: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
             conn: ArcSwapOption::const_empty(),
             health: AtomicU8::new(CONNECTING),
@@ -183,8 +187,8 @@ impl Shared {
     }
 
     /// Whether this store serves the same Redis namespace (a reload keeps it then).
-    pub fn same(&self, url: &Secret, prefix: &str) -> bool {
-        self.url == *url && &*self.prefix == prefix
+    pub fn same(&self, url: &Secret, prefix: &str, call_timeout: Duration) -> bool {
+        self.url == *url && &*self.prefix == prefix && self.call_timeout == call_timeout
     }
 
     pub fn is_up(&self) -> bool {
@@ -268,6 +272,27 @@ impl Shared {
 
     fn connection(&self) -> Option<ConnectionManager> {
         self.conn.load().as_deref().cloned()
+    }
+}
+
+impl Drop for Shared {
+    /// Takes this process out of the heartbeat set at once, so that the others' share of the
+    /// limits (should Redis be lost) counts it out without waiting for its heartbeat to age.
+    fn drop(&mut self) {
+        let Some(mut conn) = self.connection() else {
+            return;
+        };
+        if !self.is_up() {
+            return;
+        }
+        let procs = format!("{}:procs", self.prefix);
+        let me = std::mem::take(&mut self.process);
+        self.runtime.spawn(async move {
+            let mut bye = redis::cmd("ZREM");
+            bye.arg(procs).arg(me);
+            let _ =
+                tokio::time::timeout(BACKGROUND_TIMEOUT, bye.query_async::<()>(&mut conn)).await;
+        });
     }
 }
 
@@ -500,7 +525,7 @@ impl SharedState {
     }
 
     /// Reserves against the shared window: one round trip, bounded by [`CALL_TIMEOUT`]; Redis
-    /// lost or slow, this process's share of the limits, locally.
+    /// lost or slower than `redis_timeout`, this process's share of the limits, locally.
     pub async fn reserve_shared(
         &self,
         rpm: Option<u64>,
@@ -539,7 +564,7 @@ impl SharedState {
                     .arg(left_ms + WINDOW_GRACE_MS)
                     .arg(left_ms);
                 let answer =
-                    tokio::time::timeout(CALL_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await;
+                    tokio::time::timeout(s.call_timeout, call.invoke_async::<i64>(&mut conn)).await;
                 match answer {
                     Ok(Ok(-1)) => {
                         self.local.add(tokens, now);
@@ -547,7 +572,7 @@ impl SharedState {
                     }
                     Ok(Ok(ms)) => return Err(ms.max(0) as f64 / 1000.0),
                     Ok(Err(e)) => s.lost(&e.to_string()),
-                    Err(_) => s.lost("a reservation took longer than 50 ms"),
+                    Err(_) => s.lost("a reservation took longer than redis_timeout"),
                 }
             }
         }
