@@ -524,7 +524,7 @@ impl SharedState {
         format!("{}:{what}:{minute}", self.base)
     }
 
-    /// Reserves against the shared window: one round trip, bounded by [`CALL_TIMEOUT`]; Redis
+    /// Reserves against the shared window: one round trip, bounded by `redis_timeout`; Redis
     /// lost or slower than `redis_timeout`, this process's share of the limits, locally.
     pub async fn reserve_shared(
         &self,
