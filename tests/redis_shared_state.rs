@@ -716,3 +716,82 @@ fn with_redis_lost_each_process_enforces_its_share_of_the_limit() {
     }
     assert_eq!(standin.count("share"), 3);
 }
+
+#[test]
+fn other_processes_in_flight_latency_and_failures_count_here() {
+    let _g = common::lock();
+    let redis = RedisServer::start(&[]);
+    let standin = StandIn::start();
+    common::init(
+        vec![
+            openai("flaky", &standin.base("e500"), json!({})),
+            openai("good", &standin.base("good"), json!({})),
+        ],
+        settings(json!({
+            "redis_url": redis.url(),
+            "redis_prefix": "t-view",
+            "redis_timeout": 0.5,
+            "allowed_fails": 3,
+            "num_retries": 0,
+            "routing_strategy": "least-busy",
+        })),
+    );
+    assert!(wait_reachable(Duration::from_secs(10)));
+    // What other processes wrote: 5 requests in flight on `good`, two latency samples, and
+    // 3 failures of `flaky` within the minute (allowed_fails 3: one more cools it down).
+    let mut con = redis_conn(&redis.url());
+    let _: () = redis::cmd("SET")
+        .arg("t-view:{good}:inflight")
+        .arg(5)
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("t-view:{good}:latency")
+        .arg("3000,10")
+        .arg("1000,10")
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("t-view:{flaky}:fails")
+        .arg(3)
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut con)
+        .unwrap();
+    let good = |s: &Value| {
+        s["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == "good")
+            .cloned()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let g = good(&stats());
+        if g["in_flight"] == json!(5) && g["latency_ms"]["avg"] == json!(2000.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the other processes' figures never showed: {g}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // least-busy: `good` is busy elsewhere, so `flaky` is picked — and its one failure here
+    // is the fourth within the minute.
+    let e = complete(&ask("hello")).unwrap_err();
+    assert_eq!(e["error"]["deployment_id"], "flaky", "{e}");
+    let flaky = &stats()["deployments"][0];
+    assert_eq!(flaky["cooling_down"], true, "{flaky}");
+    assert!(
+        flaky["cooldown"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("4 failures"),
+        "{flaky}"
+    );
+}

@@ -333,6 +333,7 @@ async fn background(shared: Weak<Shared>, mut rx: mpsc::Receiver<Write>) {
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     let mut tick = tokio::time::interval(REFRESH_EVERY);
+    let mut ticks = 0u32;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -350,7 +351,9 @@ async fn background(shared: Weak<Shared>, mut rx: mpsc::Receiver<Write>) {
             }
             _ = tick.tick() => {
                 let Some(s) = shared.upgrade() else { return };
-                s.refresh().await;
+                // Latency samples change the ranking slowly: read them every fourth time.
+                s.refresh(ticks % 4 == 0).await;
+                ticks = ticks.wrapping_add(1);
             }
         }
     }
@@ -416,7 +419,7 @@ impl Shared {
 
     /// Heartbeat, live process count, and every deployment's view, in one pipeline. Also the
     /// probe that brings shared state back after a loss.
-    async fn refresh(&self) {
+    async fn refresh(&self, with_latency: bool) {
         let Some(mut conn) = self.connection() else {
             return;
         };
@@ -449,7 +452,9 @@ impl Shared {
             pipe.cmd("GET").arg(s.key("inflight"));
             pipe.cmd("GET").arg(s.key("fails"));
             pipe.cmd("GET").arg(s.key("cooldown"));
-            pipe.cmd("LRANGE").arg(s.key("latency")).arg(0).arg(-1);
+            if with_latency {
+                pipe.cmd("LRANGE").arg(s.key("latency")).arg(0).arg(-1);
+            }
         }
         let answer = tokio::time::timeout(
             BACKGROUND_TIMEOUT,
@@ -477,7 +482,11 @@ impl Shared {
             let cooldown = redis::from_redis_value::<Option<String>>(&next())
                 .ok()
                 .flatten();
-            let samples = redis::from_redis_value::<Vec<String>>(&next()).unwrap_or_default();
+            let samples = if with_latency {
+                redis::from_redis_value::<Vec<String>>(&next()).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             s.merge(
                 minute,
                 rpm,
