@@ -10,7 +10,7 @@ mod common;
 mod redis_server;
 
 use std::ffi::{c_char, CStr, CString};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -115,7 +115,7 @@ fn c_stats() -> Value {
 }
 
 /// Run as a child (`LLMR_REDIS_CHILD` set): inits from `LLMR_REDIS_CONFIG`, waits for Redis
-/// and for `LLMR_REDIS_START_MS`, then sends requests and prints one `CHILD:` line each.
+/// and, with `LLMR_REDIS_WAIT_GO`, for a line on stdin (so that all start together), then sends requests and prints one `CHILD:` line each.
 #[test]
 fn child_process() {
     let Ok(role) = std::env::var("LLMR_REDIS_CHILD") else {
@@ -130,9 +130,11 @@ fn child_process() {
         std::thread::sleep(Duration::from_millis(10));
     }
     println!("CHILD: ready");
-    let start: u64 = std::env::var("LLMR_REDIS_START_MS").map_or(0, |s| s.parse().unwrap());
-    while now_ms() < start {
-        std::thread::sleep(Duration::from_millis(2));
+    if std::env::var_os("LLMR_REDIS_WAIT_GO").is_some() {
+        let mut go = String::new();
+        std::io::stdin()
+            .read_line(&mut go)
+            .expect("the parent says go");
     }
     let n: usize = std::env::var("LLMR_REDIS_COUNT").map_or(1, |s| s.parse().unwrap());
     let req = ask("hello").to_string();
@@ -170,8 +172,14 @@ struct ChildRun {
     lines: std::sync::mpsc::Receiver<String>,
 }
 
-fn spawn_child(role: &str, config: &str, count: usize, start_ms: u64) -> ChildRun {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+fn spawn_child(role: &str, config: &str, count: usize, wait_go: bool) -> ChildRun {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    if wait_go {
+        cmd.env("LLMR_REDIS_WAIT_GO", "1").stdin(Stdio::piped());
+    } else {
+        cmd.stdin(Stdio::null());
+    }
+    let mut child = cmd
         .args([
             "child_process",
             "--exact",
@@ -181,7 +189,6 @@ fn spawn_child(role: &str, config: &str, count: usize, start_ms: u64) -> ChildRu
         .env("LLMR_REDIS_CHILD", role)
         .env("LLMR_REDIS_CONFIG", config)
         .env("LLMR_REDIS_COUNT", count.to_string())
-        .env("LLMR_REDIS_START_MS", start_ms.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -251,18 +258,18 @@ fn processes_together_send_exactly_rpm_in_a_window() {
         settings(json!({"redis_url": redis.url(), "redis_prefix": "t-rpm", "redis_timeout": 0.5})),
     );
     let (children, each) = (3, 6);
-    within_one_minute(20_000);
-    let start_ms = now_ms() + 4_000;
-    let runs: Vec<ChildRun> = (0..children)
-        .map(|_| spawn_child("rpm", &config, each, start_ms))
+    let mut runs: Vec<ChildRun> = (0..children)
+        .map(|_| spawn_child("rpm", &config, each, true))
         .collect();
     for r in &runs {
         assert!(r.wait_for("ready").is_some(), "a child never got ready");
     }
-    assert!(
-        now_ms() < start_ms,
-        "the children took longer than 4 s to get ready"
-    );
+    within_one_minute(15_000);
+    let start_ms = now_ms();
+    for r in &mut runs {
+        let stdin = r.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "go").expect("a child reads its go");
+    }
     let lines: Vec<String> = runs.into_iter().flat_map(ChildRun::finish).collect();
     let window_end = (start_ms / MINUTE_MS + 1) * MINUTE_MS;
     let ok = lines.iter().filter(|l| l.starts_with("ok")).count();
@@ -383,7 +390,7 @@ fn a_cooldown_in_one_process_is_honoured_by_another_within_a_second() {
     let config = common::config(entries.clone(), s.clone());
     common::init(entries, s);
     assert!(wait_reachable(Duration::from_secs(10)));
-    let child = spawn_child("cooldown", &config, 40, 0);
+    let child = spawn_child("cooldown", &config, 40, false);
     let cooled = child
         .wait_for("cooled")
         .expect("the child's failure cooled `flaky` down");
