@@ -646,6 +646,18 @@ fn reload_onto_the_same_redis_keeps_the_shared_store_and_shutdown_stops_it() {
     llmr::reload(&common::config(entries.clone(), s.clone())).unwrap();
     assert!(wait_reachable(Duration::from_secs(10)));
     assert_eq!(clients(), 1, "a reload onto the same Redis keeps it");
+    let other = settings(json!({"redis_url": redis.url(), "redis_prefix": "t-reload-2"}));
+    llmr::reload(&common::config(entries.clone(), other)).unwrap();
+    assert!(wait_reachable(Duration::from_secs(10)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while clients() != 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        clients(),
+        1,
+        "a reload onto another namespace closes the old connection"
+    );
     llmr::shutdown();
     let deadline = Instant::now() + Duration::from_secs(5);
     while clients() > 0 && Instant::now() < deadline {
@@ -654,7 +666,7 @@ fn reload_onto_the_same_redis_keeps_the_shared_store_and_shutdown_stops_it() {
     assert_eq!(clients(), 0, "shutdown closes the connection");
     let mut con = redis_conn(&redis.url());
     let procs: i64 = redis::cmd("ZCARD")
-        .arg("t-reload:procs")
+        .arg("t-reload-2:procs")
         .query(&mut con)
         .unwrap();
     assert_eq!(
