@@ -195,7 +195,15 @@ pub struct RouterSettings {
     /// When every deployment of a group cools down, how long a request may wait for the first
     /// to come back instead of failing at once (0: it fails at once).
     pub max_wait_when_cooling: Duration,
-    pub redis_url: Option<String>,
+    /// Shares rpm/tpm windows, cooldowns, failures, in-flight counts and latency with every
+    /// process on the same Redis (see `router::shared`); `None`: state stays in process. A
+    /// secret: it may hold a password.
+    pub redis_url: Option<Secret>,
+    /// The namespace of every Redis key llmr writes (`redis_prefix`, default `llmr`).
+    pub redis_prefix: String,
+    /// A reservation waiting longer than this for Redis is done locally (`redis_timeout`,
+    /// seconds, default 0.05).
+    pub redis_timeout: Duration,
     /// Lets trace-level logs carry the messages and answers (off by default: logs never hold
     /// content otherwise).
     pub log_content: bool,
@@ -212,6 +220,8 @@ impl Default for RouterSettings {
             timeout: Duration::from_secs(600),
             max_wait_when_cooling: Duration::ZERO,
             redis_url: None,
+            redis_prefix: "llmr".into(),
+            redis_timeout: Duration::from_millis(50),
             log_content: false,
         }
     }
@@ -228,7 +238,9 @@ impl RouterSettings {
             "retry_after": self.retry_after.as_secs_f64(),
             "timeout": self.timeout.as_secs_f64(),
             "max_wait_when_cooling": self.max_wait_when_cooling.as_secs_f64(),
-            "redis_url": self.redis_url.as_deref().map(mask_url_password),
+            "redis_url": self.redis_url.as_ref().map(|u| mask_url_password(u.expose())),
+            "redis_prefix": self.redis_prefix,
+            "redis_timeout": self.redis_timeout.as_secs_f64(),
             "log_content": self.log_content,
         })
     }
@@ -370,11 +382,31 @@ fn parse_settings(s: &Map<String, Value>) -> Result<RouterSettings, Error> {
                     .ok_or_else(|| bad(k, "must be a number of seconds from 0 to 86400"))?
             }
             "redis_url" => {
-                out.redis_url = Some(
-                    v.as_str()
-                        .ok_or_else(|| bad(k, "must be a string"))?
-                        .to_owned(),
-                )
+                let raw = v.as_str().ok_or_else(|| bad(k, "must be a string"))?;
+                let url = resolve_secret("router_settings.redis_url", raw)
+                    .map_err(|e| Error::config(format!("config: {e}")))?;
+                if let Some(u) = &url {
+                    // The URL is not quoted back: it may hold a password.
+                    if !crate::router::shared::valid_url(u.expose()) {
+                        return Err(bad(
+                            k,
+                            "must be a redis://[user:pass@]host:port/db or rediss:// URL",
+                        ));
+                    }
+                }
+                out.redis_url = url;
+            }
+            "redis_prefix" => {
+                let p = v.as_str().ok_or_else(|| bad(k, "must be a string"))?;
+                if p.is_empty() || p.len() > 100 || p.contains(['{', '}']) {
+                    return Err(bad(k, "must be 1 to 100 characters without `{` or `}`"));
+                }
+                out.redis_prefix = p.to_owned();
+            }
+            "redis_timeout" => {
+                out.redis_timeout = seconds(v, false)
+                    .filter(|d| d.as_secs_f64() <= 10.0)
+                    .ok_or_else(|| bad(k, "must be a positive number of seconds up to 10"))?
             }
             "log_content" => {
                 out.log_content = v.as_bool().ok_or_else(|| bad(k, "must be true or false"))?

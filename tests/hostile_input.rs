@@ -309,6 +309,7 @@ fn setting_fields() -> Vec<(&'static str, &'static [&'static str], Value)> {
         ("retry_after", num, json!(0.25)),
         ("timeout", num, json!(1)),
         ("redis_url", &["null", "string"][..], json!("redis://h:1")),
+        ("redis_prefix", &["null", "string"][..], json!("app")),
     ]
 }
 
@@ -318,8 +319,9 @@ fn every_router_setting_refuses_every_wrong_type_by_name() {
         for (kind, v) in kinds() {
             // The number 7 and the string "text" are wrong *values* for some fields.
             let value_ok = match (name, kind) {
-                ("routing_strategy", "string") => false,
-                ("redis_url", "string") | (_, "null") => true,
+                // "text" is no redis:// URL.
+                ("routing_strategy", "string") | ("redis_url", "string") => false,
+                ("redis_prefix", "string") | (_, "null") => true,
                 (_, "number") => true,
                 _ => false,
             };

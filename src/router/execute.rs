@@ -217,7 +217,9 @@ impl Router {
                 members,
                 &needs,
                 now,
-            ) {
+            )
+            .await
+            {
                 Selection::Picked(i) => i,
                 Selection::AllCooling(secs) => {
                     // Wait out the cooldown when the settings allow that long; the caller's

@@ -8,6 +8,7 @@ mod execute;
 mod outcome;
 mod report;
 mod select;
+pub mod shared;
 pub mod state;
 
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct Router {
     pub profile_max_input_tokens: Option<u64>,
     /// Every configured key, to scrub from anything leaving the library.
     secrets: Vec<Arc<str>>,
+    /// The Redis store shared with other processes, when `redis_url` is set.
+    pub shared: Option<Arc<shared::Shared>>,
 }
 
 impl Router {
@@ -54,6 +57,19 @@ impl Router {
         }
         let mut deployments = Vec::with_capacity(configs.len());
         let mut secrets = Vec::new();
+        // A reload onto the same Redis namespace keeps its connection and background task.
+        let shared = settings.redis_url.as_ref().map(|url| {
+            secrets.push(url.shared());
+            if let Some(p) = shared::url_password(url.expose()) {
+                secrets.push(Arc::from(p));
+            }
+            previous
+                .and_then(|p| p.shared.clone())
+                .filter(|s| s.same(url, &settings.redis_prefix, settings.redis_timeout))
+                .unwrap_or_else(|| {
+                    shared::Shared::start(url, &settings.redis_prefix, settings.redis_timeout)
+                })
+        });
         let mut skipped = warnings;
         for cfg in configs {
             let facts = deployment::model_facts(&cfg);
@@ -70,9 +86,10 @@ impl Router {
                 }
             };
             secrets.extend(cfg.secrets());
-            let state = previous
+            let carried = previous
                 .and_then(|p| p.deployments.iter().find(|d| d.cfg.id == cfg.id))
                 .map(|d| (d.state.clone(), d.counters.clone()));
+            let state = carry_state(carried, shared.as_ref(), &cfg.id);
             deployments.push(Deployment::new(
                 cfg,
                 client,
@@ -106,6 +123,7 @@ impl Router {
             settings,
             profile_max_input_tokens,
             secrets,
+            shared,
         };
         log::info(
             "router initialized",
@@ -116,6 +134,7 @@ impl Router {
                     router.settings.routing_strategy.name().into(),
                 ),
                 ("context_window_fallbacks", router.has_large_group().into()),
+                ("shared_state", router.shared.is_some().into()),
             ],
         );
         Ok(router)
@@ -133,8 +152,39 @@ impl Router {
         self.groups.len() > 1
     }
 
+    /// `llmr_stats` / `llmr_router_info`: whether state is shared and Redis reachable.
+    pub fn shared_state_json(&self) -> serde_json::Value {
+        self.shared
+            .as_ref()
+            .map_or_else(|| serde_json::json!({"enabled": false}), |s| s.to_json())
+    }
+
     /// Scrubs every configured key from an outgoing text.
     pub fn redact(&self, text: &mut String) {
         crate::errors::redact(text, &self.secrets);
+    }
+}
+
+/// The live state a deployment takes into a new router: its old one when it is of the same
+/// store (in process, or the same Redis), else a fresh one of the new store; counters stay.
+fn carry_state(
+    carried: Option<(Arc<dyn state::LiveState>, Arc<counters::Counters>)>,
+    shared: Option<&Arc<shared::Shared>>,
+    id: &str,
+) -> Option<(Arc<dyn state::LiveState>, Arc<counters::Counters>)> {
+    let same_store = |st: &Arc<dyn state::LiveState>| match (st.as_shared(), shared) {
+        (None, None) => true,
+        (Some(s), Some(sh)) => Arc::ptr_eq(s.shared(), sh),
+        _ => false,
+    };
+    match (carried, shared) {
+        (Some(c), _) if same_store(&c.0) => Some(c),
+        (c, Some(sh)) => Some((sh.deployment(id), c.map_or_else(Arc::default, |c| c.1))),
+        (c, None) => c.map(|(_, counters)| {
+            (
+                Arc::new(state::LocalState::default()) as Arc<dyn state::LiveState>,
+                counters,
+            )
+        }),
     }
 }

@@ -51,6 +51,7 @@ impl Router {
             "router_settings": self.settings.to_json(),
             "context_window_fallbacks": fallbacks,
             "profile": { "max_input_tokens": self.profile_max_input_tokens },
+            "shared_state": self.shared_state_json(),
         });
         let mut s = v.take().to_string();
         self.redact(&mut s);
@@ -137,6 +138,7 @@ impl Router {
                 "completion_tokens": totals.4,
                 "cost_usd": totals.5,
             },
+            "shared_state": self.shared_state_json(),
         })
         .to_string();
         self.redact(&mut s);

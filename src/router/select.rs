@@ -38,7 +38,7 @@ pub struct Needs<'a> {
     pub stream: bool,
 }
 
-pub fn select(
+pub async fn select(
     strategy: RoutingStrategy,
     deployments: &[Deployment],
     members: &[usize],
@@ -121,7 +121,15 @@ pub fn select(
     let mut soonest_free = f64::INFINITY;
     for (_, _, _, i) in scored {
         let d = &deployments[i];
-        match d.state.reserve(d.cfg.rpm, d.cfg.tpm, needs.tokens, now) {
+        // A shared store's reservation is one Redis round trip (bounded); a local one is not.
+        let reserved = match d.state.as_shared() {
+            Some(s) => {
+                s.reserve_shared(d.cfg.rpm, d.cfg.tpm, needs.tokens, now)
+                    .await
+            }
+            None => d.state.reserve(d.cfg.rpm, d.cfg.tpm, needs.tokens, now),
+        };
+        match reserved {
             Ok(()) => return Selection::Picked(i),
             Err(secs) => soonest_free = soonest_free.min(secs),
         }

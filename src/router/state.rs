@@ -79,9 +79,13 @@ pub trait LiveState: Send + Sync {
     fn is_cooling(&self, now: u64) -> bool;
     fn record_timing(&self, t: Timing);
     fn latency(&self) -> LatencyView;
+    /// The Redis-backed store, whose reservation the router awaits (one round trip).
+    fn as_shared(&self) -> Option<&super::shared::SharedState> {
+        None
+    }
 }
 
-const MINUTE_MS: u64 = 60_000;
+pub const MINUTE_MS: u64 = 60_000;
 /// Weight of the newest sample in the moving averages.
 const EWMA_ALPHA: f64 = 0.3;
 
@@ -121,6 +125,25 @@ pub struct LocalState {
     cooldown_until: AtomicU64,
     cooldown: Mutex<Option<Cooldown>>,
     latency: Mutex<Latency>,
+}
+
+impl LocalState {
+    /// Counts a request and its tokens without checking the limits: the shared store
+    /// reserved them already (this process's own usage, should Redis be lost later).
+    pub fn add(&self, tokens: u64, now: u64) {
+        let mut w = lock(&self.window);
+        w.roll(now);
+        w.usage.requests += 1;
+        w.usage.tokens = w.usage.tokens.saturating_add(tokens);
+    }
+
+    /// Failures within the last minute.
+    pub fn failures(&self, now: u64) -> u32 {
+        let f = lock(&self.failures);
+        f.iter()
+            .filter(|t| now.saturating_sub(**t) < MINUTE_MS)
+            .count() as u32
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
