@@ -117,8 +117,21 @@ pub fn select(
             )
         })
         .collect();
-    scored.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let order = |a: &(bool, f64, u32, usize), b: &(bool, f64, u32, usize)| {
+        a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2))
+    };
     let mut soonest_free = f64::INFINITY;
+    // The best first, found in one pass: it nearly always has room, and then no sort is needed
+    // (sorting was most of a request's cost with 1,000 deployments).
+    if let Some(best) = (0..scored.len()).min_by(|&a, &b| order(&scored[a], &scored[b])) {
+        let d = &deployments[scored[best].3];
+        match d.state.reserve(d.cfg.rpm, d.cfg.tpm, needs.tokens, now) {
+            Ok(()) => return Selection::Picked(scored[best].3),
+            Err(secs) => soonest_free = secs,
+        }
+        scored.swap_remove(best);
+    }
+    scored.sort_unstable_by(order);
     for (_, _, _, i) in scored {
         let d = &deployments[i];
         match d.state.reserve(d.cfg.rpm, d.cfg.tpm, needs.tokens, now) {
