@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use crate::measure;
 use crate::modes::{Kind, Mode};
 use crate::row::{request_value, Batch, Driver};
 
@@ -33,8 +34,12 @@ impl Bare {
         Bare {
             rt,
             client,
-            url: format!("{base}/d0/v1/chat/completions").into(),
-            stream: mode.kind == Kind::BareStream,
+            url: if mode.kind == Kind::BareHold {
+                format!("{base}/hold-{}/v1/chat/completions", mode.concurrency).into()
+            } else {
+                format!("{base}/d0/v1/chat/completions").into()
+            },
+            stream: matches!(mode.kind, Kind::BareStream | Kind::BareHold),
             concurrency: mode.concurrency,
         }
     }
@@ -42,6 +47,16 @@ impl Bare {
 
 /// One call; the content chunks it received (0 for a completion), or None on failure.
 async fn call(client: &reqwest::Client, url: &str, stream: bool) -> Option<u64> {
+    call_seeing_chunks(client, url, stream, || {}).await
+}
+
+/// [`call`], running `on_first` when the first content chunk of a stream arrives.
+async fn call_seeing_chunks(
+    client: &reqwest::Client,
+    url: &str,
+    stream: bool,
+    mut on_first: impl FnMut(),
+) -> Option<u64> {
     let mut req = request_value();
     if stream {
         req["stream"] = Value::Bool(true);
@@ -77,6 +92,9 @@ async fn call(client: &reqwest::Client, url: &str, stream: bool) -> Option<u64> 
                 let v: Value = serde_json::from_slice(data).ok()?;
                 if v["choices"][0]["delta"]["content"].is_string() {
                     chunks += 1;
+                    if chunks == 1 {
+                        on_first();
+                    }
                 }
             }
             buf.drain(..end + 2);
@@ -118,4 +136,44 @@ impl Driver for Bare {
             all
         })
     }
+}
+
+/// `concurrency` streams at once, each held open by the stand-in until all are open: what the
+/// HTTP stack alone needs for as many streams as `llmr-hold-10000` holds.
+pub fn hold_streams(mode: &Mode, base: &str) -> serde_json::Value {
+    let bare = Bare::new(mode, base);
+    let n = mode.concurrency;
+    let rss_before = measure::rss_now_kib();
+    let cpu0 = measure::cpu_micros();
+    let t0 = Instant::now();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let rss_all_open = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url) = (bare.client.clone(), bare.url.clone());
+            let (opened, rss_all_open) = (opened.clone(), rss_all_open.clone());
+            bare.rt.spawn(async move {
+                let first = || {
+                    if opened.fetch_add(1, Ordering::SeqCst) + 1 == n {
+                        rss_all_open.store(measure::rss_now_kib(), Ordering::SeqCst);
+                    }
+                };
+                call_seeing_chunks(&client, &url, true, first).await.is_some()
+            })
+        })
+        .collect();
+    let failures = bare.rt.block_on(async {
+        let mut failures = 0;
+        for t in tasks {
+            if !matches!(tokio::time::timeout(Duration::from_secs(120), t).await, Ok(Ok(true))) {
+                failures += 1;
+            }
+        }
+        failures
+    });
+    serde_json::json!({"name": mode.name, "streams": n, "secs": t0.elapsed().as_secs_f64(),
+           "done": n, "failures": failures,
+           "rss_before_kib": rss_before, "rss_all_open_kib": rss_all_open.load(Ordering::SeqCst),
+           "peak_rss_kib": measure::peak_rss_kib(),
+           "cpu_s": (measure::cpu_micros() - cpu0) as f64 / 1e6})
 }

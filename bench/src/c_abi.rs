@@ -94,8 +94,8 @@ fn blocking_call(stream: bool) -> Option<u64> {
 
 impl Driver for Calls {
     fn batch(&mut self, n: usize) -> Batch {
-        if self.kind == Kind::CompleteAsync {
-            return async_batch(n, self.concurrency);
+        if matches!(self.kind, Kind::CompleteAsync | Kind::StreamAsync) {
+            return async_batch(n, self.concurrency, self.kind == Kind::StreamAsync);
         }
         let stream = self.kind == Kind::Stream;
         let next = AtomicUsize::new(0);
@@ -133,6 +133,8 @@ impl Driver for Calls {
 /// in `user_data`.
 struct AsyncBatch {
     n: usize,
+    stream: bool,
+    chunks: AtomicU64,
     t0: Instant,
     started_ns: Vec<AtomicU64>,
     latency_ns: Vec<AtomicU64>,
@@ -146,9 +148,22 @@ static BATCH: AtomicPtr<AsyncBatch> = AtomicPtr::new(ptr::null_mut());
 
 fn issue(b: &AsyncBatch, i: usize) {
     b.started_ns[i].store(b.t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    let req = request(false);
-    // SAFETY: valid string and callback; the index is passed as the pointer's value.
-    unsafe { llmr_complete_async(req.as_ptr(), Some(async_done), i as *mut c_void) };
+    let req = request(b.stream);
+    // SAFETY: valid string and callbacks; the index is passed as the pointer's value.
+    unsafe {
+        if b.stream {
+            llmr_stream_async(req.as_ptr(), Some(async_chunk), Some(async_done), i as *mut c_void);
+        } else {
+            llmr_complete_async(req.as_ptr(), Some(async_done), i as *mut c_void);
+        }
+    }
+}
+
+extern "C" fn async_chunk(_chunk: *const c_char, _user_data: *mut c_void) -> i32 {
+    // SAFETY: BATCH points at the batch in flight until its last on_done has run.
+    let b = unsafe { &*BATCH.load(Ordering::Acquire) };
+    b.chunks.fetch_add(1, Ordering::Relaxed);
+    0
 }
 
 extern "C" fn async_done(status: llmr_status, _json: *const c_char, user_data: *mut c_void) {
@@ -171,10 +186,12 @@ extern "C" fn async_done(status: llmr_status, _json: *const c_char, user_data: *
     }
 }
 
-fn async_batch(n: usize, in_flight: usize) -> Batch {
+fn async_batch(n: usize, in_flight: usize, stream: bool) -> Batch {
     let first = in_flight.min(n);
     let b = Box::new(AsyncBatch {
         n,
+        stream,
+        chunks: AtomicU64::new(0),
         t0: Instant::now(),
         started_ns: (0..n).map(|_| AtomicU64::new(0)).collect(),
         latency_ns: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -195,7 +212,11 @@ fn async_batch(n: usize, in_flight: usize) -> Batch {
     }
     drop(done);
     let latencies_ns = b.latency_ns.iter().map(|l| l.load(Ordering::Relaxed)).collect();
-    Batch { latencies_ns, chunks: 0, failures: b.failures.load(Ordering::Relaxed) }
+    Batch {
+        latencies_ns,
+        chunks: b.chunks.load(Ordering::Relaxed),
+        failures: b.failures.load(Ordering::Relaxed),
+    }
 }
 
 /// `llmr_init` with the mode's deployments, `requests()` times (shut down in between).

@@ -15,6 +15,8 @@ pub enum Kind {
     CompleteAsync,
     /// `llmr_stream` from `concurrency` OS threads.
     Stream,
+    /// `llmr_stream_async`, `concurrency` streams kept in flight.
+    StreamAsync,
     /// `llmr_init` with `deployments` deployments: its time.
     Init,
     /// `llmr_complete` from 1 thread over `deployments` MOCK deployments of one group: the
@@ -22,6 +24,8 @@ pub enum Kind {
     Select,
     /// `concurrency` `llmr_stream_async` streams held open at once: RSS.
     HoldStreams,
+    /// The same with the bare client: what the HTTP stack alone needs.
+    BareHold,
     /// LiteLLM's Router in Python (bench/litellm_row.py).
     LiteLlm,
 }
@@ -70,6 +74,11 @@ pub const MODES: &[Mode] = &[
         litellm: Some("litellm-c64"),
         ..mode("llmr-complete-64t", "llmr_complete, 64 threads", Kind::Complete, 64)
     },
+    Mode {
+        bare: Some("bare-c64"),
+        litellm: Some("litellm-c64"),
+        ..mode("llmr-async-64", "llmr_complete_async, 64 in flight", Kind::CompleteAsync, 64)
+    },
     mode("bare-c1000", "reqwest, 1,000 in flight", Kind::BareComplete, 1000),
     Mode {
         bare: Some("bare-c1000"),
@@ -85,6 +94,11 @@ pub const MODES: &[Mode] = &[
         bare: Some("bare-stream-c64"),
         ..mode("llmr-stream-64t", "llmr_stream, 64 threads", Kind::Stream, 64)
     },
+    Mode {
+        twentieths: 5,
+        bare: Some("bare-stream-c64"),
+        ..mode("llmr-stream-async-64", "llmr_stream_async, 64 in flight", Kind::StreamAsync, 64)
+    },
     Mode { twentieths: 1, ..mode("litellm-c1", "LiteLLM Router, 1 in flight", Kind::LiteLlm, 1) },
     Mode { twentieths: 2, ..mode("litellm-c64", "LiteLLM Router, 64 in flight", Kind::LiteLlm, 64) },
     Mode { deployments: 1000, ..mode("llmr-init-1000", "llmr_init, 1,000 deployments", Kind::Init, 1) },
@@ -96,6 +110,7 @@ pub const MODES: &[Mode] = &[
         twentieths: 10,
         ..mode("select-1000", "MOCK, 1,000 deployments", Kind::Select, 1)
     },
+    mode("bare-hold-10000", "10,000 reqwest streams open at once", Kind::BareHold, 10_000),
     mode("llmr-hold-10000", "10,000 llmr_stream_async open at once", Kind::HoldStreams, 10_000),
 ];
 
@@ -111,7 +126,7 @@ pub fn base_requests() -> usize {
 impl Mode {
     pub fn requests(&self) -> usize {
         match self.kind {
-            Kind::HoldStreams => self.concurrency,
+            Kind::HoldStreams | Kind::BareHold => self.concurrency,
             Kind::Init => 5,
             _ => (base_requests() * self.twentieths / 20).max(1),
         }
@@ -123,7 +138,7 @@ impl Mode {
 
     /// The llmr config: the deployments (at the stand-in, or MOCK), usage-based routing.
     pub fn llmr_config(&self, base: &str) -> String {
-        let tenant = if self.kind == Kind::HoldStreams {
+        let tenant = if matches!(self.kind, Kind::HoldStreams | Kind::BareHold) {
             format!("hold-{}", self.concurrency)
         } else {
             String::new()

@@ -34,7 +34,8 @@ pub fn run(mode: &Mode, base: &str) {
             let mut d = crate::bare::Bare::new(mode, base);
             timed(mode, &mut d)
         }
-        Kind::Complete | Kind::Stream | Kind::CompleteAsync | Kind::Select => {
+        Kind::BareHold => crate::bare::hold_streams(mode, base),
+        Kind::Complete | Kind::Stream | Kind::CompleteAsync | Kind::StreamAsync | Kind::Select => {
             crate::c_abi::init(&mode.llmr_config(base));
             let mut d = crate::c_abi::Calls::new(mode);
             timed(mode, &mut d)

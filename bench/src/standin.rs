@@ -3,7 +3,7 @@
 //! [`CHUNKS`] chunks when the request says `"stream": true`, as fast as it can.
 //!
 //! A path whose first segment is `hold-N` streams its first chunk and then holds the stream
-//! open until N such streams are open at once (or 60 s pass): the 10,000-streams row.
+//! open until N such streams are open at once, and a second more (or 60 s): the 10,000-streams row.
 //! `GET /__cpu` answers this process's CPU microseconds (user + system), so that the driver can
 //! print what the stand-in spent on each row.
 
@@ -84,7 +84,8 @@ fn wants_stream(body: &[u8]) -> bool {
     find(b"\"stream\":true") || find(b"\"stream\": true")
 }
 
-/// `hold-N` as the first path segment: the number of streams to hold open together.
+/// `hold-N` as the first path segment: the number of streams to hold open together (each N-th
+/// one releases the N before it, so that one stand-in serves several such rows).
 fn hold_target(path: &str) -> Option<usize> {
     path.trim_start_matches('/').split('/').next()?.strip_prefix("hold-")?.parse().ok()
 }
@@ -97,7 +98,10 @@ async fn held_stream(c: Arc<Canned>, target: usize) -> Response<Body> {
                 0 => Some((Ok(Frame::data(c.stream_head.clone())), 1)),
                 1 => {
                     let released = c.released.notified();
-                    if c.holding.fetch_add(1, Ordering::SeqCst) + 1 >= target {
+                    if (c.holding.fetch_add(1, Ordering::SeqCst) + 1) % target == 0 {
+                        // All open: hold them a second more, so that the client's RSS with
+                        // every stream open can be read before they all end together.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                         c.released.notify_waiters();
                     } else {
                         let _ = tokio::time::timeout(Duration::from_secs(60), released).await;
