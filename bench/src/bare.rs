@@ -24,7 +24,10 @@ pub struct Bare {
 impl Bare {
     pub fn new(mode: &Mode, base: &str) -> Bare {
         // As llmr's own runtime and client (src/global.rs): one worker per core, no delay.
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -76,7 +79,9 @@ async fn call_seeing_chunks(
     if !stream {
         let bytes = resp.bytes().await.ok()?;
         let v: Value = serde_json::from_slice(&bytes).ok()?;
-        return v["choices"][0]["message"]["content"].is_string().then_some(0);
+        return v["choices"][0]["message"]["content"]
+            .is_string()
+            .then_some(0);
     }
     let mut events = resp.bytes_stream();
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -109,10 +114,17 @@ impl Driver for Bare {
         let per = n / self.concurrency.max(1) + 64;
         let workers: Vec<_> = (0..self.concurrency.min(n))
             .map(|_| {
-                let (client, url, next, stream) =
-                    (self.client.clone(), self.url.clone(), next.clone(), self.stream);
+                let (client, url, next, stream) = (
+                    self.client.clone(),
+                    self.url.clone(),
+                    next.clone(),
+                    self.stream,
+                );
                 self.rt.spawn(async move {
-                    let mut b = Batch { latencies_ns: Vec::with_capacity(per), ..Batch::default() };
+                    let mut b = Batch {
+                        latencies_ns: Vec::with_capacity(per),
+                        ..Batch::default()
+                    };
                     while next.fetch_add(1, Ordering::Relaxed) < n {
                         let t = Instant::now();
                         match call(&client, &url, stream).await {
@@ -126,7 +138,10 @@ impl Driver for Bare {
             })
             .collect();
         self.rt.block_on(async {
-            let mut all = Batch { latencies_ns: Vec::with_capacity(n), ..Batch::default() };
+            let mut all = Batch {
+                latencies_ns: Vec::with_capacity(n),
+                ..Batch::default()
+            };
             for w in workers {
                 let b = w.await.expect("worker");
                 all.latencies_ns.extend(b.latencies_ns);
@@ -158,14 +173,19 @@ pub fn hold_streams(mode: &Mode, base: &str) -> serde_json::Value {
                         rss_all_open.store(measure::rss_now_kib(), Ordering::SeqCst);
                     }
                 };
-                call_seeing_chunks(&client, &url, true, first).await.is_some()
+                call_seeing_chunks(&client, &url, true, first)
+                    .await
+                    .is_some()
             })
         })
         .collect();
     let failures = bare.rt.block_on(async {
         let mut failures = 0;
         for t in tasks {
-            if !matches!(tokio::time::timeout(Duration::from_secs(120), t).await, Ok(Ok(true))) {
+            if !matches!(
+                tokio::time::timeout(Duration::from_secs(120), t).await,
+                Ok(Ok(true))
+            ) {
                 failures += 1;
             }
         }

@@ -59,7 +59,10 @@ pub struct Calls {
 
 impl Calls {
     pub fn new(mode: &Mode) -> Calls {
-        Calls { kind: mode.kind, concurrency: mode.concurrency }
+        Calls {
+            kind: mode.kind,
+            concurrency: mode.concurrency,
+        }
     }
 }
 
@@ -104,7 +107,10 @@ impl Driver for Calls {
             let workers: Vec<_> = (0..self.concurrency.min(n))
                 .map(|_| {
                     s.spawn(|| {
-                        let mut b = Batch { latencies_ns: Vec::with_capacity(per), ..Batch::default() };
+                        let mut b = Batch {
+                            latencies_ns: Vec::with_capacity(per),
+                            ..Batch::default()
+                        };
                         while next.fetch_add(1, Ordering::Relaxed) < n {
                             let t = Instant::now();
                             match blocking_call(stream) {
@@ -117,7 +123,10 @@ impl Driver for Calls {
                     })
                 })
                 .collect();
-            let mut all = Batch { latencies_ns: Vec::with_capacity(n), ..Batch::default() };
+            let mut all = Batch {
+                latencies_ns: Vec::with_capacity(n),
+                ..Batch::default()
+            };
             for w in workers {
                 let b = w.join().expect("worker");
                 all.latencies_ns.extend(b.latencies_ns);
@@ -152,7 +161,12 @@ fn issue(b: &AsyncBatch, i: usize) {
     // SAFETY: valid string and callbacks; the index is passed as the pointer's value.
     unsafe {
         if b.stream {
-            llmr_stream_async(req.as_ptr(), Some(async_chunk), Some(async_done), i as *mut c_void);
+            llmr_stream_async(
+                req.as_ptr(),
+                Some(async_chunk),
+                Some(async_done),
+                i as *mut c_void,
+            );
         } else {
             llmr_complete_async(req.as_ptr(), Some(async_done), i as *mut c_void);
         }
@@ -171,7 +185,10 @@ extern "C" fn async_done(status: llmr_status, _json: *const c_char, user_data: *
     let b = unsafe { &*BATCH.load(Ordering::Acquire) };
     let i = user_data as usize;
     let now = b.t0.elapsed().as_nanos() as u64;
-    b.latency_ns[i].store(now - b.started_ns[i].load(Ordering::Relaxed), Ordering::Relaxed);
+    b.latency_ns[i].store(
+        now - b.started_ns[i].load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
     if status != OK {
         b.failures.fetch_add(1, Ordering::Relaxed);
     }
@@ -200,18 +217,32 @@ fn async_batch(n: usize, in_flight: usize, stream: bool) -> Batch {
         done: Mutex::new(0),
         all_done: Condvar::new(),
     });
-    BATCH.store(&*b as *const AsyncBatch as *mut AsyncBatch, Ordering::Release);
+    BATCH.store(
+        &*b as *const AsyncBatch as *mut AsyncBatch,
+        Ordering::Release,
+    );
     for i in 0..first {
         issue(&b, i);
     }
     let mut done = b.done.lock().expect("lock");
     while *done < n {
-        let (d, t) = b.all_done.wait_timeout(done, Duration::from_secs(120)).expect("lock");
+        let (d, t) = b
+            .all_done
+            .wait_timeout(done, Duration::from_secs(120))
+            .expect("lock");
         done = d;
-        assert!(!t.timed_out() || *done == n, "async batch: {}/{n} done after 120 s", *done);
+        assert!(
+            !t.timed_out() || *done == n,
+            "async batch: {}/{n} done after 120 s",
+            *done
+        );
     }
     drop(done);
-    let latencies_ns = b.latency_ns.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+    let latencies_ns = b
+        .latency_ns
+        .iter()
+        .map(|l| l.load(Ordering::Relaxed))
+        .collect();
     Batch {
         latencies_ns,
         chunks: b.chunks.load(Ordering::Relaxed),
@@ -272,7 +303,14 @@ pub fn hold_streams(mode: &Mode) -> Value {
         // SAFETY: valid string and callbacks; user_data carries the target count. Every
         // chunk after the first of a stream also counts, which is fine: the stand-in sends the
         // rest only once all are open, so OPENED first reaches n with every stream open.
-        unsafe { llmr_stream_async(req.as_ptr(), Some(hold_chunk), Some(hold_done), n as *mut c_void) };
+        unsafe {
+            llmr_stream_async(
+                req.as_ptr(),
+                Some(hold_chunk),
+                Some(hold_done),
+                n as *mut c_void,
+            )
+        };
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while HOLD_DONE.load(Ordering::SeqCst) < n && Instant::now() < deadline {

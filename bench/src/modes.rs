@@ -66,52 +66,138 @@ pub const MODES: &[Mode] = &[
     Mode {
         bare: Some("bare-c1"),
         litellm: Some("litellm-c1"),
-        ..mode("llmr-complete-1t", "llmr_complete, 1 thread", Kind::Complete, 1)
+        ..mode(
+            "llmr-complete-1t",
+            "llmr_complete, 1 thread",
+            Kind::Complete,
+            1,
+        )
     },
     mode("bare-c64", "reqwest, 64 in flight", Kind::BareComplete, 64),
     Mode {
         bare: Some("bare-c64"),
         litellm: Some("litellm-c64"),
-        ..mode("llmr-complete-64t", "llmr_complete, 64 threads", Kind::Complete, 64)
+        ..mode(
+            "llmr-complete-64t",
+            "llmr_complete, 64 threads",
+            Kind::Complete,
+            64,
+        )
     },
     Mode {
         bare: Some("bare-c64"),
         litellm: Some("litellm-c64"),
-        ..mode("llmr-async-64", "llmr_complete_async, 64 in flight", Kind::CompleteAsync, 64)
+        ..mode(
+            "llmr-async-64",
+            "llmr_complete_async, 64 in flight",
+            Kind::CompleteAsync,
+            64,
+        )
     },
-    mode("bare-c1000", "reqwest, 1,000 in flight", Kind::BareComplete, 1000),
+    mode(
+        "bare-c1000",
+        "reqwest, 1,000 in flight",
+        Kind::BareComplete,
+        1000,
+    ),
     Mode {
         bare: Some("bare-c1000"),
         litellm: Some("litellm-c64"),
-        ..mode("llmr-async-1000", "llmr_complete_async, 1,000 in flight", Kind::CompleteAsync, 1000)
+        ..mode(
+            "llmr-async-1000",
+            "llmr_complete_async, 1,000 in flight",
+            Kind::CompleteAsync,
+            1000,
+        )
     },
     Mode {
         twentieths: 5,
-        ..mode("bare-stream-c64", "reqwest SSE, 64 in flight", Kind::BareStream, 64)
+        ..mode(
+            "bare-stream-c64",
+            "reqwest SSE, 64 in flight",
+            Kind::BareStream,
+            64,
+        )
     },
     Mode {
         twentieths: 5,
         bare: Some("bare-stream-c64"),
-        ..mode("llmr-stream-64t", "llmr_stream, 64 threads", Kind::Stream, 64)
+        ..mode(
+            "llmr-stream-64t",
+            "llmr_stream, 64 threads",
+            Kind::Stream,
+            64,
+        )
     },
     Mode {
         twentieths: 5,
         bare: Some("bare-stream-c64"),
-        ..mode("llmr-stream-async-64", "llmr_stream_async, 64 in flight", Kind::StreamAsync, 64)
+        ..mode(
+            "llmr-stream-async-64",
+            "llmr_stream_async, 64 in flight",
+            Kind::StreamAsync,
+            64,
+        )
     },
-    Mode { twentieths: 1, ..mode("litellm-c1", "LiteLLM Router, 1 in flight", Kind::LiteLlm, 1) },
-    Mode { twentieths: 2, ..mode("litellm-c64", "LiteLLM Router, 64 in flight", Kind::LiteLlm, 64) },
-    Mode { deployments: 1000, ..mode("llmr-init-1000", "llmr_init, 1,000 deployments", Kind::Init, 1) },
-    Mode { deployments: 1, twentieths: 10, ..mode("select-1", "MOCK, 1 deployment", Kind::Select, 1) },
-    Mode { deployments: 10, twentieths: 10, ..mode("select-10", "MOCK, 10 deployments", Kind::Select, 1) },
-    Mode { deployments: 100, twentieths: 10, ..mode("select-100", "MOCK, 100 deployments", Kind::Select, 1) },
+    Mode {
+        twentieths: 1,
+        ..mode(
+            "litellm-c1",
+            "LiteLLM Router, 1 in flight",
+            Kind::LiteLlm,
+            1,
+        )
+    },
+    Mode {
+        twentieths: 2,
+        ..mode(
+            "litellm-c64",
+            "LiteLLM Router, 64 in flight",
+            Kind::LiteLlm,
+            64,
+        )
+    },
+    Mode {
+        deployments: 1000,
+        ..mode(
+            "llmr-init-1000",
+            "llmr_init, 1,000 deployments",
+            Kind::Init,
+            1,
+        )
+    },
+    Mode {
+        deployments: 1,
+        twentieths: 10,
+        ..mode("select-1", "MOCK, 1 deployment", Kind::Select, 1)
+    },
+    Mode {
+        deployments: 10,
+        twentieths: 10,
+        ..mode("select-10", "MOCK, 10 deployments", Kind::Select, 1)
+    },
+    Mode {
+        deployments: 100,
+        twentieths: 10,
+        ..mode("select-100", "MOCK, 100 deployments", Kind::Select, 1)
+    },
     Mode {
         deployments: 1000,
         twentieths: 10,
         ..mode("select-1000", "MOCK, 1,000 deployments", Kind::Select, 1)
     },
-    mode("bare-hold-10000", "10,000 reqwest streams open at once", Kind::BareHold, 10_000),
-    mode("llmr-hold-10000", "10,000 llmr_stream_async open at once", Kind::HoldStreams, 10_000),
+    mode(
+        "bare-hold-10000",
+        "10,000 reqwest streams open at once",
+        Kind::BareHold,
+        10_000,
+    ),
+    mode(
+        "llmr-hold-10000",
+        "10,000 llmr_stream_async open at once",
+        Kind::HoldStreams,
+        10_000,
+    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static Mode> {
@@ -120,7 +206,10 @@ pub fn find(name: &str) -> Option<&'static Mode> {
 
 /// `BENCH_REQUESTS` (default 20,000): requests of a full-size row's timed phase.
 pub fn base_requests() -> usize {
-    std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000)
+    std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
 }
 
 impl Mode {
@@ -133,7 +222,9 @@ impl Mode {
     }
 
     pub fn warmup(&self) -> usize {
-        (self.requests() / 10).clamp(1, 500).max(self.concurrency.min(1000))
+        (self.requests() / 10)
+            .clamp(1, 500)
+            .max(self.concurrency.min(1000))
     }
 
     /// The llmr config: the deployments (at the stand-in, or MOCK), usage-based routing.

@@ -48,7 +48,10 @@ pub fn render(results: &[(&Mode, Value)], litellm_skipped: Option<&String>) -> S
     let _ = writeln!(t, "# llmr bench results\n\nOne `make bench` run (see bench/README.md for what each row measures). \
 The stand-in and the rows share the machine's cores.\n\n## Machine\n\n{}", machine());
     let _ = writeln!(t, "## Requests\n\n| row | what | requests | req/s | chunks/s | p50 µs | p99 µs | CPU s / 1k req | stand-in CPU s / 1k req | peak RSS MiB | allocs / req | vs bare | vs LiteLLM |");
-    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    let _ = writeln!(
+        t,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
     for (m, v) in results {
         if !matches!(
             m.kind,
@@ -64,15 +67,32 @@ The stand-in and the rows share the machine's cores.\n\n## Machine\n\n{}", machi
         }
         let n = f(v, "requests");
         let stream = matches!(m.kind, Kind::Stream | Kind::StreamAsync | Kind::BareStream);
-        let vs_bare = m.bare.and_then(|b| Some((b, get(results, b)?))).map_or(String::new(), |(b, bv)| {
-            let bm = crate::modes::find(b).expect("bare row");
-            let mut s = format!("{:.2}× {}", rate(m, v) / rate(bm, bv), if stream { "chunks/s" } else { "req/s" });
-            if m.concurrency == 1 {
-                let _ = write!(s, "; +{:.1} µs p50, +{:.1} µs p99", f(v, "p50_us") - f(bv, "p50_us"), f(v, "p99_us") - f(bv, "p99_us"));
-            }
-            s
-        });
-        let vs_litellm = m.litellm.and_then(get_in(results)).map_or(String::new(), |lv| format!("{:.0}× req/s", f(v, "rps") / f(lv, "rps")));
+        let vs_bare =
+            m.bare
+                .and_then(|b| Some((b, get(results, b)?)))
+                .map_or(String::new(), |(b, bv)| {
+                    let bm = crate::modes::find(b).expect("bare row");
+                    let mut s = format!(
+                        "{:.2}× {}",
+                        rate(m, v) / rate(bm, bv),
+                        if stream { "chunks/s" } else { "req/s" }
+                    );
+                    if m.concurrency == 1 {
+                        let _ = write!(
+                            s,
+                            "; +{:.1} µs p50, +{:.1} µs p99",
+                            f(v, "p50_us") - f(bv, "p50_us"),
+                            f(v, "p99_us") - f(bv, "p99_us")
+                        );
+                    }
+                    s
+                });
+        let vs_litellm = m
+            .litellm
+            .and_then(get_in(results))
+            .map_or(String::new(), |lv| {
+                format!("{:.0}× req/s", f(v, "rps") / f(lv, "rps"))
+            });
         let _ = writeln!(
             t,
             "| {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.3} | {:.3} | {:.1} | {:.1} | {} | {} |",
@@ -88,14 +108,32 @@ The stand-in and the rows share the machine's cores.\n\n## Machine\n\n{}", machi
     }
     let _ = writeln!(t, "\n## Selection scaling (MOCK deployments, no network, 1 thread)\n\n| row | deployments | requests | µs / request (p50) | p99 µs | CPU s / 1k req | allocs / req |\n|---|---:|---:|---:|---:|---:|---:|");
     for (m, v) in results.iter().filter(|(m, _)| m.kind == Kind::Select) {
-        let _ = writeln!(t, "| {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.1} |", m.name, m.deployments, f(v, "requests"),
-            f(v, "p50_us"), f(v, "p99_us"), f(v, "cpu_s_per_1k"), f(v, "allocs_per_req"));
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.1} |",
+            m.name,
+            m.deployments,
+            f(v, "requests"),
+            f(v, "p50_us"),
+            f(v, "p99_us"),
+            f(v, "cpu_s_per_1k"),
+            f(v, "allocs_per_req")
+        );
     }
     let _ = writeln!(t, "\n## Init and memory\n");
     if let Some(v) = get(results, "llmr-init-1000") {
-        let _ = writeln!(t, "- `llmr_init` with 1,000 deployments: median {:.2} ms (min {:.2}, max {:.2}) of 5", f(v, "init_ms_median"), f(v, "init_ms_min"), f(v, "init_ms_max"));
+        let _ = writeln!(
+            t,
+            "- `llmr_init` with 1,000 deployments: median {:.2} ms (min {:.2}, max {:.2}) of 5",
+            f(v, "init_ms_median"),
+            f(v, "init_ms_min"),
+            f(v, "init_ms_max")
+        );
     }
-    for (m, v) in results.iter().filter(|(m, _)| matches!(m.kind, Kind::HoldStreams | Kind::BareHold)) {
+    for (m, v) in results
+        .iter()
+        .filter(|(m, _)| matches!(m.kind, Kind::HoldStreams | Kind::BareHold))
+    {
         let _ = writeln!(t, "- {}: {} streams open at once: {} ended, {} failed; RSS {:.1} MiB before, {:.1} MiB with all open, peak {:.1} MiB; {:.1} s, {:.2} CPU s",
             m.what, v["streams"], v["done"], v["failures"], f(v, "rss_before_kib") / 1024.0, f(v, "rss_all_open_kib") / 1024.0, f(v, "peak_rss_kib") / 1024.0, f(v, "secs"), f(v, "cpu_s"));
     }
@@ -111,24 +149,71 @@ fn targets(r: &[(&Mode, Value)]) -> String {
     let mut t = String::new();
     let mut check = |what: &str, got: Option<(f64, bool)>, unit: &str| {
         let _ = match got {
-            Some((x, ok)) => writeln!(t, "- {what}: {x:.2}{unit} — {}", if ok { "met" } else { "**missed**" }),
+            Some((x, ok)) => writeln!(
+                t,
+                "- {what}: {x:.2}{unit} — {}",
+                if ok { "met" } else { "**missed**" }
+            ),
             None => writeln!(t, "- {what}: not measured in this run"),
         };
     };
     let ratio = |a: &str, b: &str, k: &str| Some(f(get(r, a)?, k) / f(get(r, b)?, k));
     let added = |k: &str| Some(f(get(r, "llmr-complete-1t")?, k) - f(get(r, "bare-c1")?, k));
-    check("non-streaming throughput at 64 in flight ≥ 0.85× bare (llmr_complete, 64 threads)", ratio("llmr-complete-64t", "bare-c64", "rps").map(|x| (x, x >= 0.85)), "×");
-    check("non-streaming throughput at 64 in flight ≥ 0.85× bare (llmr_complete_async, 64 in flight)", ratio("llmr-async-64", "bare-c64", "rps").map(|x| (x, x >= 0.85)), "×");
-    check("added latency at concurrency 1, p50 ≤ 20 µs", added("p50_us").map(|x| (x, x <= 20.0)), " µs");
-    check("added latency at concurrency 1, p99 ≤ 100 µs", added("p99_us").map(|x| (x, x <= 100.0)), " µs");
-    check("streaming ≥ 0.85× bare chunk rate (llmr_stream, 64 threads)", ratio("llmr-stream-64t", "bare-stream-c64", "chunks_per_s").map(|x| (x, x >= 0.85)), "×");
-    check("streaming ≥ 0.85× bare chunk rate (llmr_stream_async, 64 in flight)", ratio("llmr-stream-async-64", "bare-stream-c64", "chunks_per_s").map(|x| (x, x >= 0.85)), "×");
-    check("≥ 100× LiteLLM Router throughput (64 in flight)", ratio("llmr-complete-64t", "litellm-c64", "rps").map(|x| (x, x >= 100.0)), "×");
-    check("10,000 streams open under 200 MB RSS", get(r, "llmr-hold-10000").map(|v| {
-        let mb = f(v, "peak_rss_kib") * 1024.0 / 1e6;
-        (mb, mb < 200.0 && v["done"] == v["streams"] && v["failures"] == 0)
-    }), " MB peak");
-    check("llmr_init with 1,000 deployments under 10 ms", get(r, "llmr-init-1000").map(|v| (f(v, "init_ms_median"), f(v, "init_ms_median") < 10.0)), " ms");
-    check("selection flat from 1 to 1,000 deployments (p50 ratio select-1000 / select-1 ≤ 1.5)", ratio("select-1000", "select-1", "p50_us").map(|x| (x, x <= 1.5)), "×");
+    check(
+        "non-streaming throughput at 64 in flight ≥ 0.85× bare (llmr_complete, 64 threads)",
+        ratio("llmr-complete-64t", "bare-c64", "rps").map(|x| (x, x >= 0.85)),
+        "×",
+    );
+    check(
+        "non-streaming throughput at 64 in flight ≥ 0.85× bare (llmr_complete_async, 64 in flight)",
+        ratio("llmr-async-64", "bare-c64", "rps").map(|x| (x, x >= 0.85)),
+        "×",
+    );
+    check(
+        "added latency at concurrency 1, p50 ≤ 20 µs",
+        added("p50_us").map(|x| (x, x <= 20.0)),
+        " µs",
+    );
+    check(
+        "added latency at concurrency 1, p99 ≤ 100 µs",
+        added("p99_us").map(|x| (x, x <= 100.0)),
+        " µs",
+    );
+    check(
+        "streaming ≥ 0.85× bare chunk rate (llmr_stream, 64 threads)",
+        ratio("llmr-stream-64t", "bare-stream-c64", "chunks_per_s").map(|x| (x, x >= 0.85)),
+        "×",
+    );
+    check(
+        "streaming ≥ 0.85× bare chunk rate (llmr_stream_async, 64 in flight)",
+        ratio("llmr-stream-async-64", "bare-stream-c64", "chunks_per_s").map(|x| (x, x >= 0.85)),
+        "×",
+    );
+    check(
+        "≥ 100× LiteLLM Router throughput (64 in flight)",
+        ratio("llmr-complete-64t", "litellm-c64", "rps").map(|x| (x, x >= 100.0)),
+        "×",
+    );
+    check(
+        "10,000 streams open under 200 MB RSS",
+        get(r, "llmr-hold-10000").map(|v| {
+            let mb = f(v, "peak_rss_kib") * 1024.0 / 1e6;
+            (
+                mb,
+                mb < 200.0 && v["done"] == v["streams"] && v["failures"] == 0,
+            )
+        }),
+        " MB peak",
+    );
+    check(
+        "llmr_init with 1,000 deployments under 10 ms",
+        get(r, "llmr-init-1000").map(|v| (f(v, "init_ms_median"), f(v, "init_ms_median") < 10.0)),
+        " ms",
+    );
+    check(
+        "selection flat from 1 to 1,000 deployments (p50 ratio select-1000 / select-1 ≤ 1.5)",
+        ratio("select-1000", "select-1", "p50_us").map(|x| (x, x <= 1.5)),
+        "×",
+    );
     t
 }

@@ -54,10 +54,18 @@ fn sse_event(delta: serde_json::Value, finish: Option<&str>, usage: bool) -> Str
 }
 
 fn canned() -> Canned {
-    let head = sse_event(serde_json::json!({"role": "assistant", "content": "w0 "}), None, false);
+    let head = sse_event(
+        serde_json::json!({"role": "assistant", "content": "w0 "}),
+        None,
+        false,
+    );
     let mut rest = String::new();
     for i in 1..CHUNKS {
-        rest += &sse_event(serde_json::json!({"content": format!("w{i} ")}), None, false);
+        rest += &sse_event(
+            serde_json::json!({"content": format!("w{i} ")}),
+            None,
+            false,
+        );
     }
     rest += &sse_event(serde_json::json!({}), Some("stop"), true);
     rest += "data: [DONE]\n\n";
@@ -87,7 +95,13 @@ fn wants_stream(body: &[u8]) -> bool {
 /// `hold-N` as the first path segment: the number of streams to hold open together (each N-th
 /// one releases the N before it, so that one stand-in serves several such rows).
 fn hold_target(path: &str) -> Option<usize> {
-    path.trim_start_matches('/').split('/').next()?.strip_prefix("hold-")?.parse().ok()
+    path.trim_start_matches('/')
+        .split('/')
+        .next()?
+        .strip_prefix("hold-")?
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
 }
 
 async fn held_stream(c: Arc<Canned>, target: usize) -> Response<Body> {
@@ -121,7 +135,10 @@ async fn held_stream(c: Arc<Canned>, target: usize) -> Response<Body> {
 async fn answer(c: Arc<Canned>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     if path == "/__cpu" {
-        return Ok(full(Bytes::from(crate::measure::cpu_micros().to_string()), "text/plain"));
+        return Ok(full(
+            Bytes::from(crate::measure::cpu_micros().to_string()),
+            "text/plain",
+        ));
     }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
@@ -142,13 +159,20 @@ async fn answer(c: Arc<Canned>, req: Request<Incoming>) -> Result<Response<Body>
 /// Serves until killed; prints the port on stdout first.
 pub fn serve() {
     crate::measure::raise_nofile();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         println!("{}", listener.local_addr().expect("addr").port());
         let c = Arc::new(canned());
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let c = c.clone();
             tokio::spawn(async move {

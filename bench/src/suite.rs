@@ -29,7 +29,9 @@ impl StandIn {
             .spawn()
             .expect("start the stand-in");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("port");
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port");
         let port = line.trim().parse().expect("stand-in port");
         StandIn { child, port }
     }
@@ -41,10 +43,18 @@ impl StandIn {
     /// The stand-in's CPU seconds so far.
     fn cpu_s(&self) -> f64 {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("stand-in");
-        write!(s, "GET /__cpu HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").expect("write");
+        write!(
+            s,
+            "GET /__cpu HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        .expect("write");
         let mut r = String::new();
         s.read_to_string(&mut r).expect("read");
-        r.rsplit("\r\n\r\n").next().and_then(|b| b.trim().parse::<f64>().ok()).unwrap_or(0.0) / 1e6
+        r.rsplit("\r\n\r\n")
+            .next()
+            .and_then(|b| b.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1e6
     }
 }
 
@@ -70,7 +80,12 @@ fn litellm_python() -> Result<PathBuf, String> {
         return Ok(py);
     }
     eprintln!("bench: installing litellm into {} (once)", venv.display());
-    let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
+    let ok = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
         && Command::new(venv.join("bin/pip"))
             .args(["install", "-q", "litellm"])
             .status()
@@ -126,16 +141,20 @@ fn run_row(mode: &Mode, standin: &StandIn, litellm: &Result<PathBuf, String>) ->
 
 pub fn run(only: &[String]) {
     crate::measure::raise_nofile();
-    let selected: Vec<&Mode> =
-        MODES.iter().filter(|m| only.is_empty() || only.iter().any(|o| o == m.name)).collect();
+    let selected: Vec<&Mode> = MODES
+        .iter()
+        .filter(|m| only.is_empty() || only.iter().any(|o| o == m.name))
+        .collect();
     let litellm = if selected.iter().any(|m| m.kind == Kind::LiteLlm) {
         litellm_python()
     } else {
         Err("not selected".into())
     };
     let standin = StandIn::start();
-    let results: Vec<(&Mode, Value)> =
-        selected.iter().filter_map(|m| Some((*m, run_row(m, &standin, &litellm)?))).collect();
+    let results: Vec<(&Mode, Value)> = selected
+        .iter()
+        .filter_map(|m| Some((*m, run_row(m, &standin, &litellm)?)))
+        .collect();
     drop(standin);
     let table = crate::report::render(&results, litellm.as_ref().err());
     println!("{table}");
