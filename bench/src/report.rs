@@ -11,6 +11,15 @@ fn f(v: &Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or(f64::NAN)
 }
 
+/// A figure to one decimal, or "—" where the row has none (LiteLLM's allocations).
+fn one_decimal(x: f64) -> String {
+    if x.is_nan() {
+        "—".into()
+    } else {
+        format!("{x:.1}")
+    }
+}
+
 fn get<'a>(results: &'a [(&Mode, Value)], name: &str) -> Option<&'a Value> {
     results.iter().find(|(m, _)| m.name == name).map(|(_, v)| v)
 }
@@ -93,14 +102,15 @@ The stand-in and the rows share the machine's cores.\n\n## Machine\n\n{}", machi
             .map_or(String::new(), |lv| {
                 format!("{:.0}× req/s", f(v, "rps") / f(lv, "rps"))
             });
-        let _ = writeln!(
+        let _ =
+            writeln!(
             t,
-            "| {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.3} | {:.3} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.3} | {:.3} | {:.1} | {} | {} | {} |",
             m.name, m.what, n, f(v, "rps"),
             if stream { format!("{:.0}", f(v, "chunks_per_s")) } else { "—".into() },
             f(v, "p50_us"), f(v, "p99_us"), f(v, "cpu_s_per_1k"),
             f(v, "standin_cpu_s") * 1000.0 / n,
-            f(v, "peak_rss_kib") / 1024.0, f(v, "allocs_per_req"), vs_bare, vs_litellm
+            f(v, "peak_rss_kib") / 1024.0, one_decimal(f(v, "allocs_per_req")), vs_bare, vs_litellm
         );
     }
     if let Some(why) = litellm_skipped {
@@ -134,8 +144,8 @@ The stand-in and the rows share the machine's cores.\n\n## Machine\n\n{}", machi
         .iter()
         .filter(|(m, _)| matches!(m.kind, Kind::HoldStreams | Kind::BareHold))
     {
-        let _ = writeln!(t, "- {}: {} streams open at once: {} ended, {} failed; RSS {:.1} MiB before, {:.1} MiB with all open, peak {:.1} MiB; {:.1} s, {:.2} CPU s",
-            m.what, v["streams"], v["done"], v["failures"], f(v, "rss_before_kib") / 1024.0, f(v, "rss_all_open_kib") / 1024.0, f(v, "peak_rss_kib") / 1024.0, f(v, "secs"), f(v, "cpu_s"));
+        let _ = writeln!(t, "- `{}` ({}): {} streams: {} ended, {} failed; RSS {:.1} MiB before, {:.1} MiB with all open, peak {:.1} MiB; {:.1} s, {:.2} CPU s",
+            m.name, m.what, v["streams"], v["done"], v["failures"], f(v, "rss_before_kib") / 1024.0, f(v, "rss_all_open_kib") / 1024.0, f(v, "peak_rss_kib") / 1024.0, f(v, "secs"), f(v, "cpu_s"));
     }
     let _ = writeln!(t, "\n## Targets\n\n{}", targets(results));
     t
