@@ -54,11 +54,9 @@ pub fn select(
         (None, Some(w)) => w >= needs.tokens,
         (None, None) => true,
     };
-    let mut eligible: Vec<usize> = members
-        .iter()
-        .copied()
-        .filter(|&i| fits(&deployments[i]))
-        .collect();
+    // Sized for the whole group up front: a filter's collect would grow it step by step.
+    let mut eligible: Vec<usize> = Vec::with_capacity(members.len());
+    eligible.extend(members.iter().copied().filter(|&i| fits(&deployments[i])));
     if eligible.is_empty() {
         if needs.window_above.is_some() {
             return Selection::NoWindow;
