@@ -55,12 +55,18 @@ header:
 model-info:
 	python3 scripts/gen_model_info.py
 
-bench: build
-	$(CARGO) bench -p llmr
+## bench: llmr through its C ABI against a bare reqwest client and LiteLLM's Router, on a
+## loopback stand-in; prints the table and writes bench/results.md (see bench/README.md).
+## Its own workspace (bench/), built into target/bench: never part of build or test.
+BENCH_TARGET := $(abspath target/bench)
+bench:
+	cd bench && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) build --release
+	$(BENCH_TARGET)/release/llmr-bench run
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd bench && $(CARGO) fmt -- --check && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) clippy --all-targets -- -D warnings
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/$(LIBDIR_NAME)/pkgconfig

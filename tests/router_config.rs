@@ -394,3 +394,19 @@ fn api_keys_never_come_back_out() {
     no_key(e);
     no_key(&stats());
 }
+
+#[test]
+fn an_api_base_that_is_no_url_fails_each_request_clearly() {
+    let _g = lock();
+    // The URL is parsed once at init when it can be; one that cannot is still refused per
+    // request, as an upstream error that names neither the key nor crashes anything.
+    init(
+        vec![openai("bad", "http://[not a host/v1", json!({}))],
+        settings(json!({"num_retries": 0})),
+    );
+    for _ in 0..2 {
+        let e = complete(&ask("hi")).unwrap_err();
+        assert_eq!(status(&e), "upstream", "{e}");
+        assert!(!e.to_string().contains(KEY), "{e}");
+    }
+}

@@ -165,3 +165,21 @@ fn usage_based_prefers_the_deployment_with_fewer_tokens_this_minute() {
     assert_eq!(s.count(&big), 1);
     assert_eq!(s.count(other), 5);
 }
+
+#[test]
+fn the_best_deployment_at_its_rpm_limit_is_passed_over_for_the_next() {
+    let _g = lock();
+    // `a` wins simple-shuffle's race all but once in a million, and takes one request a minute:
+    // from the second request on, the best is full and the next one must be chosen.
+    init(
+        vec![
+            mock("a", json!({"weight": 1_000_000, "rpm": 1})),
+            mock("b", json!({"weight": 1})),
+        ],
+        settings(json!({"routing_strategy": "simple-shuffle"})),
+    );
+    fresh_minute(5);
+    let by = shares(10);
+    assert_eq!(by.get("a"), Some(&1), "{by:?}");
+    assert_eq!(by.get("b"), Some(&9), "{by:?}");
+}

@@ -54,11 +54,9 @@ pub async fn select(
         (None, Some(w)) => w >= needs.tokens,
         (None, None) => true,
     };
-    let mut eligible: Vec<usize> = members
-        .iter()
-        .copied()
-        .filter(|&i| fits(&deployments[i]))
-        .collect();
+    // Sized for the whole group up front: a filter's collect would grow it step by step.
+    let mut eligible: Vec<usize> = Vec::with_capacity(members.len());
+    eligible.extend(members.iter().copied().filter(|&i| fits(&deployments[i])));
     if eligible.is_empty() {
         if needs.window_above.is_some() {
             return Selection::NoWindow;
@@ -117,8 +115,21 @@ pub async fn select(
             )
         })
         .collect();
-    scored.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let order = |a: &(bool, f64, u32, usize), b: &(bool, f64, u32, usize)| {
+        a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2))
+    };
     let mut soonest_free = f64::INFINITY;
+    // The best first, found in one pass: it nearly always has room, and then no sort is needed
+    // (sorting was most of a request's cost with 1,000 deployments).
+    if let Some(best) = (0..scored.len()).min_by(|&a, &b| order(&scored[a], &scored[b])) {
+        let d = &deployments[scored[best].3];
+        match d.state.reserve(d.cfg.rpm, d.cfg.tpm, needs.tokens, now) {
+            Ok(()) => return Selection::Picked(scored[best].3),
+            Err(secs) => soonest_free = secs,
+        }
+        scored.swap_remove(best);
+    }
+    scored.sort_unstable_by(order);
     for (_, _, _, i) in scored {
         let d = &deployments[i];
         // A shared store's reservation is one Redis round trip (bounded); a local one is not.

@@ -1,0 +1,229 @@
+//! The table of one run, the targets checked against it, and the machine it ran on.
+
+use std::fmt::Write;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::modes::{Kind, Mode};
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(f64::NAN)
+}
+
+/// A figure to one decimal, or "—" where the row has none (LiteLLM's allocations).
+fn one_decimal(x: f64) -> String {
+    if x.is_nan() {
+        "—".into()
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn get<'a>(results: &'a [(&Mode, Value)], name: &str) -> Option<&'a Value> {
+    results.iter().find(|(m, _)| m.name == name).map(|(_, v)| v)
+}
+
+/// Throughput of a row: chunks per second for streams, else requests per second.
+fn rate(m: &Mode, v: &Value) -> f64 {
+    if matches!(m.kind, Kind::Stream | Kind::StreamAsync | Kind::BareStream) {
+        f(v, "chunks_per_s")
+    } else {
+        f(v, "rps")
+    }
+}
+
+fn sh(cmd: &str) -> String {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+pub fn machine() -> String {
+    format!(
+        "- cores: {} (`nproc`), CPU: {}\n- memory: {}\n- kernel: {}\n- rustc: {}\n",
+        sh("nproc"),
+        sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'"),
+        sh("grep MemTotal /proc/meminfo | awk '{printf \"%.1f GiB\", $2/1048576}'"),
+        sh("uname -sr"),
+        sh("rustc --version"),
+    )
+}
+
+pub fn render(results: &[(&Mode, Value)], litellm_skipped: Option<&String>) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "# llmr bench results\n\nOne `make bench` run (see bench/README.md for what each row measures). \
+The stand-in and the rows share the machine's cores.\n\n## Machine\n\n{}", machine());
+    let _ = writeln!(t, "## Requests\n\n| row | what | requests | req/s | chunks/s | p50 µs | p99 µs | CPU s / 1k req | stand-in CPU s / 1k req | peak RSS MiB | allocs / req | vs bare | vs LiteLLM |");
+    let _ = writeln!(
+        t,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
+    for (m, v) in results {
+        if !matches!(
+            m.kind,
+            Kind::BareComplete
+                | Kind::BareStream
+                | Kind::Complete
+                | Kind::CompleteAsync
+                | Kind::Stream
+                | Kind::StreamAsync
+                | Kind::LiteLlm
+        ) {
+            continue;
+        }
+        let n = f(v, "requests");
+        let stream = matches!(m.kind, Kind::Stream | Kind::StreamAsync | Kind::BareStream);
+        let vs_bare =
+            m.bare
+                .and_then(|b| Some((b, get(results, b)?)))
+                .map_or(String::new(), |(b, bv)| {
+                    let bm = crate::modes::find(b).expect("bare row");
+                    let mut s = format!(
+                        "{:.2}× {}",
+                        rate(m, v) / rate(bm, bv),
+                        if stream { "chunks/s" } else { "req/s" }
+                    );
+                    if m.concurrency == 1 {
+                        let _ = write!(
+                            s,
+                            "; +{:.1} µs p50, +{:.1} µs p99",
+                            f(v, "p50_us") - f(bv, "p50_us"),
+                            f(v, "p99_us") - f(bv, "p99_us")
+                        );
+                    }
+                    s
+                });
+        let vs_litellm = m
+            .litellm
+            .and_then(get_in(results))
+            .map_or(String::new(), |lv| {
+                format!("{:.0}× req/s", f(v, "rps") / f(lv, "rps"))
+            });
+        let _ =
+            writeln!(
+            t,
+            "| {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.3} | {:.3} | {:.1} | {} | {} | {} |",
+            m.name, m.what, n, f(v, "rps"),
+            if stream { format!("{:.0}", f(v, "chunks_per_s")) } else { "—".into() },
+            f(v, "p50_us"), f(v, "p99_us"), f(v, "cpu_s_per_1k"),
+            f(v, "standin_cpu_s") * 1000.0 / n,
+            f(v, "peak_rss_kib") / 1024.0, one_decimal(f(v, "allocs_per_req")), vs_bare, vs_litellm
+        );
+    }
+    if let Some(why) = litellm_skipped {
+        let _ = writeln!(t, "\nLiteLLM rows skipped: {why}.");
+    }
+    let _ = writeln!(t, "\n## Selection scaling (MOCK deployments, no network, 1 thread)\n\n| row | deployments | requests | µs / request (p50) | p99 µs | CPU s / 1k req | allocs / req |\n|---|---:|---:|---:|---:|---:|---:|");
+    for (m, v) in results.iter().filter(|(m, _)| m.kind == Kind::Select) {
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.1} |",
+            m.name,
+            m.deployments,
+            f(v, "requests"),
+            f(v, "p50_us"),
+            f(v, "p99_us"),
+            f(v, "cpu_s_per_1k"),
+            f(v, "allocs_per_req")
+        );
+    }
+    let _ = writeln!(t, "\n## Init and memory\n");
+    if let Some(v) = get(results, "llmr-init-1000") {
+        let _ = writeln!(
+            t,
+            "- `llmr_init` with 1,000 deployments: median {:.2} ms (min {:.2}, max {:.2}) of 5",
+            f(v, "init_ms_median"),
+            f(v, "init_ms_min"),
+            f(v, "init_ms_max")
+        );
+    }
+    for (m, v) in results
+        .iter()
+        .filter(|(m, _)| matches!(m.kind, Kind::HoldStreams | Kind::BareHold))
+    {
+        let _ = writeln!(t, "- `{}` ({}): {} streams: {} ended, {} failed; RSS {:.1} MiB before, {:.1} MiB with all open, peak {:.1} MiB; {:.1} s, {:.2} CPU s",
+            m.name, m.what, v["streams"], v["done"], v["failures"], f(v, "rss_before_kib") / 1024.0, f(v, "rss_all_open_kib") / 1024.0, f(v, "peak_rss_kib") / 1024.0, f(v, "secs"), f(v, "cpu_s"));
+    }
+    let _ = writeln!(t, "\n## Targets\n\n{}", targets(results));
+    t
+}
+
+fn get_in<'a>(results: &'a [(&Mode, Value)]) -> impl Fn(&str) -> Option<&'a Value> {
+    move |name| get(results, name)
+}
+
+fn targets(r: &[(&Mode, Value)]) -> String {
+    let mut t = String::new();
+    let mut check = |what: &str, got: Option<(f64, bool)>, unit: &str| {
+        let _ = match got {
+            Some((x, ok)) => writeln!(
+                t,
+                "- {what}: {x:.2}{unit} — {}",
+                if ok { "met" } else { "**missed**" }
+            ),
+            None => writeln!(t, "- {what}: not measured in this run"),
+        };
+    };
+    let ratio = |a: &str, b: &str, k: &str| Some(f(get(r, a)?, k) / f(get(r, b)?, k));
+    let added = |k: &str| Some(f(get(r, "llmr-complete-1t")?, k) - f(get(r, "bare-c1")?, k));
+    check(
+        "non-streaming throughput at 64 in flight ≥ 0.85× bare (llmr_complete, 64 threads)",
+        ratio("llmr-complete-64t", "bare-c64", "rps").map(|x| (x, x >= 0.85)),
+        "×",
+    );
+    check(
+        "non-streaming throughput at 64 in flight ≥ 0.85× bare (llmr_complete_async, 64 in flight)",
+        ratio("llmr-async-64", "bare-c64", "rps").map(|x| (x, x >= 0.85)),
+        "×",
+    );
+    check(
+        "added latency at concurrency 1, p50 ≤ 20 µs",
+        added("p50_us").map(|x| (x, x <= 20.0)),
+        " µs",
+    );
+    check(
+        "added latency at concurrency 1, p99 ≤ 100 µs",
+        added("p99_us").map(|x| (x, x <= 100.0)),
+        " µs",
+    );
+    check(
+        "streaming ≥ 0.85× bare chunk rate (llmr_stream, 64 threads)",
+        ratio("llmr-stream-64t", "bare-stream-c64", "chunks_per_s").map(|x| (x, x >= 0.85)),
+        "×",
+    );
+    check(
+        "streaming ≥ 0.85× bare chunk rate (llmr_stream_async, 64 in flight)",
+        ratio("llmr-stream-async-64", "bare-stream-c64", "chunks_per_s").map(|x| (x, x >= 0.85)),
+        "×",
+    );
+    check(
+        "≥ 100× LiteLLM Router throughput (64 in flight)",
+        ratio("llmr-complete-64t", "litellm-c64", "rps").map(|x| (x, x >= 100.0)),
+        "×",
+    );
+    check(
+        "10,000 streams open under 200 MB RSS",
+        get(r, "llmr-hold-10000").map(|v| {
+            let mb = f(v, "peak_rss_kib") * 1024.0 / 1e6;
+            (
+                mb,
+                mb < 200.0 && v["done"] == v["streams"] && v["failures"] == 0,
+            )
+        }),
+        " MB peak",
+    );
+    check(
+        "llmr_init with 1,000 deployments under 10 ms",
+        get(r, "llmr-init-1000").map(|v| (f(v, "init_ms_median"), f(v, "init_ms_median") < 10.0)),
+        " ms",
+    );
+    check(
+        "selection flat from 1 to 1,000 deployments (p50 ratio select-1000 / select-1 ≤ 1.5)",
+        ratio("select-1000", "select-1", "p50_us").map(|x| (x, x <= 1.5)),
+        "×",
+    );
+    t
+}
