@@ -122,8 +122,7 @@ pub async fn select(
     // The best first, found in one pass: it nearly always has room, and then no sort is needed
     // (sorting was most of a request's cost with 1,000 deployments).
     if let Some(best) = (0..scored.len()).min_by(|&a, &b| order(&scored[a], &scored[b])) {
-        let d = &deployments[scored[best].3];
-        match d.state.reserve(d.cfg.rpm, d.cfg.tpm, needs.tokens, now) {
+        match reserve(&deployments[scored[best].3], needs.tokens, now).await {
             Ok(()) => return Selection::Picked(scored[best].3),
             Err(secs) => soonest_free = secs,
         }
@@ -131,16 +130,7 @@ pub async fn select(
     }
     scored.sort_unstable_by(order);
     for (_, _, _, i) in scored {
-        let d = &deployments[i];
-        // A shared store's reservation is one Redis round trip (bounded); a local one is not.
-        let reserved = match d.state.as_shared() {
-            Some(s) => {
-                s.reserve_shared(d.cfg.rpm, d.cfg.tpm, needs.tokens, now)
-                    .await
-            }
-            None => d.state.reserve(d.cfg.rpm, d.cfg.tpm, needs.tokens, now),
-        };
-        match reserved {
+        match reserve(&deployments[i], needs.tokens, now).await {
             Ok(()) => return Selection::Picked(i),
             Err(secs) => soonest_free = soonest_free.min(secs),
         }
@@ -150,6 +140,15 @@ pub async fn select(
     } else {
         0.0
     })
+}
+
+/// Reserves one request and `tokens` on `d`; `Err(seconds)` until its window frees up. A shared
+/// store's reservation is one Redis round trip (bounded by `redis_timeout`); a local one is not.
+async fn reserve(d: &Deployment, tokens: u64, now: u64) -> Result<(), f64> {
+    match d.state.as_shared() {
+        Some(s) => s.reserve_shared(d.cfg.rpm, d.cfg.tpm, tokens, now).await,
+        None => d.state.reserve(d.cfg.rpm, d.cfg.tpm, tokens, now),
+    }
 }
 
 fn score(strategy: RoutingStrategy, d: &Deployment, stream: bool, now: u64) -> f64 {
