@@ -40,8 +40,13 @@ pub struct Mode {
     pub deployments: usize,
     /// Requests of the timed phase, in units of `BENCH_REQUESTS` / 20 (default 1,000).
     pub twentieths: usize,
-    /// Extra `router_settings` (a JSON object's members, e.g. `"redis_url": "…"`).
+    /// Extra `router_settings` (a JSON object's members, e.g. `"redis_url": "…"`). `$REDIS_URL`
+    /// stands for the Redis server the suite started for the run.
     pub router_settings: &'static str,
+    /// Extra members of every deployment entry (e.g. `"rpm": …`).
+    pub entry: &'static str,
+    /// Needs the Redis server the suite starts (skipped when there is none).
+    pub redis: bool,
     /// The bare-client row it is compared with, and the LiteLLM one.
     pub bare: Option<&'static str>,
     pub litellm: Option<&'static str>,
@@ -56,10 +61,18 @@ const fn mode(name: &'static str, what: &'static str, kind: Kind, concurrency: u
         deployments: 2,
         twentieths: 20,
         router_settings: "",
+        entry: "",
+        redis: false,
         bare: None,
         litellm: None,
     }
 }
+
+/// Limits no row reaches: every request is reserved, none refused.
+const LIMITS: &str = r#""rpm": 1000000000, "tpm": 1000000000000"#;
+/// Shared state in the run's Redis; a generous bound so that a loaded machine's slow answer is
+/// measured, not replaced by the local fallback.
+const REDIS: &str = r#""redis_url": "$REDIS_URL", "redis_prefix": "bench", "redis_timeout": 1"#;
 
 pub const MODES: &[Mode] = &[
     mode("bare-c1", "reqwest, 1 in flight", Kind::BareComplete, 1),
@@ -90,6 +103,52 @@ pub const MODES: &[Mode] = &[
         ..mode(
             "llmr-async-64",
             "llmr_complete_async, 64 in flight",
+            Kind::CompleteAsync,
+            64,
+        )
+    },
+    // What shared state costs: the same rows with rpm/tpm limits (each request reserves its
+    // window before it is sent), in process and through Redis on loopback.
+    Mode {
+        bare: Some("bare-c1"),
+        entry: LIMITS,
+        ..mode(
+            "llmr-limits-1t",
+            "llmr_complete, 1 thread, rpm/tpm in process",
+            Kind::Complete,
+            1,
+        )
+    },
+    Mode {
+        bare: Some("bare-c1"),
+        entry: LIMITS,
+        router_settings: REDIS,
+        redis: true,
+        ..mode(
+            "llmr-redis-1t",
+            "llmr_complete, 1 thread, rpm/tpm in Redis",
+            Kind::Complete,
+            1,
+        )
+    },
+    Mode {
+        bare: Some("bare-c64"),
+        entry: LIMITS,
+        ..mode(
+            "llmr-limits-async-64",
+            "llmr_complete_async, 64 in flight, rpm/tpm in process",
+            Kind::CompleteAsync,
+            64,
+        )
+    },
+    Mode {
+        bare: Some("bare-c64"),
+        entry: LIMITS,
+        router_settings: REDIS,
+        redis: true,
+        ..mode(
+            "llmr-redis-async-64",
+            "llmr_complete_async, 64 in flight, rpm/tpm in Redis",
             Kind::CompleteAsync,
             64,
         )
@@ -243,9 +302,14 @@ impl Mode {
                     )
                 } else {
                     let t = if tenant.is_empty() { format!("d{i}") } else { tenant.clone() };
+                    let entry = if self.entry.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {}", self.entry)
+                    };
                     format!(
                         r#"{{"id": {i}, "provider": "OPENAI", "model_name": "gpt-4o-mini",
-                            "api_key": "sk-bench", "api_base": "{base}/{t}/v1"}}"#
+                            "api_key": "sk-bench", "api_base": "{base}/{t}/v1"{entry}}}"#
                     )
                 }
             })
@@ -253,7 +317,8 @@ impl Mode {
         let extra = if self.router_settings.is_empty() {
             String::new()
         } else {
-            format!(", {}", self.router_settings)
+            let redis = std::env::var("LLMR_BENCH_REDIS_URL").unwrap_or_default();
+            format!(", {}", self.router_settings.replace("$REDIS_URL", &redis))
         };
         format!(
             r#"{{"global_llm_configs": [{}],

@@ -58,6 +58,55 @@ impl StandIn {
     }
 }
 
+/// A redis-server of the run's own on a free loopback port, stopped at the end.
+struct Redis {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Redis {
+    /// Err says why not (no `redis-server`, or it did not come up).
+    fn start() -> Result<Redis, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("redis-server could not start ({e}); apt-get install redis-server")
+            })?;
+        let redis = Redis {
+            child,
+            url: format!("redis://127.0.0.1:{port}/0"),
+        };
+        for _ in 0..100 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let mut pong = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut pong).is_ok()
+                    && &pong == b"+PONG\r\n"
+                {
+                    return Ok(redis);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(format!("redis-server on port {port} did not answer"))
+    }
+}
+
 fn bench_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
@@ -97,7 +146,19 @@ fn litellm_python() -> Result<PathBuf, String> {
     }
 }
 
-fn run_row(mode: &Mode, standin: &StandIn, litellm: &Result<PathBuf, String>) -> Option<Value> {
+fn run_row(
+    mode: &Mode,
+    standin: &StandIn,
+    litellm: &Result<PathBuf, String>,
+    redis: &Result<Redis, String>,
+) -> Option<Value> {
+    match redis {
+        Err(why) if mode.redis => {
+            eprintln!("bench: {}: skipped: {why}", mode.name);
+            return None;
+        }
+        _ => {}
+    }
     let mut cmd = match (mode.kind, litellm) {
         (Kind::LiteLlm, Err(why)) => {
             eprintln!("bench: {}: skipped: {why}", mode.name);
@@ -121,6 +182,9 @@ fn run_row(mode: &Mode, standin: &StandIn, litellm: &Result<PathBuf, String>) ->
         _ => {
             let mut c = Command::new(std::env::current_exe().expect("exe"));
             c.arg("row").arg(mode.name).arg(standin.base());
+            if let Ok(r) = redis {
+                c.env("LLMR_BENCH_REDIS_URL", &r.url);
+            }
             c
         }
     };
@@ -150,12 +214,18 @@ pub fn run(only: &[String]) {
     } else {
         Err("not selected".into())
     };
+    let redis = if selected.iter().any(|m| m.redis) {
+        Redis::start()
+    } else {
+        Err("not selected".into())
+    };
     let standin = StandIn::start();
     let results: Vec<(&Mode, Value)> = selected
         .iter()
-        .filter_map(|m| Some((*m, run_row(m, &standin, &litellm)?)))
+        .filter_map(|m| Some((*m, run_row(m, &standin, &litellm, &redis)?)))
         .collect();
     drop(standin);
+    drop(redis);
     let table = crate::report::render(&results, litellm.as_ref().err());
     println!("{table}");
     if only.is_empty() {
