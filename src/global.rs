@@ -162,29 +162,50 @@ pub fn complete_blocking(request_json: &str) -> Result<String, Error> {
     not_in_runtime("llmr_complete")?;
     let (router, req) = prepare(request_json)?;
     let reg = inflight::register();
-    let cancel = reg.cancel.clone();
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    runtime().spawn(async move {
-        let r = tokio::select! {
-            r = router.complete(&req) => r.map(|resp| to_json(&resp)),
-            () = cancel.cancelled() => Err(cancel.error()),
-        };
-        let _ = tx.send(r);
-    });
-    let r = wait(rx)?;
+    let cancel = &reg.cancel;
+    // Polled on the calling thread (the runtime's workers drive the I/O and timers): no hand-off
+    // to a worker and back, which was most of a blocking call's added latency. A panic inside
+    // stays here, as `internal`.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime().block_on(async {
+            tokio::select! {
+                r = router.complete(&req) => r.map(|resp| to_json(&resp)),
+                () = cancel.cancelled() => Err(cancel.error()),
+            }
+        })
+    }))
+    .unwrap_or_else(|_| Err(bug()));
     drop(reg);
     r
 }
 
-/// Sends chunk JSON to the thread that runs the caller's callback. Bounded: a slow callback
-/// slows the upstream read instead of buffering without end.
+/// The most chunks a sink holds before it hands them over, whatever the stream has ready.
+const BATCH: usize = 16;
+
+/// Sends chunk JSON to the thread that runs the caller's callback, the chunks of one read
+/// together (one wake-up of that thread for all of them). Bounded: a slow callback slows the
+/// upstream read instead of buffering without end.
 struct ChannelSink {
-    tx: tokio::sync::mpsc::Sender<String>,
+    tx: tokio::sync::mpsc::Sender<Vec<String>>,
+    held: Vec<String>,
 }
 
 impl ChunkSink for ChannelSink {
     fn deliver<'a>(&'a mut self, chunk: &'a ChatChunk) -> BoxFuture<'a, bool> {
-        Box::pin(async move { self.tx.send(to_json(chunk)).await.is_ok() })
+        Box::pin(async move {
+            self.held.push(to_json(chunk));
+            self.held.len() < BATCH || self.flush().await
+        })
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            if self.held.is_empty() {
+                return true;
+            }
+            let batch = std::mem::replace(&mut self.held, Vec::with_capacity(BATCH));
+            self.tx.send(batch).await.is_ok()
+        })
     }
 }
 
@@ -197,11 +218,14 @@ pub fn stream_blocking(
     not_in_runtime("llmr_stream")?;
     let (router, req) = prepare(request_json)?;
     let reg = inflight::register();
-    let (chunk_tx, mut chunk_rx) = tokio::sync::mpsc::channel::<String>(32);
+    let (chunk_tx, mut chunk_rx) = tokio::sync::mpsc::channel::<Vec<String>>(8);
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
     let stop = reg.cancel.clone();
     runtime().spawn(async move {
-        let mut sink = ChannelSink { tx: chunk_tx };
+        let mut sink = ChannelSink {
+            tx: chunk_tx,
+            held: Vec::with_capacity(BATCH),
+        };
         let r = tokio::select! {
             r = router.stream(&req, &mut sink) => r.map(|resp| to_json(&resp)),
             () = stop.cancelled() => Err(stop.error()),
@@ -209,13 +233,15 @@ pub fn stream_blocking(
         drop(sink);
         let _ = done_tx.send(r);
     });
-    while let Some(json) = chunk_rx.blocking_recv() {
-        if reg.cancel.is_cancelled() {
-            break; // llmr_cancel or llmr_shutdown: deliver nothing more
-        }
-        if !on_chunk(&json) {
-            reg.cancel.cancel_because(BY_CALLBACK);
-            break;
+    'chunks: while let Some(batch) = chunk_rx.blocking_recv() {
+        for json in batch {
+            if reg.cancel.is_cancelled() {
+                break 'chunks; // llmr_cancel or llmr_shutdown: deliver nothing more
+            }
+            if !on_chunk(&json) {
+                reg.cancel.cancel_because(BY_CALLBACK);
+                break 'chunks;
+            }
         }
     }
     drop(chunk_rx);
@@ -288,6 +314,8 @@ struct CallbackSink {
     stopped: Arc<AtomicBool>,
     credits: Arc<tokio::sync::Semaphore>,
     cancel: crate::cancel::CancelToken,
+    /// Chunks not yet posted to the callback thread, each with its credit.
+    held: Vec<(String, tokio::sync::OwnedSemaphorePermit)>,
 }
 
 impl ChunkSink for CallbackSink {
@@ -296,23 +324,36 @@ impl ChunkSink for CallbackSink {
             if self.cancel.is_cancelled() {
                 return false;
             }
+            // BATCH < CHUNKS_AHEAD: the credits held here never starve this wait.
             let Ok(permit) = self.credits.clone().acquire_owned().await else {
                 return false;
             };
-            let json = to_json(chunk);
+            self.held.push((to_json(chunk), permit));
+            self.held.len() < BATCH || self.flush().await
+        })
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            if self.held.is_empty() {
+                return true;
+            }
+            let batch = std::mem::replace(&mut self.held, Vec::with_capacity(BATCH));
             let on_chunk = self.on_chunk.clone();
             let stopped = self.stopped.clone();
             let cancel = self.cancel.clone();
             callbacks::post(move || {
-                // Chunks already queued when the request was stopped or cancelled are dropped.
-                if !stopped.load(Ordering::Acquire) && !cancel.is_cancelled() {
-                    let mut f = on_chunk.lock().unwrap_or_else(|p| p.into_inner());
-                    if !f(&json) {
-                        stopped.store(true, Ordering::Release);
-                        cancel.cancel_because(BY_CALLBACK);
+                for (json, permit) in batch {
+                    // Chunks already queued when the request was stopped or cancelled are dropped.
+                    if !stopped.load(Ordering::Acquire) && !cancel.is_cancelled() {
+                        let mut f = on_chunk.lock().unwrap_or_else(|p| p.into_inner());
+                        if !f(&json) {
+                            stopped.store(true, Ordering::Release);
+                            cancel.cancel_because(BY_CALLBACK);
+                        }
                     }
+                    drop(permit);
                 }
-                drop(permit);
             });
             true
         })
@@ -349,6 +390,7 @@ pub fn stream_async(request_json: &str, on_chunk: ChunkFn, on_done: DoneFn) -> u
         stopped,
         credits: Arc::new(tokio::sync::Semaphore::new(CHUNKS_AHEAD)),
         cancel: reg.cancel.clone(),
+        held: Vec::with_capacity(BATCH),
     };
     runtime().spawn(async move {
         let cancel = reg.cancel.clone();

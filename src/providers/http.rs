@@ -194,6 +194,10 @@ struct HttpChunkStream {
 }
 
 impl ChunkStream for HttpChunkStream {
+    fn has_ready(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     fn next_chunk(&mut self) -> BoxFuture<'_, Option<Result<ChatChunk, Error>>> {
         Box::pin(async move {
             loop {

@@ -56,6 +56,10 @@ pub trait ChatClient: Send + Sync {
 /// An open stream of chunks. `None` is the clean end; an error ends it too.
 pub trait ChunkStream: Send {
     fn next_chunk(&mut self) -> BoxFuture<'_, Option<Result<ChatChunk, Error>>>;
+    /// A chunk is ready without waiting (parsed from a read already made).
+    fn has_ready(&self) -> bool {
+        false
+    }
 }
 
 /// Everything a wire format needs to reach one deployment, prepared once at init.

@@ -22,7 +22,23 @@ use crate::types::{
 
 /// Where a stream's chunks go. Returns `false` when the caller wants no more (cancel).
 pub trait ChunkSink: Send {
+    /// Takes one chunk. A sink may hold it to hand several over at once (one thread wake-up for
+    /// all the chunks of one read); it hands over what it holds by `flush`.
     fn deliver<'a>(&'a mut self, chunk: &'a ChatChunk) -> BoxFuture<'a, bool>;
+    /// Hands over every chunk held. Called before the stream waits for more, and at its end.
+    fn flush(&mut self) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
+}
+
+fn cancelled_by_callback() -> Failed {
+    Failed {
+        err: Error::new(
+            Status::Cancelled,
+            "the stream was cancelled by its callback",
+        ),
+        final_: true,
+    }
 }
 
 /// The shortest wait for a cooldown to end: a cooldown ending within the millisecond is waited
@@ -93,12 +109,17 @@ impl Router {
         let mut assembler = StreamAssembler::default();
         let mut ttft_ms = None;
         loop {
+            // What the sink holds goes out before the stream waits for the network.
+            if !stream.has_ready() && !sink.flush().await {
+                return Err(cancelled_by_callback());
+            }
             // `stream_timeout` bounds each idle gap; this bounds the whole length, so that a
             // provider trickling (or sending only keep-alives) cannot hold a stream forever.
             let next = match tokio::time::timeout_at(deadline.into(), stream.next_chunk()).await {
                 Ok(Some(next)) => next,
                 Ok(None) => break,
                 Err(_) => {
+                    sink.flush().await;
                     return Err(Failed {
                         err: Error::new(
                             Status::Timeout,
@@ -109,7 +130,7 @@ impl Router {
                             ),
                         ),
                         final_: ttft_ms.is_some(),
-                    })
+                    });
                 }
             };
             let chunk = match next {
@@ -130,6 +151,7 @@ impl Router {
             assembler.push(&chunk);
             if assembler.kept_bytes() > MAX_ANSWER_BYTES {
                 // An endless stream would otherwise grow the answer without bound.
+                sink.flush().await;
                 let delivered = ttft_ms.is_some();
                 return Err(Failed {
                     err: Error::upstream(format!(
@@ -145,13 +167,7 @@ impl Router {
                     ttft_ms = Some(ms_since(started));
                 }
                 if !sink.deliver(&chunk).await {
-                    return Err(Failed {
-                        err: Error::new(
-                            Status::Cancelled,
-                            "the stream was cancelled by its callback",
-                        ),
-                        final_: true,
-                    });
+                    return Err(cancelled_by_callback());
                 }
             }
         }
