@@ -27,7 +27,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 
 use super::state::{
-    now_ms, Cooldown, LatencyView, LiveState, LocalState, MinuteUsage, Timing, MINUTE_MS,
+    ewma, now_ms, Cooldown, LatencyView, LiveState, LocalState, MinuteUsage, Timing, MINUTE_MS,
 };
 use crate::errors::Status;
 use crate::log;
@@ -48,7 +48,6 @@ const LATENCY_TTL_MS: u64 = 60 * MINUTE_MS;
 const LATENCY_SAMPLES: isize = 50;
 /// Writes waiting for the background task; past this they are dropped (Redis is too slow).
 const WRITE_QUEUE: usize = 8192;
-const EWMA_ALPHA: f64 = 0.3;
 
 /// Checks and counts one request and its tokens against this minute's window, atomically.
 /// Returns -1 when reserved, else the ms until the window frees. A request larger than the
@@ -680,10 +679,6 @@ fn latency_of(samples: &[String]) -> Option<LatencyView> {
     v.avg_ms = Some(sum / f64::from(n));
     v.avg_ttft_ms = (tn > 0).then(|| tsum / f64::from(tn));
     Some(v)
-}
-
-fn ewma(old: Option<f64>, sample: f64) -> f64 {
-    old.map_or(sample, |o| o + EWMA_ALPHA * (sample - o))
 }
 
 impl LiveState for SharedState {

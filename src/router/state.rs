@@ -151,7 +151,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn ewma(old: Option<f64>, sample: f64) -> f64 {
+/// One step of the moving averages (the shared store's view of other processes' samples too).
+pub(super) fn ewma(old: Option<f64>, sample: f64) -> f64 {
     match old {
         Some(o) => o + EWMA_ALPHA * (sample - o),
         None => sample,
