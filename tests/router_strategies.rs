@@ -183,3 +183,88 @@ fn the_best_deployment_at_its_rpm_limit_is_passed_over_for_the_next() {
     assert_eq!(by.get("a"), Some(&1), "{by:?}");
     assert_eq!(by.get("b"), Some(&9), "{by:?}");
 }
+
+fn many_mocks(n: usize, extra: serde_json::Value) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| mock(&format!("m{i}"), extra.clone()))
+        .collect()
+}
+
+fn distinct_of(n: usize) -> usize {
+    let served: std::collections::HashSet<String> = (0..n)
+        .map(|_| served_by(&complete(&ask("hi")).unwrap()))
+        .collect();
+    served.len()
+}
+
+#[test]
+fn large_groups_rank_every_member_as_small_ones_do() {
+    let _g = lock();
+    let n = 300;
+    // Usage-based: each request goes to a deployment with no tokens yet this minute, so 300
+    // requests reach all 300 (the index must see each one's usage change).
+    init(
+        many_mocks(n, json!({})),
+        settings(json!({"routing_strategy": "usage-based-routing"})),
+    );
+    fresh_minute(5);
+    assert_eq!(distinct_of(n), n, "usage-based");
+    llmr::shutdown();
+
+    // Latency-based: unmeasured deployments go first, so the first 300 measure all 300.
+    init(
+        many_mocks(n, json!({})),
+        settings(json!({"routing_strategy": "latency-based-routing"})),
+    );
+    assert_eq!(distinct_of(n), n, "latency-based");
+    llmr::shutdown();
+
+    // Least-busy, one request at a time: every deployment is equally idle, and ties go to a
+    // random one (300 uniform draws reach ~190 of 300; always the same one would be 1).
+    init(
+        many_mocks(n, json!({})),
+        settings(json!({"routing_strategy": "least-busy"})),
+    );
+    let reached = distinct_of(n);
+    assert!(reached > 120, "least-busy reached {reached} of {n}");
+    llmr::shutdown();
+
+    // Simple-shuffle over 300 equal shares spreads the same way.
+    init(many_mocks(n, json!({})), settings(json!({})));
+    let reached = distinct_of(n);
+    assert!(reached > 120, "simple-shuffle reached {reached} of {n}");
+}
+
+#[test]
+fn a_cooled_down_member_of_a_large_group_is_passed_over_then_ranked_again() {
+    let _g = lock();
+    let mut entries = many_mocks(50, json!({}));
+    entries.push(mock(
+        "bad",
+        json!({"litellm_params": {"mock_error": "rate_limited"}}),
+    ));
+    init(
+        entries,
+        settings(json!({
+            "routing_strategy": "usage-based-routing",
+            "allowed_fails": 0,
+            "cooldown_time": 1,
+        })),
+    );
+    fresh_minute(10);
+    // `bad` never gets tokens (its failures use none), so once the others have some it is the
+    // lowest: it is tried within the first 51 requests, fails, and cools down for 1 s.
+    for _ in 0..80 {
+        complete(&ask("hi")).unwrap();
+    }
+    let bad = stats_of("bad");
+    assert_eq!(bad["failures"]["rate_limited"], 1, "tried once: {bad}");
+    assert_eq!(bad["cooling_down"], true, "{bad}");
+    // Its cooldown over, it is the lowest again and the next request tries it first.
+    assert!(eventually(Duration::from_secs(3), || stats_of("bad")
+        ["cooling_down"]
+        == false));
+    let resp = complete(&ask("hi")).unwrap();
+    assert_eq!(attempts(&resp), 2, "{resp}");
+    assert_eq!(stats_of("bad")["failures"]["rate_limited"], 2);
+}

@@ -194,7 +194,7 @@ impl Router {
         let mut outcome = Outcome::new(self, stream);
         let started = outcome.started();
         let group_name = req.group();
-        let Some(members) = self.group(group_name) else {
+        let Some((g, members)) = self.group(group_name) else {
             let known: Vec<&str> = self.groups.iter().map(|(n, _)| *n).collect();
             let e = Error::invalid(format!(
                 "unknown model group `{}`: use one of {}",
@@ -227,10 +227,12 @@ impl Router {
                 refused: &refused,
                 stream,
             };
+            let candidates = self.index.candidates(g, &self.deployments, stream, now);
             let i = match select(
                 self.settings.routing_strategy,
                 &self.deployments,
                 members,
+                &candidates,
                 &needs,
                 now,
             )

@@ -5,6 +5,7 @@ mod backoff;
 pub mod counters;
 pub mod deployment;
 mod execute;
+mod index;
 mod outcome;
 mod report;
 mod select;
@@ -37,6 +38,8 @@ pub struct Router {
     secrets: Vec<Arc<str>>,
     /// The Redis store shared with other processes, when `redis_url` is set.
     pub shared: Option<Arc<shared::Shared>>,
+    /// The groups' deployments by score, for selection.
+    index: index::ScoreIndex,
 }
 
 impl Router {
@@ -117,6 +120,16 @@ impl Router {
         }
         secrets.sort();
         secrets.dedup();
+        let members: Vec<&[usize]> = groups.iter().map(|(_, m)| m.as_slice()).collect();
+        let index = index::ScoreIndex::new(
+            settings.routing_strategy,
+            &deployments,
+            &members,
+            state::now_ms(),
+        );
+        for (i, d) in deployments.iter().enumerate() {
+            d.state.watch(index.watch(i));
+        }
         let router = Router {
             deployments,
             groups,
@@ -124,6 +137,7 @@ impl Router {
             profile_max_input_tokens,
             secrets,
             shared,
+            index,
         };
         log::info(
             "router initialized",
@@ -140,12 +154,12 @@ impl Router {
         Ok(router)
     }
 
-    /// The members of a group, by name.
-    pub fn group(&self, name: &str) -> Option<&[usize]> {
+    /// A group's position and members, by name.
+    pub fn group(&self, name: &str) -> Option<(usize, &[usize])> {
         self.groups
             .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, m)| m.as_slice())
+            .position(|(n, _)| *n == name)
+            .map(|g| (g, self.groups[g].1.as_slice()))
     }
 
     pub fn has_large_group(&self) -> bool {

@@ -7,6 +7,7 @@
 use crate::config::RoutingStrategy;
 
 use super::deployment::Deployment;
+use super::index::Candidates;
 
 /// The outcome of a selection.
 #[derive(Debug, PartialEq)]
@@ -38,22 +39,65 @@ pub struct Needs<'a> {
     pub stream: bool,
 }
 
+/// Picks a deployment of `members` for one attempt: the first of the index's `candidates` that
+/// can take the request, else the best of a scan of the whole group.
 pub async fn select(
     strategy: RoutingStrategy,
     deployments: &[Deployment],
     members: &[usize],
+    candidates: &Candidates,
+    needs: &Needs<'_>,
+    now: u64,
+) -> Selection {
+    // 0. The index's best (or weighted draws): the first of them that fits, is not cooling and
+    // has not failed or refused this request is what the scan below would choose.
+    let mut at_limit = Candidates::default();
+    let mut soonest_free = f64::INFINITY;
+    for &i in candidates.as_slice() {
+        let d = &deployments[i];
+        if at_limit.contains(i)
+            || !fits(d, needs)
+            || d.state.is_cooling(now)
+            || needs.failed.contains(&i)
+            || needs.refused.contains(&i)
+        {
+            continue;
+        }
+        match reserve(d, needs.tokens, now).await {
+            Ok(()) => return Selection::Picked(i),
+            Err(secs) => {
+                soonest_free = soonest_free.min(secs);
+                at_limit.push(i);
+            }
+        }
+    }
+    scan(
+        strategy,
+        deployments,
+        members,
+        &at_limit,
+        soonest_free,
+        needs,
+        now,
+    )
+    .await
+}
+
+/// Every member scored: for what the index's candidates cannot settle (all of them cooling,
+/// failed, too small or at their limits).
+async fn scan(
+    strategy: RoutingStrategy,
+    deployments: &[Deployment],
+    members: &[usize],
+    at_limit: &Candidates,
+    mut soonest_free: f64,
     needs: &Needs<'_>,
     now: u64,
 ) -> Selection {
     // 1. The context window. After an overflow only strictly larger windows qualify (the seed's
     // auto-large); before it, the pre-call check skips windows clearly too small — unless none is
     // large enough, when the largest are tried and the provider decides.
-    let fits = |d: &Deployment| match (needs.window_above, d.max_input_tokens) {
-        (Some(above), Some(w)) => w > above,
-        (Some(_), None) => false,
-        (None, Some(w)) => w >= needs.tokens,
-        (None, None) => true,
-    };
+    let fits = |d: &Deployment| fits(d, needs);
     // Sized for the whole group up front: a filter's collect would grow it step by step.
     let mut eligible: Vec<usize> = Vec::with_capacity(members.len());
     eligible.extend(members.iter().copied().filter(|&i| fits(&deployments[i])));
@@ -118,7 +162,8 @@ pub async fn select(
     let order = |a: &(bool, f64, u32, usize), b: &(bool, f64, u32, usize)| {
         a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2))
     };
-    let mut soonest_free = f64::INFINITY;
+    // Those found at their limit a moment ago are not asked again.
+    scored.retain(|s| !at_limit.contains(s.3));
     // The best first, found in one pass: it nearly always has room, and then no sort is needed
     // (sorting was most of a request's cost with 1,000 deployments).
     if let Some(best) = (0..scored.len()).min_by(|&a, &b| order(&scored[a], &scored[b])) {
@@ -142,6 +187,17 @@ pub async fn select(
     })
 }
 
+/// After an overflow only strictly larger windows qualify (the seed's auto-large); before it,
+/// the pre-call check skips windows clearly too small.
+fn fits(d: &Deployment, needs: &Needs<'_>) -> bool {
+    match (needs.window_above, d.max_input_tokens) {
+        (Some(above), Some(w)) => w > above,
+        (Some(_), None) => false,
+        (None, Some(w)) => w >= needs.tokens,
+        (None, None) => true,
+    }
+}
+
 /// Reserves one request and `tokens` on `d`; `Err(seconds)` until its window frees up. A shared
 /// store's reservation is one Redis round trip (bounded by `redis_timeout`); a local one is not.
 async fn reserve(d: &Deployment, tokens: u64, now: u64) -> Result<(), f64> {
@@ -151,7 +207,7 @@ async fn reserve(d: &Deployment, tokens: u64, now: u64) -> Result<(), f64> {
     }
 }
 
-fn score(strategy: RoutingStrategy, d: &Deployment, stream: bool, now: u64) -> f64 {
+pub(super) fn score(strategy: RoutingStrategy, d: &Deployment, stream: bool, now: u64) -> f64 {
     match strategy {
         // Lowest tokens used this minute.
         RoutingStrategy::UsageBased => d.state.usage(now).tokens as f64,

@@ -238,6 +238,18 @@ impl Shared {
                     ("processes", self.processes().into()),
                 ],
             );
+            self.rescore_all();
+        }
+    }
+
+    /// Every deployment's scores change with the source of its figures (Redis, or this process).
+    fn rescore_all(&self) {
+        let states: Vec<Arc<SharedState>> = lock(&self.deployments)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for s in states {
+            s.local.changed();
         }
     }
 
@@ -250,6 +262,7 @@ impl Shared {
                 "shared state in use: connected to Redis"
             };
             log::info(msg, &[("prefix", (&*self.prefix).into())]);
+            self.rescore_all();
         }
     }
 
@@ -622,6 +635,8 @@ impl SharedState {
         if latency.is_some() {
             v.latency = latency;
         }
+        drop(v);
+        self.local.changed();
     }
 }
 
@@ -818,6 +833,10 @@ impl LiveState for SharedState {
             }
             None => mine,
         }
+    }
+
+    fn watch(&self, watch: super::index::Watch) {
+        self.local.watch(watch);
     }
 
     fn as_shared(&self) -> Option<&SharedState> {

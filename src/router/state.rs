@@ -5,9 +5,11 @@
 //! Times are wall-clock Unix milliseconds, so that state can be shared between processes.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use crate::errors::Status;
+
+use super::index::Watch;
 
 /// Wall-clock Unix time in milliseconds.
 pub fn now_ms() -> u64 {
@@ -79,6 +81,9 @@ pub trait LiveState: Send + Sync {
     fn is_cooling(&self, now: u64) -> bool;
     fn record_timing(&self, t: Timing);
     fn latency(&self) -> LatencyView;
+    /// Who to tell when the score this state gives a deployment may have changed (the router's
+    /// selection index); a new router replaces the previous one's.
+    fn watch(&self, watch: Watch);
     /// The Redis-backed store, whose reservation the router awaits (one round trip).
     fn as_shared(&self) -> Option<&super::shared::SharedState> {
         None
@@ -125,16 +130,33 @@ pub struct LocalState {
     cooldown_until: AtomicU64,
     cooldown: Mutex<Option<Cooldown>>,
     latency: Mutex<Latency>,
+    watch: RwLock<Option<Watch>>,
 }
 
 impl LocalState {
+    /// Tells the index that this deployment's score may have changed (never called with one
+    /// of this state's locks held).
+    pub(super) fn changed(&self) {
+        if let Some(w) = self
+            .watch
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            w.changed();
+        }
+    }
+
     /// Counts a request and its tokens without checking the limits: the shared store
     /// reserved them already (this process's own usage, should Redis be lost later).
     pub fn add(&self, tokens: u64, now: u64) {
-        let mut w = lock(&self.window);
-        w.roll(now);
-        w.usage.requests += 1;
-        w.usage.tokens = w.usage.tokens.saturating_add(tokens);
+        {
+            let mut w = lock(&self.window);
+            w.roll(now);
+            w.usage.requests += 1;
+            w.usage.tokens = w.usage.tokens.saturating_add(tokens);
+        }
+        self.changed();
     }
 
     /// Failures within the last minute.
@@ -180,6 +202,8 @@ impl LiveState for LocalState {
         }
         w.usage.requests += 1;
         w.usage.tokens = w.usage.tokens.saturating_add(tokens);
+        drop(w);
+        self.changed();
         Ok(())
     }
 
@@ -201,6 +225,8 @@ impl LiveState for LocalState {
                 .tokens
                 .saturating_add(actual.saturating_sub(reserved));
         }
+        drop(w);
+        self.changed();
     }
 
     fn release(&self, reserved: u64, now: u64) {
@@ -210,6 +236,8 @@ impl LiveState for LocalState {
             w.usage.requests = w.usage.requests.saturating_sub(1);
             w.usage.tokens = w.usage.tokens.saturating_sub(reserved);
         }
+        drop(w);
+        self.changed();
     }
 
     fn usage(&self, now: u64) -> MinuteUsage {
@@ -227,10 +255,12 @@ impl LiveState for LocalState {
 
     fn enter(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.changed();
     }
 
     fn leave(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.changed();
     }
 
     fn note_failure(&self, now: u64) -> u32 {
@@ -258,6 +288,7 @@ impl LiveState for LocalState {
         drop(slot);
         // A cooled-down deployment starts its failure count afresh when it comes back.
         lock(&self.failures).clear();
+        self.changed();
     }
 
     fn cooldown(&self, now: u64) -> Option<Cooldown> {
@@ -289,10 +320,16 @@ impl LiveState for LocalState {
         if let Some(c) = t.connect_ms {
             l.view.last_connect_ms = Some(c);
         }
+        drop(l);
+        self.changed();
     }
 
     fn latency(&self) -> LatencyView {
         lock(&self.latency).view
+    }
+
+    fn watch(&self, watch: Watch) {
+        *self.watch.write().unwrap_or_else(|p| p.into_inner()) = Some(watch);
     }
 }
 
