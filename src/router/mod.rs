@@ -74,6 +74,10 @@ impl Router {
                 })
         });
         let mut skipped = warnings;
+        // By id: a reload of 1,000 deployments would otherwise compare ids a million times.
+        let previous_by_id: std::collections::HashMap<&str, &Deployment> = previous
+            .map(|p| p.deployments.iter().map(|d| (&*d.cfg.id, d)).collect())
+            .unwrap_or_default();
         for cfg in configs {
             let facts = deployment::model_facts(&cfg);
             let client = match providers::build_client(&cfg, facts.max_output_tokens, http) {
@@ -89,8 +93,8 @@ impl Router {
                 }
             };
             secrets.extend(cfg.secrets());
-            let carried = previous
-                .and_then(|p| p.deployments.iter().find(|d| d.cfg.id == cfg.id))
+            let carried = previous_by_id
+                .get(&*cfg.id)
                 .map(|d| (d.state.clone(), d.counters.clone()));
             let state = carry_state(carried, shared.as_ref(), &cfg.id);
             deployments.push(Deployment::new(
