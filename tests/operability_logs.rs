@@ -14,8 +14,6 @@ use llmr::log::Level;
 use llmr_testkit::StandIn;
 use serde_json::{json, Value};
 
-const FIRST: f64 = 1e6;
-const LAST: f64 = 1e-3;
 /// A word of the prompt (the stand-in echoes it in the answer): never in a log line.
 const WORD: &str = "PINEAPPLEPROMPT";
 
@@ -83,19 +81,9 @@ fn every_request_outcome_is_one_structured_debug_line() {
     let got = Got::default();
     got.install(Level::Debug);
     let s = StandIn::start();
-    let priced = json!({"input_cost_per_token": 0.000001, "output_cost_per_token": 0.000002});
-    let cfg = config(
-        vec![
-            openai("a", &s.base("e503-a"), json!({"weight": FIRST})),
-            openai(
-                "b",
-                &s.base("ok-b"),
-                json!({"weight": LAST, "litellm_params": priced}),
-            ),
-            json!({"id": "broken", "provider": "OPENAI", "api_key": KEY}),
-        ],
-        settings(json!({"allowed_fails": 0})),
-    );
+    let mut entries = first_then_priced(&s.base("e503-a"), &s.base("ok-b"));
+    entries.push(json!({"id": "broken", "provider": "OPENAI", "api_key": KEY}));
+    let cfg = config(entries, settings(json!({"allowed_fails": 0})));
     llmr::init(&cfg).unwrap();
     let w = got.wait("config entry skipped", |_| true);
     assert_eq!(w.0, Level::Warn);

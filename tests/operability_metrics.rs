@@ -73,22 +73,12 @@ fn tokens(resp: &Value, which: &str) -> f64 {
     resp["usage"][which].as_f64().expect("usage")
 }
 
-const PRICED: &str = r#"{"input_cost_per_token": 0.000001, "output_cost_per_token": 0.000002}"#;
-
 #[test]
 fn a_failover_a_cooldown_and_a_stream_are_counted() {
     let _g = lock();
     let s = StandIn::start();
-    let priced: Value = serde_json::from_str(PRICED).unwrap();
     init(
-        vec![
-            openai("a", &s.base("e503-a"), json!({"weight": FIRST})),
-            openai(
-                "b",
-                &s.base("ok-b"),
-                json!({"weight": LAST, "litellm_params": priced}),
-            ),
-        ],
+        first_then_priced(&s.base("e503-a"), &s.base("ok-b")),
         settings(json!({"allowed_fails": 0, "cooldown_time": 30})),
     );
 
@@ -325,7 +315,7 @@ fn label_values_are_escaped_and_read_back_whole() {
     init(
         vec![mock(
             odd,
-            json!({"model_name": "model \"quoted\"", "litellm_params": serde_json::from_str::<Value>(PRICED).unwrap()}),
+            json!({"model_name": "model \"quoted\"", "litellm_params": priced()}),
         )],
         settings(json!({})),
     );

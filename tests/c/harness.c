@@ -349,13 +349,18 @@ static result stream(const char *request, stream_ctx *ctx) {
 }
 
 /* llmr_init that must succeed, and sets the out-parameter to NULL on success. */
-static bool init_ok(const char *config) {
+/* `apply` (llmr_init or llmr_reload) must succeed and leave no error JSON. */
+static bool applied_ok(llmr_status (*apply)(const char *, char **), const char *config) {
     char *err = SENTINEL;
-    llmr_status st = llmr_init(config, &err);
+    llmr_status st = apply(config, &err);
     bool ok = CHECK_STATUS(st, LLMR_OK, err == SENTINEL ? NULL : err);
     CHECK(err == NULL);
     release(err);
     return ok && llmr_is_initialized();
+}
+
+static bool init_ok(const char *config) {
+    return applied_ok(llmr_init, config);
 }
 
 /* Initialises with one MOCK deployment `id` that streams `count` words ("word word …"),
@@ -1252,12 +1257,7 @@ static void reload_fails(const char *config, llmr_status want, const char *messa
 }
 
 static bool reload_ok(const char *config) {
-    char *err = SENTINEL;
-    llmr_status st = llmr_reload(config, &err);
-    bool ok = CHECK_STATUS(st, LLMR_OK, err == SENTINEL ? NULL : err);
-    CHECK(err == NULL);
-    release(err);
-    return ok;
+    return applied_ok(llmr_reload, config);
 }
 
 /* Requests while the config is swapped under them: every one succeeds, with either answer. */

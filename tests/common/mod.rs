@@ -50,6 +50,24 @@ pub fn openai(id: &str, api_base: &str, extra: Value) -> Value {
     e
 }
 
+/// Per-token prices in `litellm_params`: $1 and $2 per million prompt / completion tokens.
+pub fn priced() -> Value {
+    json!({"input_cost_per_token": 0.000001, "output_cost_per_token": 0.000002})
+}
+
+/// Two deployments for failover tests: `a` at `a_base`, first in simple-shuffle's draw by far,
+/// and `b` at `b_base`, drawn last and priced ([`priced`]).
+pub fn first_then_priced(a_base: &str, b_base: &str) -> Vec<Value> {
+    vec![
+        openai("a", a_base, json!({"weight": 1e6})),
+        openai(
+            "b",
+            b_base,
+            json!({"weight": 1e-3, "litellm_params": priced()}),
+        ),
+    ]
+}
+
 /// A MOCK deployment entry with `extra` merged over it.
 pub fn mock(id: &str, extra: Value) -> Value {
     let mut e = json!({
