@@ -10,6 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 
 use crate::callbacks;
+use crate::caller_runtime;
 use crate::config;
 use crate::errors::{Error, Status};
 use crate::inflight;
@@ -34,18 +35,21 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 pub fn http_client() -> &'static reqwest::Client {
-    HTTP.get_or_init(|| {
-        reqwest::Client::builder()
-            // Provider APIs do not redirect chat calls; following one could carry keys to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .user_agent(concat!("llmr/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("llmr: the HTTP client could not be built")
-    })
+    HTTP.get_or_init(new_http_client)
+}
+
+/// The HTTP client settings of every runtime's client (the shared one and each caller's).
+pub fn new_http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        // Provider APIs do not redirect chat calls; following one could carry keys to another host.
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .user_agent(concat!("llmr/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("llmr: the HTTP client could not be built")
 }
 
 fn lifecycle() -> std::sync::MutexGuard<'static, ()> {
@@ -132,12 +136,6 @@ fn bug() -> Error {
     )
 }
 
-/// Waits for a spawned request on the calling thread. A panic inside the request drops its
-/// sender and comes back as `internal`; nothing else is affected.
-fn wait<T>(rx: std::sync::mpsc::Receiver<T>) -> Result<T, Error> {
-    rx.recv().map_err(|_| bug())
-}
-
 fn not_in_runtime(what: &str) -> Result<(), Error> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(Error::invalid(format!(
@@ -163,11 +161,10 @@ pub fn complete_blocking(request_json: &str) -> Result<String, Error> {
     let (router, req) = prepare(request_json)?;
     let reg = inflight::register();
     let cancel = &reg.cancel;
-    // Polled on the calling thread (the runtime's workers drive the I/O and timers): no hand-off
-    // to a worker and back, which was most of a blocking call's added latency. A panic inside
-    // stays here, as `internal`.
+    // On the calling thread's own runtime, which drives its connections too: no hand-off to a
+    // worker and back. A panic inside stays here, as `internal`.
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime().block_on(async {
+        caller_runtime::block_on(async {
             tokio::select! {
                 r = router.complete(&req) => r.map(|resp| to_json(&resp)),
                 () = cancel.cancelled() => Err(cancel.error()),
@@ -211,6 +208,10 @@ impl ChunkSink for ChannelSink {
 
 /// A stream, blocking the calling thread, which runs `on_chunk` for each chunk in order;
 /// `on_chunk` returning false cancels. Returns the assembled response JSON.
+///
+/// The stream runs on the calling thread's own runtime, in steps: each step drives it until a
+/// batch of chunks is ready, and the callback runs between steps, outside any runtime, so that
+/// it may call llmr (even a blocking call) itself.
 pub fn stream_blocking(
     request_json: &str,
     mut on_chunk: impl FnMut(&str) -> bool,
@@ -219,37 +220,79 @@ pub fn stream_blocking(
     let (router, req) = prepare(request_json)?;
     let reg = inflight::register();
     let (chunk_tx, mut chunk_rx) = tokio::sync::mpsc::channel::<Vec<String>>(8);
-    let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
     let stop = reg.cancel.clone();
-    runtime().spawn(async move {
-        let mut sink = ChannelSink {
-            tx: chunk_tx,
-            held: Vec::with_capacity(BATCH),
-        };
+    let mut sink = ChannelSink {
+        tx: chunk_tx,
+        held: Vec::with_capacity(BATCH),
+    };
+    let run = async {
         let r = tokio::select! {
             r = router.stream(&req, &mut sink) => r.map(|resp| to_json(&resp)),
             () = stop.cancelled() => Err(stop.error()),
         };
         drop(sink);
-        let _ = done_tx.send(r);
-    });
-    'chunks: while let Some(batch) = chunk_rx.blocking_recv() {
+        r
+    };
+    let mut run = std::pin::pin!(run);
+    let mut result: Option<Result<String, Error>> = None;
+    let mut delivering = true;
+    // The callback, for one batch; false once nothing more is to be delivered.
+    let mut deliver = |batch: Vec<String>| {
         for json in batch {
             if reg.cancel.is_cancelled() {
-                break 'chunks; // llmr_cancel or llmr_shutdown: deliver nothing more
+                return false; // llmr_cancel or llmr_shutdown: deliver nothing more
             }
             if !on_chunk(&json) {
                 reg.cancel.cancel_because(BY_CALLBACK);
-                break 'chunks;
+                return false;
+            }
+        }
+        true
+    };
+    while result.is_none() || delivering {
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            caller_runtime::block_on(async {
+                tokio::select! {
+                    biased;
+                    batch = chunk_rx.recv(), if delivering => Step::Chunks(batch),
+                    r = &mut run, if result.is_none() => Step::Done(r),
+                }
+            })
+        }));
+        match step {
+            Ok(Step::Done(r)) => result = Some(r),
+            Ok(Step::Chunks(Some(batch))) => {
+                if !deliver(batch) {
+                    // The stream sees the closed channel (or the cancel) and ends.
+                    delivering = false;
+                    chunk_rx.close();
+                }
+            }
+            Ok(Step::Chunks(None)) => delivering = false,
+            Err(_) => {
+                // A panic inside the stream: it is `internal`; what it sent before still goes
+                // to the callback.
+                result = Some(Err(bug()));
+                while delivering {
+                    match chunk_rx.try_recv() {
+                        Ok(batch) => delivering = deliver(batch),
+                        Err(_) => delivering = false,
+                    }
+                }
             }
         }
     }
-    drop(chunk_rx);
-    let r = wait(done_rx)?;
+    let r = result.unwrap_or_else(|| Err(bug()));
     if reg.cancel.is_cancelled() {
         return Err(reg.cancel.error());
     }
     r
+}
+
+/// One step of a blocking stream: chunks for the callback, or the end.
+enum Step {
+    Chunks(Option<Vec<String>>),
+    Done(Result<String, Error>),
 }
 
 /// The completion callback of an asynchronous request: called exactly once, on the callback

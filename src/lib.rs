@@ -16,6 +16,7 @@
 //! - [`ffi`]: the C boundary; [`global`]: the singletons behind it.
 
 pub mod callbacks;
+pub mod caller_runtime;
 pub mod cancel;
 pub mod config;
 pub mod errors;

@@ -345,7 +345,7 @@ struct State {
 /// Access tokens of one set of credentials, for every request of a deployment.
 pub struct TokenSource {
     creds: Credentials,
-    http: reqwest::Client,
+    http: crate::caller_runtime::Http,
     state: Mutex<State>,
     /// Held by the one request that refreshes; the others wait for its outcome. Requests that
     /// find a fresh token never touch it.
@@ -375,7 +375,7 @@ impl TokenSource {
     pub fn new(creds: Credentials, http: reqwest::Client) -> TokenSource {
         TokenSource {
             creds,
-            http,
+            http: crate::caller_runtime::Http::new(http),
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
         }

@@ -20,7 +20,7 @@ pub(crate) const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 pub struct HttpClient {
     wire: &'static dyn WireFormat,
     ep: Arc<Endpoint>,
-    http: reqwest::Client,
+    http: crate::caller_runtime::Http,
     /// `ep.url` and `ep.stream_url` parsed once: parsing them (IDNA host processing) was ~17%
     /// of a loopback completion's instructions. `None` when they do not parse: then the string
     /// goes to reqwest per request, which reports the error as before.
@@ -35,7 +35,7 @@ impl HttpClient {
         HttpClient {
             wire,
             ep: Arc::new(ep),
-            http,
+            http: crate::caller_runtime::Http::new(http),
             parsed,
         }
     }

@@ -120,7 +120,7 @@ struct Shared {
     /// Host (and port) of the base URL: the only place, with Replicate's own hosts, that gets
     /// the token when a prediction's URLs are followed.
     base_origin: Option<(String, Option<u16>)>,
-    http: reqwest::Client,
+    http: crate::caller_runtime::Http,
 }
 
 impl Shared {
@@ -165,7 +165,7 @@ impl Shared {
             version,
             template: Template::from_params(&d.params)?,
             base_origin,
-            http: http.clone(),
+            http: crate::caller_runtime::Http::new(http.clone()),
         })
     }
 
@@ -400,8 +400,14 @@ impl Drop for CancelGuard {
         let Some((url, s)) = self.armed.take() else {
             return;
         };
-        // Best effort, off the caller's path; outside a runtime there is nothing to run it on.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        // Best effort, off the caller's path: on the shared runtime, since a blocking call's own
+        // runtime stops when the call returns; outside a runtime there is nothing to run it on.
+        let rt = if crate::caller_runtime::is_driving() {
+            Ok(crate::global::runtime().handle().clone())
+        } else {
+            tokio::runtime::Handle::try_current()
+        };
+        if let Ok(rt) = rt {
             rt.spawn(async move {
                 let send = s.http.post(&url).headers(s.headers_for(&url)).send();
                 let _ = tokio::time::timeout(SIDE_REQUEST_TIMEOUT, send).await;

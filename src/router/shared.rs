@@ -574,26 +574,36 @@ impl SharedState {
             return Ok(());
         }
         if s.is_up() {
-            if let Some(mut conn) = s.connection() {
+            if let Some(conn) = s.connection() {
                 let minute = now / MINUTE_MS;
                 let left_ms = (minute + 1) * MINUTE_MS - now;
-                let mut call = s.reserve.key(self.key_minute("rpm", minute));
-                call.key(self.key_minute("tpm", minute))
-                    .arg(rpm.map_or(-1, |l| l.min(1 << 52) as i64))
-                    .arg(tpm.map_or(-1, |l| l.min(1 << 52) as i64))
-                    .arg(tokens.min(1 << 52))
-                    .arg(left_ms + WINDOW_GRACE_MS)
-                    .arg(left_ms);
-                let answer =
-                    tokio::time::timeout(s.call_timeout, call.invoke_async::<i64>(&mut conn)).await;
+                let keys = [
+                    self.key_minute("rpm", minute),
+                    self.key_minute("tpm", minute),
+                ];
+                let args = [
+                    rpm.map_or(-1, |l| l.min(1 << 52) as i64),
+                    tpm.map_or(-1, |l| l.min(1 << 52) as i64),
+                    tokens.min(1 << 52) as i64,
+                    (left_ms + WINDOW_GRACE_MS) as i64,
+                    left_ms as i64,
+                ];
+                let call = reserve_call(s.clone(), conn, keys, args);
+                // The connection (and a reconnect it starts) must stay on the shared runtime: a
+                // blocking call's own runtime stops when the call returns.
+                let answer = if crate::caller_runtime::is_driving() {
+                    s.runtime.spawn(call).await.ok().flatten()
+                } else {
+                    call.await
+                };
                 match answer {
-                    Ok(Ok(-1)) => {
+                    Some(Ok(-1)) => {
                         self.local.add(tokens, now);
                         return Ok(());
                     }
-                    Ok(Ok(ms)) => return Err(ms.max(0) as f64 / 1000.0),
-                    Ok(Err(e)) => s.lost(&e.to_string()),
-                    Err(_) => s.lost("a reservation took longer than redis_timeout"),
+                    Some(Ok(ms)) => return Err(ms.max(0) as f64 / 1000.0),
+                    Some(Err(e)) => s.lost(&e.to_string()),
+                    None => s.lost("a reservation took longer than redis_timeout"),
                 }
             }
         }
@@ -638,6 +648,24 @@ impl SharedState {
         drop(v);
         self.local.changed();
     }
+}
+
+/// The reservation script's call: -1 when reserved, else the ms until the window frees; `None`
+/// when it took longer than `redis_timeout`.
+async fn reserve_call(
+    s: Arc<Shared>,
+    mut conn: ConnectionManager,
+    keys: [String; 2],
+    args: [i64; 5],
+) -> Option<redis::RedisResult<i64>> {
+    let mut call = s.reserve.key(&keys[0]);
+    call.key(&keys[1]);
+    for a in args {
+        call.arg(a);
+    }
+    tokio::time::timeout(s.call_timeout, call.invoke_async::<i64>(&mut conn))
+        .await
+        .ok()
 }
 
 /// `until_ms|status code|http status|reason`.
