@@ -248,6 +248,16 @@ fn arguments_as_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Err
 impl ChatRequest {
     /// Parses and checks a request body. Errors name the offending field.
     pub fn from_json(json: &str) -> Result<ChatRequest, Error> {
+        // The plain parse first: the path-tracking one allocates a segment per key it passes.
+        // Only a request that fails is parsed again, with the path, for the message (the same
+        // `Deserialize`, so the same outcome).
+        let mut de = serde_json::Deserializer::from_str(json);
+        if let Ok(mut req) = ChatRequest::deserialize(&mut de) {
+            de.end()
+                .map_err(|e| Error::invalid(format!("request JSON: {e}")))?;
+            req.normalize()?;
+            return Ok(req);
+        }
         let mut de = serde_json::Deserializer::from_str(json);
         let mut req: ChatRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
