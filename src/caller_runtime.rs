@@ -121,6 +121,13 @@ impl Http {
     pub fn get<U: reqwest::IntoUrl>(&self, url: U) -> reqwest::RequestBuilder {
         self.current().get(url)
     }
+
+    pub fn execute(
+        &self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> {
+        self.current().execute(request)
+    }
 }
 
 #[cfg(test)]

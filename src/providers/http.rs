@@ -54,16 +54,21 @@ impl HttpClient {
             auth.authorize(url, &body, &mut headers).await?;
             runtime_credential = headers.get(reqwest::header::AUTHORIZATION).cloned();
         }
-        let post = match &self.parsed {
-            Some((u, su)) => self.http.post(if stream { su } else { u }.clone()),
-            None => self.http.post(url),
+        let sent = match &self.parsed {
+            // The request built whole: its headers are this map, moved in (`RequestBuilder`
+            // would copy them into a second one).
+            Some((u, su)) => {
+                let mut r = reqwest::Request::new(
+                    reqwest::Method::POST,
+                    if stream { su } else { u }.clone(),
+                );
+                *r.headers_mut() = headers;
+                *r.body_mut() = Some(body.into());
+                self.http.execute(r).await
+            }
+            None => self.http.post(url).headers(headers).body(body).send().await,
         };
-        let resp = post
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(e, &self.ep))?;
+        let resp = sent.map_err(|e| transport_error(e, &self.ep))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
