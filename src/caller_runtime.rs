@@ -1,83 +1,112 @@
-//! A small runtime per calling thread for the blocking calls (`llmr_complete`, `llmr_stream`).
+//! Small runtimes for the blocking calls (`llmr_complete`, `llmr_stream`), driven by the
+//! calling thread.
 //!
 //! A blocking call polled on the shared runtime still had its connection driven by a worker:
 //! the request crossed from the caller to a worker and the answer back, two thread wake-ups
-//! that were most of what a blocking call added to the network's latency. On the caller's own
-//! single-threaded runtime, with its own connections, the calling thread writes the request and
+//! that were most of what a blocking call added to the network's latency. On a single-threaded
+//! runtime of its own, with its own connections, the calling thread writes the request and
 //! reads the answer itself.
 //!
-//! The rule that keeps this sound: a connection belongs to the runtime it was opened on. So
-//! every HTTP request goes out through [`Http`], which picks the client of the runtime the
-//! request runs on, and whatever must outlive the call (the Redis connection, a best-effort
-//! cancel) runs on the shared runtime.
+//! The runtimes are leased from a pool for one call and given back (any thread may drive one,
+//! one at a time), so that connections outlive the thread that opened them: a program with a
+//! thread per request still reuses them. The rule that keeps this sound: a connection belongs
+//! to the runtime it was opened on. So every HTTP request goes out through [`Http`], which picks
+//! the client of the runtime the request runs on, and whatever must outlive the call (the Redis
+//! connection, a best-effort cancel) runs on the shared runtime.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::rc::Rc;
-
-thread_local! {
-    static CALLER: RefCell<Option<Rc<CallerRuntime>>> = const { RefCell::new(None) };
-    /// True while this thread runs a blocking call on its own runtime.
-    static DRIVING: Cell<bool> = const { Cell::new(false) };
-}
+use std::sync::Mutex;
 
 struct CallerRuntime {
-    rt: Option<tokio::runtime::Runtime>,
+    rt: tokio::runtime::Runtime,
     /// Only ever used on `rt`: its pooled connections are tasks of `rt`.
     http: reqwest::Client,
 }
 
-impl Drop for CallerRuntime {
+/// Idle runtimes, the last given back first (a thread calling again gets its own back).
+static POOL: Mutex<Vec<CallerRuntime>> = Mutex::new(Vec::new());
+/// Idle runtimes kept beyond this are dropped (with their connections) when given back.
+const MAX_IDLE: usize = 256;
+
+thread_local! {
+    /// The client of the runtime this thread is driving right now, if any.
+    static DRIVING: RefCell<Option<reqwest::Client>> = const { RefCell::new(None) };
+}
+
+fn pool() -> std::sync::MutexGuard<'static, Vec<CallerRuntime>> {
+    POOL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One runtime, leased for one blocking call; given back when dropped.
+pub struct Lease {
+    runtime: Option<CallerRuntime>,
+    /// A panic went through it: not given back.
+    poisoned: Cell<bool>,
+}
+
+impl Lease {
+    pub fn take() -> Lease {
+        let runtime = pool().pop().unwrap_or_else(|| CallerRuntime {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("llmr: a caller runtime could not start"),
+            http: crate::global::new_http_client(),
+        });
+        Lease {
+            runtime: Some(runtime),
+            poisoned: Cell::new(false),
+        }
+    }
+
+    /// Runs `fut` to completion on this runtime, on the calling thread; a panic inside comes
+    /// back as `Err` (and the runtime is not given back).
+    pub fn block_on<F: Future>(&self, fut: F) -> std::thread::Result<F::Output> {
+        let c = self.runtime.as_ref().expect("present until dropped");
+        let previous = DRIVING.with(|d| d.replace(Some(c.http.clone())));
+        let _restore = Restore(Some(previous));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.rt.block_on(async {
+                catch_up().await;
+                fut.await
+            })
+        }));
+        if r.is_err() {
+            self.poisoned.set(true);
+        }
+        r
+    }
+
+    /// After a call that gave up a connection (an answer cut off, a stream stopped): lets the
+    /// runtime close it now, not at its next call.
+    pub fn close_abandoned(&self) {
+        let _ = self.block_on(async {});
+    }
+}
+
+impl Drop for Lease {
     fn drop(&mut self) {
-        // The thread is ending: its idle connections close; a DNS lookup still running on the
-        // runtime's blocking pool is not waited for.
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
+        let Some(c) = self.runtime.take() else { return };
+        let mut idle = pool();
+        if self.poisoned.get() || idle.len() >= MAX_IDLE {
+            drop(idle);
+            // Its idle connections close; a DNS lookup still running is not waited for.
+            c.rt.shutdown_background();
+        } else {
+            idle.push(c);
         }
     }
 }
 
-/// This thread's runtime, made on first use.
-fn this_thread() -> Rc<CallerRuntime> {
-    CALLER.with(|c| {
-        c.borrow_mut()
-            .get_or_insert_with(|| {
-                Rc::new(CallerRuntime {
-                    rt: Some(
-                        tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .expect("llmr: a caller-thread runtime could not start"),
-                    ),
-                    http: crate::global::new_http_client(),
-                })
-            })
-            .clone()
-    })
-}
+struct Restore(Option<Option<reqwest::Client>>);
 
-struct Driving(bool);
-
-impl Drop for Driving {
+impl Drop for Restore {
     fn drop(&mut self) {
-        DRIVING.with(|d| d.set(self.0));
+        if let Some(previous) = self.0.take() {
+            let _ = DRIVING.try_with(|d| *d.borrow_mut() = previous);
+        }
     }
-}
-
-/// Runs `fut` to completion on this thread's runtime. Not reentrant (nothing here calls it from
-/// inside a future it runs: callbacks run between two calls).
-pub fn block_on<F: Future>(fut: F) -> F::Output {
-    let caller = this_thread();
-    let _restore = Driving(DRIVING.with(|d| d.replace(true)));
-    let rt = caller.rt.as_ref().expect("present until the thread ends");
-    rt.block_on(async {
-        catch_up().await;
-        let out = fut.await;
-        // And the connections this call gave up (an answer cut off, a stream stopped) are closed
-        // now, not at the thread's next call.
-        catch_up().await;
-        out
-    })
 }
 
 /// Lets the runtime see what happened on its idle connections since its last call (a server
@@ -89,13 +118,13 @@ async fn catch_up() {
     tokio::task::yield_now().await;
 }
 
-/// Whether the current code runs on this thread's caller runtime (a blocking call).
+/// Whether the current code runs on a caller runtime (a blocking call).
 pub fn is_driving() -> bool {
-    DRIVING.with(Cell::get)
+    DRIVING.try_with(|d| d.borrow().is_some()).unwrap_or(false)
 }
 
 /// The HTTP client as providers hold it: each request goes out on the client of the runtime it
-/// runs on — the calling thread's own during a blocking call, else the shared one.
+/// runs on — the caller runtime's own during a blocking call, else the shared one.
 #[derive(Clone, Debug)]
 pub struct Http(reqwest::Client);
 
@@ -105,13 +134,11 @@ impl Http {
     }
 
     fn current(&self) -> reqwest::Client {
-        if is_driving() {
-            CALLER
-                .with(|c| c.borrow().as_ref().map(|c| c.http.clone()))
-                .unwrap_or_else(|| self.0.clone())
-        } else {
-            self.0.clone()
-        }
+        DRIVING
+            .try_with(|d| d.borrow().clone())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.0.clone())
     }
 
     pub fn post<U: reqwest::IntoUrl>(&self, url: U) -> reqwest::RequestBuilder {
@@ -135,32 +162,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_blocking_call_uses_its_own_runtime_and_says_so() {
+    fn a_blocking_call_runs_on_a_leased_runtime_and_says_so() {
         assert!(!is_driving());
-        let inside = block_on(async {
-            (
-                is_driving(),
-                tokio::runtime::Handle::current().runtime_flavor(),
-            )
-        });
+        let lease = Lease::take();
+        let inside = lease
+            .block_on(async {
+                (
+                    is_driving(),
+                    tokio::runtime::Handle::current().runtime_flavor(),
+                )
+            })
+            .unwrap();
         assert_eq!(inside, (true, tokio::runtime::RuntimeFlavor::CurrentThread));
         assert!(!is_driving(), "reset after the call");
-        // A panic inside resets it too.
-        let r = std::panic::catch_unwind(|| block_on(async { panic!("boom") }));
-        assert!(r.is_err());
+        // A panic inside comes back as an error, and resets it too.
+        assert!(lease.block_on(async { panic!("boom") }).is_err());
         assert!(!is_driving());
-        assert!(
-            block_on(async { is_driving() }),
-            "and the runtime still works"
-        );
+        assert!(lease.poisoned.get(), "not given back");
     }
 
     #[test]
-    fn each_thread_has_its_own() {
-        let id = || Rc::as_ptr(&this_thread()) as usize;
-        let here = id();
-        assert_eq!(here, id(), "made once per thread");
-        let there = std::thread::spawn(id).join().unwrap();
-        assert_ne!(here, there);
+    fn calls_at_once_get_runtimes_of_their_own_and_any_thread_may_drive_one() {
+        let id = |l: &Lease| l.runtime.as_ref().map(|c| &c.rt as *const _ as usize);
+        let a = Lease::take();
+        let b = Lease::take();
+        assert_ne!(id(&a), id(&b), "two calls at once, two runtimes");
+        // A lease taken on one thread and driven on another (the pool hands runtimes around).
+        let driven = std::thread::spawn(move || a.block_on(async { is_driving() }).unwrap())
+            .join()
+            .unwrap();
+        assert!(driven);
     }
 }

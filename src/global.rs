@@ -161,17 +161,20 @@ pub fn complete_blocking(request_json: &str) -> Result<String, Error> {
     let (router, req) = prepare(request_json)?;
     let reg = inflight::register();
     let cancel = &reg.cancel;
-    // On the calling thread's own runtime, which drives its connections too: no hand-off to a
-    // worker and back. A panic inside stays here, as `internal`.
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        caller_runtime::block_on(async {
+    // On a runtime of its own, driven by the calling thread, which drives its connections too:
+    // no hand-off to a worker and back. A panic inside stays here, as `internal`.
+    let lease = caller_runtime::Lease::take();
+    let r = lease
+        .block_on(async {
             tokio::select! {
                 r = router.complete(&req) => r.map(|resp| to_json(&resp)),
                 () = cancel.cancelled() => Err(cancel.error()),
             }
         })
-    }))
-    .unwrap_or_else(|_| Err(bug()));
+        .unwrap_or_else(|_| Err(bug()));
+    if r.is_err() {
+        lease.close_abandoned();
+    }
     drop(reg);
     r
 }
@@ -209,8 +212,8 @@ impl ChunkSink for ChannelSink {
 /// A stream, blocking the calling thread, which runs `on_chunk` for each chunk in order;
 /// `on_chunk` returning false cancels. Returns the assembled response JSON.
 ///
-/// The stream runs on the calling thread's own runtime, in steps: each step drives it until a
-/// batch of chunks is ready, and the callback runs between steps, outside any runtime, so that
+/// The stream runs on a caller runtime driven by the calling thread, in steps: each step
+/// drives it until a batch of chunks is ready, and the callback runs between steps, outside any runtime, so that
 /// it may call llmr (even a blocking call) itself.
 pub fn stream_blocking(
     request_json: &str,
@@ -249,16 +252,16 @@ pub fn stream_blocking(
         }
         true
     };
+    // One runtime for the whole stream: its connection is a task of that runtime.
+    let lease = caller_runtime::Lease::take();
     while result.is_none() || delivering {
-        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            caller_runtime::block_on(async {
-                tokio::select! {
-                    biased;
-                    batch = chunk_rx.recv(), if delivering => Step::Chunks(batch),
-                    r = &mut run, if result.is_none() => Step::Done(r),
-                }
-            })
-        }));
+        let step = lease.block_on(async {
+            tokio::select! {
+                biased;
+                batch = chunk_rx.recv(), if delivering => Step::Chunks(batch),
+                r = &mut run, if result.is_none() => Step::Done(r),
+            }
+        });
         match step {
             Ok(Step::Done(r)) => result = Some(r),
             Ok(Step::Chunks(Some(batch))) => {
@@ -283,6 +286,9 @@ pub fn stream_blocking(
         }
     }
     let r = result.unwrap_or_else(|| Err(bug()));
+    if r.is_err() {
+        lease.close_abandoned();
+    }
     if reg.cancel.is_cancelled() {
         return Err(reg.cancel.error());
     }
