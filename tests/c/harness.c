@@ -1707,6 +1707,20 @@ static uint64_t req_id(async_req *r) {
     return id;
 }
 
+/* The id as seen from a callback: on_done or on_chunk may run before llmr_*_async has returned
+ * the id to the starting thread (valgrind runs one thread at a time, so the starter may not have
+ * stored it yet). Waits for it, at most 10 s; 0 if it never came. */
+static uint64_t req_id_from_callback(async_req *r) {
+    for (int i = 0; i < 10000; ++i) {
+        uint64_t id = req_id(r);
+        if (id != 0) {
+            return id;
+        }
+        sleep_ms(1);
+    }
+    return 0;
+}
+
 static bool has_key(const char *s) {
     return s != NULL && (strstr(s, KEY_INLINE) != NULL || strstr(s, KEY_ENV) != NULL);
 }
@@ -2674,7 +2688,7 @@ static void hook_blocking_calls(async_req *r) {
     CHECK_STATUS(llmr_stats(&stats), LLMR_OK, stats);
     release(stats);
     CHECK(llmr_model_count() == 2);
-    CHECK_STATUS(llmr_cancel(req_id(r)), LLMR_OK, NULL);
+    CHECK_STATUS(llmr_cancel(req_id_from_callback(r)), LLMR_OK, NULL);
     r->hook_data = r; /* "it ran" */
 }
 
@@ -2688,7 +2702,7 @@ static void hook_chunk_calls(async_req *r) {
         CHECK_STATUS(llmr_complete(HELLO, NULL), LLMR_OK, NULL);
     }
     if (atomic_load(&r->chunks) == 2) {
-        CHECK_STATUS(llmr_cancel(req_id(r)), LLMR_OK, NULL);
+        CHECK_STATUS(llmr_cancel(req_id_from_callback(r)), LLMR_OK, NULL);
     }
 }
 
