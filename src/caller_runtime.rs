@@ -43,6 +43,9 @@ pub struct Lease {
     runtime: Option<CallerRuntime>,
     /// A panic went through it: not given back.
     poisoned: Cell<bool>,
+    /// No call has run on it in this lease yet: the first one catches up on its idle
+    /// connections (a blocking stream calls `block_on` once per batch of chunks).
+    fresh: Cell<bool>,
 }
 
 impl Lease {
@@ -57,6 +60,7 @@ impl Lease {
         Lease {
             runtime: Some(runtime),
             poisoned: Cell::new(false),
+            fresh: Cell::new(true),
         }
     }
 
@@ -66,9 +70,12 @@ impl Lease {
         let c = self.runtime.as_ref().expect("present until dropped");
         let previous = DRIVING.with(|d| d.replace(Some(c.http.clone())));
         let _restore = Restore(Some(previous));
+        let first = self.fresh.replace(false);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             c.rt.block_on(async {
-                catch_up().await;
+                if first {
+                    catch_up().await;
+                }
                 fut.await
             })
         }));
@@ -81,7 +88,7 @@ impl Lease {
     /// After a call that gave up a connection (an answer cut off, a stream stopped): lets the
     /// runtime close it now, not at its next call.
     pub fn close_abandoned(&self) {
-        let _ = self.block_on(async {});
+        let _ = self.block_on(catch_up());
     }
 }
 

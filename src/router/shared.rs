@@ -514,7 +514,7 @@ impl Shared {
 }
 
 /// What the last refresh saw of the other processes (Redis's figures less this process's).
-#[derive(Default)]
+#[derive(Clone, Copy, Default, PartialEq)]
 struct View {
     minute: u64,
     others_usage: MinuteUsage,
@@ -633,6 +633,7 @@ impl SharedState {
         let mine = self.local.usage(now);
         let latency = latency_of(samples);
         let mut v = lock(&self.view);
+        let before = *v;
         v.minute = minute;
         v.others_usage = MinuteUsage {
             requests: rpm.saturating_sub(mine.requests),
@@ -645,8 +646,12 @@ impl SharedState {
         if latency.is_some() {
             v.latency = latency;
         }
+        let changed = *v != before;
         drop(v);
-        self.local.changed();
+        // Most refreshes see what the last one saw; only a changed view needs re-scoring.
+        if changed {
+            self.local.changed();
+        }
     }
 }
 
