@@ -2,9 +2,12 @@
 //! the format's parser. Connection failures and timeouts become statuses here.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use regex::Regex;
 use reqwest::header::HeaderMap;
 
@@ -178,7 +181,7 @@ impl ChatClient for HttpClient {
                 Err(_) => return Err(timeout_error(&self.ep, timeout)),
             };
             Ok(Box::new(HttpChunkStream {
-                resp,
+                body: Body::of(resp),
                 parser: self.wire.stream_parser(&self.ep),
                 pending: VecDeque::new(),
                 done: false,
@@ -189,8 +192,24 @@ impl ChatClient for HttpClient {
     }
 }
 
+/// A response's body, its headers dropped. hyper parses header values as slices of the
+/// connection's read buffer: a `Response` kept while its body streams pins that buffer, and
+/// hyper allocates a second one for the next read (8 KiB more for every open stream).
+pub(crate) struct Body(Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>);
+
+impl Body {
+    pub(crate) fn of(resp: reqwest::Response) -> Body {
+        Body(Box::pin(resp.bytes_stream()))
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub(crate) async fn chunk(&mut self) -> reqwest::Result<Option<Bytes>> {
+        self.0.next().await.transpose()
+    }
+}
+
 struct HttpChunkStream {
-    resp: reqwest::Response,
+    body: Body,
     parser: Box<dyn StreamParser>,
     pending: VecDeque<ChatChunk>,
     done: bool,
@@ -212,7 +231,7 @@ impl ChunkStream for HttpChunkStream {
                 if self.done {
                     return None;
                 }
-                let read = match tokio::time::timeout(self.idle, self.resp.chunk()).await {
+                let read = match tokio::time::timeout(self.idle, self.body.chunk()).await {
                     Ok(r) => r,
                     Err(_) => {
                         self.done = true;
@@ -239,15 +258,18 @@ impl ChunkStream for HttpChunkStream {
 
 /// Reads a body up to `limit` bytes. `lenient`: on an error answer, what was read is enough.
 pub(crate) async fn read_body(
-    mut resp: reqwest::Response,
+    resp: reqwest::Response,
     limit: usize,
     ep: &Endpoint,
     lenient: bool,
 ) -> Result<Vec<u8>, Error> {
     let hint = resp.content_length().unwrap_or(0).min(limit as u64) as usize;
     let mut buf = Vec::with_capacity(hint.max(1024));
+    // As [`Body`], without its box: the headers are dropped before the body is read.
+    let body = resp.bytes_stream();
+    let mut body = std::pin::pin!(body);
     loop {
-        match resp.chunk().await {
+        match body.next().await.transpose() {
             Ok(Some(c)) => {
                 if buf.len() + c.len() > limit {
                     if lenient {

@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 
 use super::classify::{body_excerpt, classify, ErrorParts};
 use super::http::{
-    error_answer, idle_error, read_body, timeout_error, transport_error, MAX_BODY_BYTES,
+    error_answer, idle_error, read_body, timeout_error, transport_error, Body, MAX_BODY_BYTES,
 };
 use super::{extra_headers, secret_header, BoxFuture, ChatClient, ChunkStream, Endpoint};
 use crate::config::DeploymentConfig;
@@ -343,7 +343,7 @@ impl ChatClient for ReplicateClient {
                             return Err(s.error_of(resp).await);
                         }
                         stream.source = Source::Sse {
-                            resp,
+                            body: Body::of(resp),
                             parser: SseParser::default(),
                         };
                     }
@@ -1153,7 +1153,7 @@ impl OutputSeen {
 
 enum Source {
     Sse {
-        resp: reqwest::Response,
+        body: Body,
         parser: SseParser,
     },
     Poll {
@@ -1226,8 +1226,8 @@ impl PredictionStream {
         let ep = &self.shared.ep;
         match &mut self.source {
             Source::Done => Ok(()),
-            Source::Sse { resp, parser } => {
-                let read = tokio::time::timeout(self.idle, resp.chunk())
+            Source::Sse { body, parser } => {
+                let read = tokio::time::timeout(self.idle, body.chunk())
                     .await
                     .map_err(|_| idle_error(ep, self.idle))?;
                 let finished = match read.map_err(|e| transport_error(e, ep))? {
