@@ -126,7 +126,11 @@ const BY_CANCEL: &str = "the request was cancelled by llmr_cancel";
 const BY_SHUTDOWN: &str = "the request was cancelled by llmr_shutdown";
 
 fn to_json(resp: &impl serde::Serialize) -> String {
-    serde_json::to_string(resp).expect("a response always serialises")
+    // Most chunks and many answers fit: serde_json's own start (128 bytes) grew twice per chunk.
+    let mut out = Vec::with_capacity(512);
+    serde_json::to_writer(&mut out, resp).expect("a response always serialises");
+    // SAFETY: serde_json writes only valid UTF-8 (as its own `to_string` relies on).
+    unsafe { String::from_utf8_unchecked(out) }
 }
 
 fn bug() -> Error {
@@ -363,8 +367,11 @@ struct CallbackSink {
     stopped: Arc<AtomicBool>,
     credits: Arc<tokio::sync::Semaphore>,
     cancel: crate::cancel::CancelToken,
-    /// Chunks not yet posted to the callback thread, each with its credit.
-    held: Vec<(String, tokio::sync::OwnedSemaphorePermit)>,
+    /// Chunks not yet posted to the callback thread.
+    held: Vec<String>,
+    /// Their credits, merged into one: given back together once the batch has been delivered
+    /// (one release per batch, not one per chunk).
+    held_credits: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl ChunkSink for CallbackSink {
@@ -377,7 +384,11 @@ impl ChunkSink for CallbackSink {
             let Ok(permit) = self.credits.clone().acquire_owned().await else {
                 return false;
             };
-            self.held.push((to_json(chunk), permit));
+            self.held.push(to_json(chunk));
+            match &mut self.held_credits {
+                Some(all) => all.merge(permit),
+                None => self.held_credits = Some(permit),
+            }
             self.held.len() < BATCH || self.flush().await
         })
     }
@@ -388,11 +399,12 @@ impl ChunkSink for CallbackSink {
                 return true;
             }
             let batch = std::mem::replace(&mut self.held, Vec::with_capacity(BATCH));
+            let credits = self.held_credits.take();
             let on_chunk = self.on_chunk.clone();
             let stopped = self.stopped.clone();
             let cancel = self.cancel.clone();
             callbacks::post(move || {
-                for (json, permit) in batch {
+                for json in batch {
                     // Chunks already queued when the request was stopped or cancelled are dropped.
                     if !stopped.load(Ordering::Acquire) && !cancel.is_cancelled() {
                         let mut f = on_chunk.lock().unwrap_or_else(|p| p.into_inner());
@@ -401,8 +413,8 @@ impl ChunkSink for CallbackSink {
                             cancel.cancel_because(BY_CALLBACK);
                         }
                     }
-                    drop(permit);
                 }
+                drop(credits);
             });
             true
         })
@@ -440,6 +452,7 @@ pub fn stream_async(request_json: &str, on_chunk: ChunkFn, on_done: DoneFn) -> u
         credits: Arc::new(tokio::sync::Semaphore::new(CHUNKS_AHEAD)),
         cancel: reg.cancel.clone(),
         held: Vec::with_capacity(BATCH),
+        held_credits: None,
     };
     runtime().spawn(async move {
         let cancel = reg.cancel.clone();

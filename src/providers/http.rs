@@ -183,7 +183,7 @@ impl ChatClient for HttpClient {
             Ok(Box::new(HttpChunkStream {
                 body: Body::of(resp),
                 parser: self.wire.stream_parser(&self.ep),
-                pending: VecDeque::new(),
+                pending: VecDeque::with_capacity(8),
                 done: false,
                 idle: timeout,
                 ep: self.ep.clone(),
