@@ -17,17 +17,26 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 struct CallerRuntime {
     rt: tokio::runtime::Runtime,
     /// Only ever used on `rt`: its pooled connections are tasks of `rt`.
     http: reqwest::Client,
+    /// When it was last given back.
+    idle_since: Instant,
 }
 
-/// Idle runtimes, the last given back first (a thread calling again gets its own back).
+/// Idle runtimes, the last given back first (a thread calling again gets its own back), so the
+/// one idle longest is at the front.
 static POOL: Mutex<Vec<CallerRuntime>> = Mutex::new(Vec::new());
 /// Idle runtimes kept beyond this are dropped (with their connections) when given back.
 const MAX_IDLE: usize = 256;
+/// A runtime idle this long is dropped (with its connections) the next time any is given back:
+/// after a burst of blocking calls from many threads, the runtimes no call needs any more do
+/// not keep their sockets (the HTTP clients' own idle timeout, which an idle runtime never
+/// gets to run).
+const IDLE_LIMIT: Duration = Duration::from_secs(90);
 
 thread_local! {
     /// The client of the runtime this thread is driving right now, if any.
@@ -56,6 +65,7 @@ impl Lease {
                 .build()
                 .expect("llmr: a caller runtime could not start"),
             http: crate::global::new_http_client(),
+            idle_since: Instant::now(),
         });
         Lease {
             runtime: Some(runtime),
@@ -94,16 +104,49 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let Some(c) = self.runtime.take() else { return };
+        let Some(mut c) = self.runtime.take() else {
+            return;
+        };
+        let now = Instant::now();
         let mut idle = pool();
+        let mut gone = take_expired(&mut idle, now, IDLE_LIMIT);
         if self.poisoned.get() || idle.len() >= MAX_IDLE {
-            drop(idle);
-            // Its idle connections close; a DNS lookup still running is not waited for.
-            c.rt.shutdown_background();
+            gone.push(c);
         } else {
+            c.idle_since = now;
             idle.push(c);
         }
+        drop(idle);
+        close(gone);
     }
+}
+
+/// The runtimes at the front of `idle` that have been idle for `limit` or more.
+fn take_expired(
+    idle: &mut Vec<CallerRuntime>,
+    now: Instant,
+    limit: Duration,
+) -> Vec<CallerRuntime> {
+    let n = idle
+        .iter()
+        .take_while(|c| now.saturating_duration_since(c.idle_since) >= limit)
+        .count();
+    idle.drain(..n).collect()
+}
+
+/// Drops runtimes and their idle connections, outside the pool's lock. `shutdown_background`:
+/// a DNS lookup still running is not waited for, and it may run inside another runtime.
+fn close(runtimes: Vec<CallerRuntime>) {
+    for c in runtimes {
+        c.rt.shutdown_background();
+    }
+}
+
+/// At `llmr_shutdown`: every idle runtime goes, with its connections. (A blocking call still
+/// running keeps its own and gives it back when it ends.)
+pub fn close_idle() {
+    let all = std::mem::take(&mut *pool());
+    close(all);
 }
 
 struct Restore(Option<Option<reqwest::Client>>);
@@ -186,6 +229,27 @@ mod tests {
         assert!(lease.block_on(async { panic!("boom") }).is_err());
         assert!(!is_driving());
         assert!(lease.poisoned.get(), "not given back");
+    }
+
+    #[test]
+    fn runtimes_idle_past_the_limit_are_taken_oldest_first() {
+        let now = Instant::now();
+        let made = |idle_for: u64| {
+            let mut c = Lease::take().runtime.take().unwrap();
+            c.idle_since = now - Duration::from_secs(idle_for);
+            c
+        };
+        // Given back oldest first, as the pool holds them.
+        let mut idle = vec![made(300), made(100), made(30), made(1)];
+        let gone = take_expired(&mut idle, now, Duration::from_secs(90));
+        assert_eq!(gone.len(), 2);
+        assert_eq!(idle.len(), 2);
+        assert!(idle
+            .iter()
+            .all(|c| now - c.idle_since < Duration::from_secs(90)));
+        assert!(take_expired(&mut idle, now, Duration::from_secs(90)).is_empty());
+        close(gone);
+        close(idle);
     }
 
     #[test]

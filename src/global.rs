@@ -111,6 +111,7 @@ pub fn shutdown() {
     let _g = lifecycle();
     ROUTER.store(None);
     inflight::cancel_all(BY_SHUTDOWN);
+    caller_runtime::close_idle();
 }
 
 pub fn current() -> Result<Arc<Router>, Error> {

@@ -20,6 +20,8 @@ const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","created":1,"model
 struct ShortKeepAlive {
     port: u16,
     connections: Arc<AtomicUsize>,
+    /// Connections accepted and not yet closed (by either side).
+    open: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
 }
 
@@ -29,18 +31,24 @@ impl ShortKeepAlive {
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (c, r) = (connections.clone(), requests.clone());
+        let open = Arc::new(AtomicUsize::new(0));
+        let (c, o, r) = (connections.clone(), open.clone(), requests.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
                 c.fetch_add(1, Ordering::SeqCst);
-                let r = r.clone();
-                std::thread::spawn(move || serve(conn, idle, &r));
+                o.fetch_add(1, Ordering::SeqCst);
+                let (o, r) = (o.clone(), r.clone());
+                std::thread::spawn(move || {
+                    serve(conn, idle, &r);
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
         ShortKeepAlive {
             port,
             connections,
+            open,
             requests,
         }
     }
@@ -147,5 +155,39 @@ fn blocking_calls_from_many_threads_each_get_their_answer() {
         server.connections.load(Ordering::SeqCst) <= 8,
         "{} connections",
         server.connections.load(Ordering::SeqCst)
+    );
+}
+
+#[test]
+fn llmr_shutdown_closes_the_connections_blocking_calls_left_open() {
+    let _g = lock();
+    // A long keep-alive: only llmr can close these connections within the test.
+    let server = ShortKeepAlive::start(Duration::from_secs(60));
+    init(
+        vec![openai("a", &server.base(), json!({}))],
+        settings(json!({"num_retries": 0})),
+    );
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    complete(&ask("hi")).unwrap();
+                }
+            });
+        }
+    });
+    let open = server.open.load(Ordering::SeqCst);
+    assert!(open >= 1, "the calls' connections stay open between calls");
+    llmr::shutdown();
+    // The server sees each one closed (it reads EOF) soon after; bounded wait.
+    let mut waited = 0;
+    while server.open.load(Ordering::SeqCst) > 0 && waited < 100 {
+        std::thread::sleep(Duration::from_millis(50));
+        waited += 1;
+    }
+    assert_eq!(
+        server.open.load(Ordering::SeqCst),
+        0,
+        "{open} connections were open; llmr_shutdown left some"
     );
 }
