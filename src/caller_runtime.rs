@@ -16,8 +16,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::client_pool::{ClientPool, Slot};
 
 struct CallerRuntime {
     rt: tokio::runtime::Runtime,
@@ -98,7 +100,12 @@ impl Lease {
     /// After a call that gave up a connection (an answer cut off, a stream stopped): lets the
     /// runtime close it now, not at its next call.
     pub fn close_abandoned(&self) {
-        let _ = self.block_on(catch_up());
+        // On a lease no call ran on yet, `block_on` catches up by itself.
+        let _ = if self.fresh.get() {
+            self.block_on(async {})
+        } else {
+            self.block_on(catch_up())
+        };
     }
 }
 
@@ -174,36 +181,73 @@ pub fn is_driving() -> bool {
 }
 
 /// The HTTP client as providers hold it: each request goes out on the client of the runtime it
-/// runs on — the caller runtime's own during a blocking call, else the shared one.
-#[derive(Clone, Debug)]
-pub struct Http(reqwest::Client);
+/// runs on — the caller runtime's own during a blocking call (one request at a time), else one
+/// of the shared runtime's clients with room for it ([`ClientPool`]). Cloning it is cheap and
+/// shares the clients.
+#[derive(Clone)]
+pub struct Http(Arc<ClientPool>);
 
 impl Http {
+    /// Requests on the shared runtime go out on `shared`, and on more clients like it as the
+    /// number in flight grows.
     pub fn new(shared: reqwest::Client) -> Http {
-        Http(shared)
+        Http(Arc::new(ClientPool::new(
+            shared,
+            crate::global::new_http_client,
+        )))
     }
 
-    fn current(&self) -> reqwest::Client {
-        DRIVING
-            .try_with(|d| d.borrow().clone())
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| self.0.clone())
+    /// The client for one request, and on the shared runtime its place there.
+    fn current(&self) -> (reqwest::Client, Option<Slot>) {
+        match DRIVING.try_with(|d| d.borrow().clone()).ok().flatten() {
+            Some(own) => (own, None),
+            None => {
+                let (client, slot) = self.0.take();
+                (client, Some(slot))
+            }
+        }
     }
 
-    pub fn post<U: reqwest::IntoUrl>(&self, url: U) -> reqwest::RequestBuilder {
-        self.current().post(url)
+    /// A request to build; send it with [`Http::send`] (which picks the client).
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.0.any().request(method, url)
     }
 
-    pub fn get<U: reqwest::IntoUrl>(&self, url: U) -> reqwest::RequestBuilder {
-        self.current().get(url)
+    /// Sends a request built with [`Http::request`].
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.execute(request.build()?).await
     }
 
+    /// Sends `request`. The response carries the request's place on its client (see
+    /// [`crate::providers::http::Body`], which keeps it until the body has been read).
     pub fn execute(
         &self,
         request: reqwest::Request,
     ) -> impl Future<Output = reqwest::Result<reqwest::Response>> {
-        self.current().execute(request)
+        let (client, slot) = self.current();
+        async move {
+            let mut resp = client.execute(request).await?;
+            if let Some(slot) = slot {
+                resp.extensions_mut().insert(slot);
+            }
+            Ok(resp)
+        }
+    }
+
+    /// The shared runtime's clients (router info, tests).
+    pub fn pool(&self) -> &ClientPool {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("clients", &self.0.clients())
+            .finish()
     }
 }
 

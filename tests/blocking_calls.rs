@@ -131,6 +131,20 @@ fn an_idle_connection_the_server_closed_is_replaced_not_failed() {
     assert_eq!(server.connections.load(Ordering::SeqCst), before + 1);
 }
 
+/// `threads` threads each making `calls` blocking calls, every one answered.
+fn calls_from_threads(threads: usize, calls: usize) {
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..calls {
+                    let resp = complete(&ask("hi")).unwrap();
+                    assert_eq!(content(&resp), "hi there");
+                }
+            });
+        }
+    });
+}
+
 #[test]
 fn blocking_calls_from_many_threads_each_get_their_answer() {
     let _g = lock();
@@ -139,16 +153,7 @@ fn blocking_calls_from_many_threads_each_get_their_answer() {
         vec![openai("a", &server.base(), json!({}))],
         settings(json!({"num_retries": 0})),
     );
-    std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| {
-                for _ in 0..25 {
-                    let resp = complete(&ask("hi")).unwrap();
-                    assert_eq!(content(&resp), "hi there");
-                }
-            });
-        }
-    });
+    calls_from_threads(8, 25);
     assert_eq!(server.requests.load(Ordering::SeqCst), 200);
     // One connection per calling thread (each has its own runtime and pool), reused.
     assert!(
@@ -167,15 +172,7 @@ fn llmr_shutdown_closes_the_connections_blocking_calls_left_open() {
         vec![openai("a", &server.base(), json!({}))],
         settings(json!({"num_retries": 0})),
     );
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                for _ in 0..5 {
-                    complete(&ask("hi")).unwrap();
-                }
-            });
-        }
-    });
+    calls_from_threads(4, 5);
     let open = server.open.load(Ordering::SeqCst);
     assert!(open >= 1, "the calls' connections stay open between calls");
     llmr::shutdown();
