@@ -10,7 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 
 use crate::callbacks;
-use crate::caller_runtime;
+use crate::caller_runtime::{self, Http};
 use crate::config;
 use crate::errors::{Error, Status};
 use crate::inflight;
@@ -19,7 +19,7 @@ use crate::router::{ChunkSink, Router};
 use crate::types::{ChatChunk, ChatRequest};
 
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-static HTTP: OnceLock<reqwest::Client> = OnceLock::new();
+static HTTP: OnceLock<Http> = OnceLock::new();
 static ROUTER: ArcSwapOption<Router> = ArcSwapOption::const_empty();
 /// Serialises init, reload and shutdown; requests never take it.
 static LIFECYCLE: Mutex<()> = Mutex::new(());
@@ -34,13 +34,18 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-pub fn http_client() -> &'static reqwest::Client {
-    HTTP.get_or_init(new_http_client)
+/// The shared runtime's HTTP clients.
+pub fn http_client() -> &'static Http {
+    HTTP.get_or_init(|| Http::new(new_http_client()))
 }
 
 /// The HTTP client settings of every runtime's client (the shared one and each caller's).
 pub fn new_http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    let mut b = reqwest::Client::builder();
+    for c in extra_roots() {
+        b = b.add_root_certificate(c.clone());
+    }
+    b
         // Provider APIs do not redirect chat calls; following one could carry keys to another host.
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
@@ -50,6 +55,38 @@ pub fn new_http_client() -> reqwest::Client {
         .user_agent(concat!("llmr/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("llmr: the HTTP client could not be built")
+}
+
+/// The certificates of the PEM bundle `SSL_CERT_FILE` names, trusted besides the built-in Web
+/// PKI roots (a TLS-inspecting proxy, a model server with a private CA). Read once, when the
+/// first client is built; a file that cannot be used is logged and leaves the built-in roots.
+fn extra_roots() -> &'static [reqwest::Certificate] {
+    static ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) else {
+            return Vec::new();
+        };
+        let read = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
+            .and_then(|certs| {
+                if certs.is_empty() {
+                    Err("it holds no PEM certificate".to_owned())
+                } else {
+                    Ok(certs)
+                }
+            });
+        read.unwrap_or_else(|e| {
+            crate::log::warn(
+                "SSL_CERT_FILE is not used: only the built-in roots are trusted",
+                &[
+                    ("path", path.to_string_lossy().into_owned().into()),
+                    ("error", e.into()),
+                ],
+            );
+            Vec::new()
+        })
+    })
 }
 
 fn lifecycle() -> std::sync::MutexGuard<'static, ()> {

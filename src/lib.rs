@@ -18,6 +18,7 @@
 pub mod callbacks;
 pub mod caller_runtime;
 pub mod cancel;
+pub mod client_pool;
 pub mod config;
 pub mod errors;
 #[cfg(test)]

@@ -232,7 +232,8 @@ pub fn config(data: &[u8]) {
         Ok(cfg) => cfg,
         Err(e) => return check_error(&e),
     };
-    static HTTP: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
+    static HTTP: LazyLock<llmr::caller_runtime::Http> =
+        LazyLock::new(|| llmr::caller_runtime::Http::new(reqwest::Client::new()));
     for d in &cfg.deployments {
         if reads_google_credentials(d) {
             continue;

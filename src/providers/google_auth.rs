@@ -372,10 +372,10 @@ fn refresh_after(lifetime_secs: f64) -> Duration {
 }
 
 impl TokenSource {
-    pub fn new(creds: Credentials, http: reqwest::Client) -> TokenSource {
+    pub fn new(creds: Credentials, http: crate::caller_runtime::Http) -> TokenSource {
         TokenSource {
             creds,
-            http: crate::caller_runtime::Http::new(http),
+            http,
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
         }
@@ -490,11 +490,13 @@ impl TokenSource {
         );
         let resp = self
             .http
-            .post(&c.token_uri)
-            .headers(headers)
-            .timeout(TOKEN_TIMEOUT)
-            .body(body)
-            .send()
+            .send(
+                self.http
+                    .request(reqwest::Method::POST, &c.token_uri)
+                    .headers(headers)
+                    .timeout(TOKEN_TIMEOUT)
+                    .body(body),
+            )
             .await
             .map_err(|e| fail(transport_detail(&e)))?;
         let status = resp.status().as_u16();
@@ -606,7 +608,10 @@ mod tests {
 
     fn source(token_uri: &str) -> Arc<TokenSource> {
         let creds = Credentials::from_param(&service_account(token_uri)).unwrap();
-        Arc::new(TokenSource::new(creds, reqwest::Client::new()))
+        Arc::new(TokenSource::new(
+            creds,
+            crate::caller_runtime::Http::new(reqwest::Client::new()),
+        ))
     }
 
     /// The form fields of a recorded token request.
@@ -955,7 +960,7 @@ mod tests {
                           "token_uri": format!("{}/tok/token", standin.url())});
         let src = TokenSource::new(
             Credentials::from_param(&user).unwrap(),
-            reqwest::Client::new(),
+            crate::caller_runtime::Http::new(reqwest::Client::new()),
         );
         let rt = runtime();
         assert_eq!(

@@ -12,6 +12,7 @@ use regex::Regex;
 use reqwest::header::HeaderMap;
 
 use super::{BoxFuture, ChatClient, ChunkStream, Endpoint, StreamParser, WireFormat};
+use crate::client_pool::Slot;
 use crate::errors::{Error, Status};
 use crate::types::{ChatChunk, ChatRequest, ChatResponse};
 
@@ -31,14 +32,18 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(wire: &'static dyn WireFormat, ep: Endpoint, http: reqwest::Client) -> HttpClient {
+    pub fn new(
+        wire: &'static dyn WireFormat,
+        ep: Endpoint,
+        http: crate::caller_runtime::Http,
+    ) -> HttpClient {
         let parsed = reqwest::Url::parse(&ep.url)
             .ok()
             .zip(reqwest::Url::parse(&ep.stream_url).ok());
         HttpClient {
             wire,
             ep: Arc::new(ep),
-            http: crate::caller_runtime::Http::new(http),
+            http,
             parsed,
         }
     }
@@ -69,7 +74,10 @@ impl HttpClient {
                 *r.body_mut() = Some(body.into());
                 self.http.execute(r).await
             }
-            None => self.http.post(url).headers(headers).body(body).send().await,
+            None => {
+                let r = self.http.request(reqwest::Method::POST, url);
+                self.http.send(r.headers(headers).body(body)).await
+            }
         };
         let resp = sent.map_err(|e| transport_error(e, &self.ep))?;
         if resp.status().is_success() {
@@ -195,16 +203,24 @@ impl ChatClient for HttpClient {
 /// A response's body, its headers dropped. hyper parses header values as slices of the
 /// connection's read buffer: a `Response` kept while its body streams pins that buffer, and
 /// hyper allocates a second one for the next read (8 KiB more for every open stream).
-pub(crate) struct Body(Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>);
+/// It keeps the request's place on its client until the body is dropped.
+pub(crate) struct Body {
+    stream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    _slot: Option<Slot>,
+}
 
 impl Body {
-    pub(crate) fn of(resp: reqwest::Response) -> Body {
-        Body(Box::pin(resp.bytes_stream()))
+    pub(crate) fn of(mut resp: reqwest::Response) -> Body {
+        let slot = resp.extensions_mut().remove::<Slot>();
+        Body {
+            stream: Box::pin(resp.bytes_stream()),
+            _slot: slot,
+        }
     }
 
     /// The next piece of the body; `None` at its end.
     pub(crate) async fn chunk(&mut self) -> reqwest::Result<Option<Bytes>> {
-        self.0.next().await.transpose()
+        self.stream.next().await.transpose()
     }
 }
 
@@ -258,14 +274,16 @@ impl ChunkStream for HttpChunkStream {
 
 /// Reads a body up to `limit` bytes. `lenient`: on an error answer, what was read is enough.
 pub(crate) async fn read_body(
-    resp: reqwest::Response,
+    mut resp: reqwest::Response,
     limit: usize,
     ep: &Endpoint,
     lenient: bool,
 ) -> Result<Vec<u8>, Error> {
     let hint = resp.content_length().unwrap_or(0).min(limit as u64) as usize;
     let mut buf = Vec::with_capacity(hint.max(1024));
-    // As [`Body`], without its box: the headers are dropped before the body is read.
+    // As [`Body`], without its box: the headers are dropped before the body is read, the
+    // request's place on its client kept until it has been.
+    let _slot = resp.extensions_mut().remove::<Slot>();
     let body = resp.bytes_stream();
     let mut body = std::pin::pin!(body);
     loop {

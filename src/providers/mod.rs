@@ -202,7 +202,7 @@ pub trait WireFormat: Send + Sync {
 pub fn build_client(
     d: &DeploymentConfig,
     max_output_tokens: Option<u64>,
-    http: &reqwest::Client,
+    http: &crate::caller_runtime::Http,
 ) -> Result<Arc<dyn ChatClient>, String> {
     let wire: &'static dyn WireFormat = match d.spec.family {
         Family::Mock => return Ok(Arc::new(mock::MockClient::new(d)?)),

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -103,7 +104,7 @@ const SIDE_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn client(
     d: &DeploymentConfig,
     max_output_tokens: Option<u64>,
-    http: &reqwest::Client,
+    http: &crate::caller_runtime::Http,
 ) -> Result<Arc<dyn ChatClient>, String> {
     Ok(Arc::new(ReplicateClient {
         shared: Arc::new(Shared::new(d, max_output_tokens, http)?),
@@ -127,7 +128,7 @@ impl Shared {
     fn new(
         d: &DeploymentConfig,
         max_output_tokens: Option<u64>,
-        http: &reqwest::Client,
+        http: &crate::caller_runtime::Http,
     ) -> Result<Shared, String> {
         let mut ep = Endpoint::common(d, max_output_tokens);
         let base = match &d.api_base {
@@ -165,7 +166,7 @@ impl Shared {
             version,
             template: Template::from_params(&d.params)?,
             base_origin,
-            http: crate::caller_runtime::Http::new(http.clone()),
+            http: http.clone(),
         })
     }
 
@@ -204,10 +205,12 @@ impl Shared {
         }
         let resp = self
             .http
-            .post(&self.ep.url)
-            .headers(headers)
-            .body(body)
-            .send()
+            .send(
+                self.http
+                    .request(Method::POST, &self.ep.url)
+                    .headers(headers)
+                    .body(body),
+            )
             .await
             .map_err(|e| transport_error(e, &self.ep))?;
         self.prediction_of(resp).await
@@ -217,9 +220,11 @@ impl Shared {
     async fn get(&self, url: &str) -> Result<Prediction, Error> {
         let resp = self
             .http
-            .get(url)
-            .headers(self.headers_for(url))
-            .send()
+            .send(
+                self.http
+                    .request(Method::GET, url)
+                    .headers(self.headers_for(url)),
+            )
             .await
             .map_err(|e| transport_error(e, &self.ep))?;
         self.prediction_of(resp).await
@@ -332,11 +337,13 @@ impl ChatClient for ReplicateClient {
                     Some(url) => {
                         let resp = s
                             .http
-                            .get(&url)
-                            .headers(s.headers_for(&url))
-                            .header(ACCEPT, "text/event-stream")
-                            .header(CACHE_CONTROL, "no-store")
-                            .send()
+                            .send(
+                                s.http
+                                    .request(Method::GET, &url)
+                                    .headers(s.headers_for(&url))
+                                    .header(ACCEPT, "text/event-stream")
+                                    .header(CACHE_CONTROL, "no-store"),
+                            )
                             .await
                             .map_err(|e| transport_error(e, &s.ep))?;
                         if !resp.status().is_success() {
@@ -409,7 +416,11 @@ impl Drop for CancelGuard {
         };
         if let Ok(rt) = rt {
             rt.spawn(async move {
-                let send = s.http.post(&url).headers(s.headers_for(&url)).send();
+                let send = s.http.send(
+                    s.http
+                        .request(Method::POST, &url)
+                        .headers(s.headers_for(&url)),
+                );
                 let _ = tokio::time::timeout(SIDE_REQUEST_TIMEOUT, send).await;
             });
         }
@@ -1379,7 +1390,12 @@ mod tests {
             r#"{{"global_llm_configs":[{{"provider":"REPLICATE","model_name":"{model}","api_key":"{KEY}"{entry}}}]}}"#
         ))
         .unwrap();
-        Shared::new(&c.deployments[0], None, &reqwest::Client::new()).unwrap()
+        Shared::new(
+            &c.deployments[0],
+            None,
+            &crate::caller_runtime::Http::new(reqwest::Client::new()),
+        )
+        .unwrap()
     }
 
     fn shared() -> Shared {
@@ -1572,7 +1588,12 @@ mod tests {
             r#"{"global_llm_configs":[{"provider":"REPLICATE","model_name":"a/b","api_key":"k","litellm_params":{"roles":"x"}}]}"#,
         )
         .unwrap();
-        let e = Shared::new(&c.deployments[0], None, &reqwest::Client::new()).unwrap_err();
+        let e = Shared::new(
+            &c.deployments[0],
+            None,
+            &crate::caller_runtime::Http::new(reqwest::Client::new()),
+        )
+        .unwrap_err();
         assert!(e.contains("roles"), "{e}");
     }
 

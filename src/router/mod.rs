@@ -47,7 +47,7 @@ impl Router {
     /// deployments whose id survives (hot reload).
     pub fn build(
         config: Config,
-        http: &reqwest::Client,
+        http: &crate::caller_runtime::Http,
         previous: Option<&Router>,
     ) -> Result<Router, Error> {
         let Config {
