@@ -47,6 +47,8 @@ pub struct Mode {
     pub entry: &'static str,
     /// Needs the Redis server the suite starts (skipped when there is none).
     pub redis: bool,
+    /// Over HTTPS with HTTP/2 (the stand-in's TLS side), not plain HTTP/1.1.
+    pub tls: bool,
     /// The bare-client row it is compared with, and the LiteLLM one.
     pub bare: Option<&'static str>,
     pub litellm: Option<&'static str>,
@@ -63,6 +65,7 @@ const fn mode(name: &'static str, what: &'static str, kind: Kind, concurrency: u
         router_settings: "",
         entry: "",
         redis: false,
+        tls: false,
         bare: None,
         litellm: None,
     }
@@ -257,6 +260,15 @@ pub const MODES: &[Mode] = &[
         Kind::HoldStreams,
         10_000,
     ),
+    Mode {
+        tls: true,
+        ..mode(
+            "llmr-hold-10000-h2",
+            "10,000 llmr_stream_async open at once, HTTPS + HTTP/2 (100 streams per connection)",
+            Kind::HoldStreams,
+            10_000,
+        )
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Mode> {

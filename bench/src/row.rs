@@ -29,6 +29,16 @@ pub fn request_value() -> Value {
 
 pub fn run(mode: &Mode, base: &str) {
     measure::raise_nofile();
+    // The stand-in's TLS side is the same port; llmr trusts its certificate through the file,
+    // read when llmr_init builds the first HTTP client.
+    let tls_base;
+    let base = if mode.tls {
+        std::env::set_var("SSL_CERT_FILE", crate::standin::CERT_PEM);
+        tls_base = base.replacen("http://", "https://", 1);
+        &tls_base
+    } else {
+        base
+    };
     let result = match mode.kind {
         Kind::BareComplete | Kind::BareStream => {
             let mut d = crate::bare::Bare::new(mode, base);

@@ -4,6 +4,9 @@
 //!
 //! A path whose first segment is `hold-N` streams its first chunk and then holds the stream
 //! open until N such streams are open at once, and a second more (or 60 s): the 10,000-streams row.
+//! A connection that opens with a TLS handshake is served over TLS with HTTP/2 only (ALPN
+//! `h2`, the certificate of tests/data/tls, at most 100 streams per connection as the big API
+//! fronts allow): the `-h2` rows, as providers are reached over HTTPS.
 //! `GET /__cpu` answers this process's CPU microseconds (user + system), so that the driver can
 //! print what the stand-in spent on each row.
 
@@ -16,7 +19,7 @@ use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::Notify;
 
 /// Content chunks in each streamed answer (plus a final one with `finish_reason` and usage).
@@ -156,6 +159,33 @@ async fn answer(c: Arc<Canned>, req: Request<Incoming>) -> Result<Response<Body>
     Ok(full(Bytes::from(all), "text/event-stream"))
 }
 
+/// The certificate of the test suite's TLS server (tests/data/tls): a client trusts it through
+/// `SSL_CERT_FILE` ([`CERT_PEM`]).
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/tls");
+    let cert = std::fs::read(dir.join("selfsigned-cert.der")).expect("tests/data/tls");
+    let key = std::fs::read(dir.join("selfsigned-key.der")).expect("tests/data/tls");
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.into()],
+        tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+    )
+    .expect("the test certificate");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// The PEM of the stand-in's certificate, for `SSL_CERT_FILE`.
+pub const CERT_PEM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/data/tls/selfsigned-cert.pem"
+);
+
 /// Serves until killed; prints the port on stdout first.
 pub fn serve() {
     crate::measure::raise_nofile();
@@ -169,17 +199,30 @@ pub fn serve() {
             .expect("bind");
         println!("{}", listener.local_addr().expect("addr").port());
         let c = Arc::new(canned());
+        let tls = tls_acceptor();
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let c = c.clone();
+            let (c, tls) = (c.clone(), tls.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| answer(c.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
+                let mut first = [0u8; 1];
+                // 0x16: a TLS record of type handshake (a ClientHello).
+                if matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == 0x16) {
+                    let Ok(stream) = tls.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .max_concurrent_streams(100)
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                }
             });
         }
     });
