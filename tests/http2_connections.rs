@@ -24,15 +24,16 @@ const STREAMS: usize = 150;
 /// How long the server holds a stream waiting for all of them to be open.
 const HOLD: Duration = Duration::from_secs(10);
 
-fn tls_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls")
-}
-
 /// Set before the library builds its first HTTP client (the file is read once): every test of
 /// this binary calls it first.
 fn trust_the_test_certificate() {
     static SET: Once = Once::new();
-    SET.call_once(|| std::env::set_var("SSL_CERT_FILE", tls_dir().join("selfsigned-cert.pem")));
+    SET.call_once(|| {
+        std::env::set_var(
+            "SSL_CERT_FILE",
+            common::tls::dir().join("selfsigned-cert.pem"),
+        )
+    });
 }
 
 #[derive(Default)]
@@ -48,26 +49,7 @@ struct Counts {
 /// stream: the first chunk at once, the rest when `hold_for` streams have been opened (or
 /// after `HOLD`). Runs until the test process ends.
 fn http2_server(hold_for: usize) -> (u16, Arc<Counts>) {
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![std::fs::read(tls_dir().join("selfsigned-cert.der"))
-            .unwrap()
-            .into()],
-        tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
-            std::fs::read(tls_dir().join("selfsigned-key.der"))
-                .unwrap()
-                .into(),
-        ),
-    )
-    .unwrap();
-    let mut config = config;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(common::tls::server_config(&[b"h2"]));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();

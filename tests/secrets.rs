@@ -359,21 +359,7 @@ struct SelfSignedServer {
 }
 
 fn self_signed_server() -> SelfSignedServer {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
-    let cert = std::fs::read(dir.join("selfsigned-cert.der")).unwrap();
-    let key = std::fs::read(dir.join("selfsigned-key.der")).unwrap();
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.into()],
-        tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(common::tls::server_config(&[]));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -439,10 +425,9 @@ fn https_with_an_untrusted_certificate_is_refused_before_anything_is_sent() {
     // The server itself works: a client that trusts its certificate completes the handshake
     // (so the refusal above was the certificate check, nothing else).
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
     roots
         .add(
-            std::fs::read(dir.join("selfsigned-cert.der"))
+            std::fs::read(common::tls::dir().join("selfsigned-cert.der"))
                 .unwrap()
                 .into(),
         )

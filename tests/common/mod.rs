@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod provider;
+pub mod tls;
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
