@@ -237,7 +237,7 @@ impl Http {
         }
     }
 
-    /// The shared runtime's clients (router info, tests).
+    /// The clients behind it (tests look at their count and what is in flight).
     pub fn pool(&self) -> &ClientPool {
         &self.0
     }

@@ -93,7 +93,7 @@ impl ClientPool {
         self.clients.load()[0].http.clone()
     }
 
-    /// How many clients the pool holds (for tests and router info).
+    /// How many clients the pool holds.
     pub fn clients(&self) -> usize {
         self.clients.load().len()
     }
