@@ -45,17 +45,37 @@ struct Counts {
     most_open: AtomicUsize,
 }
 
+/// The server of one test; stopped (its runtime and every connection gone) when dropped.
+struct Http2Server {
+    port: u16,
+    counts: Arc<Counts>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Http2Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// An HTTP/2-only TLS server on 127.0.0.1 answering every request with an OpenAI-style SSE
 /// stream: the first chunk at once, the rest when `hold_for` streams have been opened (or
-/// after `HOLD`). Runs until the test process ends.
-fn http2_server(hold_for: usize) -> (u16, Arc<Counts>) {
+/// after `HOLD`).
+fn http2_server(hold_for: usize) -> Http2Server {
     let acceptor = tokio_rustls::TlsAcceptor::from(common::tls::server_config(&[b"h2"]));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     let counts = Arc::new(Counts::default());
     let c = counts.clone();
-    std::thread::spawn(move || {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -63,7 +83,14 @@ fn http2_server(hold_for: usize) -> (u16, Arc<Counts>) {
             .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            while let Ok((tcp, _)) = listener.accept().await {
+            loop {
+                let tcp = tokio::select! {
+                    _ = &mut stopped => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((tcp, _)) => tcp,
+                        Err(_) => return,
+                    },
+                };
                 let (acceptor, c) = (acceptor.clone(), c.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
@@ -83,8 +110,14 @@ fn http2_server(hold_for: usize) -> (u16, Arc<Counts>) {
                 });
             }
         });
+        // Dropping the runtime here ends every connection's task.
     });
-    (port, counts)
+    Http2Server {
+        port,
+        counts,
+        stop: Some(stop),
+        thread: Some(thread),
+    }
 }
 
 fn sse(delta: serde_json::Value, finish: Option<&str>) -> String {
@@ -130,7 +163,8 @@ fn deployment(port: u16) -> serde_json::Value {
 fn more_async_streams_than_one_connection_carries_all_reach_the_server_at_once() {
     trust_the_test_certificate();
     let _g = common::lock();
-    let (port, counts) = http2_server(STREAMS);
+    let server = http2_server(STREAMS);
+    let (port, counts) = (server.port, &server.counts);
     common::init(
         vec![deployment(port)],
         common::settings(json!({"num_retries": 0, "timeout": 30})),
@@ -179,7 +213,8 @@ fn more_async_streams_than_one_connection_carries_all_reach_the_server_at_once()
 fn a_blocking_call_trusts_the_certificates_of_ssl_cert_file_too() {
     trust_the_test_certificate();
     let _g = common::lock();
-    let (port, _counts) = http2_server(1);
+    let server = http2_server(1);
+    let port = server.port;
     common::init(
         vec![deployment(port)],
         common::settings(json!({"num_retries": 0})),
