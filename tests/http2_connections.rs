@@ -45,79 +45,29 @@ struct Counts {
     most_open: AtomicUsize,
 }
 
-/// The server of one test; stopped (its runtime and every connection gone) when dropped.
-struct Http2Server {
-    port: u16,
-    counts: Arc<Counts>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Http2Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// An HTTP/2-only TLS server on 127.0.0.1 answering every request with an OpenAI-style SSE
 /// stream: the first chunk at once, the rest when `hold_for` streams have been opened (or
-/// after `HOLD`).
-fn http2_server(hold_for: usize) -> Http2Server {
-    let acceptor = tokio_rustls::TlsAcceptor::from(common::tls::server_config(&[b"h2"]));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
+/// after `HOLD`). Stopped when dropped.
+fn http2_server(hold_for: usize) -> (common::tls::Server, Arc<Counts>) {
     let counts = Arc::new(Counts::default());
     let c = counts.clone();
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let tcp = tokio::select! {
-                    _ = &mut stopped => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok((tcp, _)) => tcp,
-                        Err(_) => return,
-                    },
-                };
-                let (acceptor, c) = (acceptor.clone(), c.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let Ok(mut conn) = h2::server::Builder::new()
-                        .max_concurrent_streams(SERVER_STREAM_LIMIT)
-                        .handshake::<_, Bytes>(tls)
-                        .await
-                    else {
-                        return;
-                    };
-                    c.connections.fetch_add(1, Ordering::SeqCst);
-                    while let Some(Ok((_req, respond))) = conn.accept().await {
-                        tokio::spawn(answer(respond, c.clone(), hold_for));
-                    }
-                });
+    let server = common::tls::serve(&[b"h2"], move |tls| {
+        let c = c.clone();
+        async move {
+            let Ok(mut conn) = h2::server::Builder::new()
+                .max_concurrent_streams(SERVER_STREAM_LIMIT)
+                .handshake::<_, Bytes>(tls)
+                .await
+            else {
+                return;
+            };
+            c.connections.fetch_add(1, Ordering::SeqCst);
+            while let Some(Ok((_req, respond))) = conn.accept().await {
+                tokio::spawn(answer(respond, c.clone(), hold_for));
             }
-        });
-        // Dropping the runtime here ends every connection's task.
+        }
     });
-    Http2Server {
-        port,
-        counts,
-        stop: Some(stop),
-        thread: Some(thread),
-    }
+    (server, counts)
 }
 
 fn sse(delta: serde_json::Value, finish: Option<&str>) -> String {
@@ -163,8 +113,8 @@ fn deployment(port: u16) -> serde_json::Value {
 fn more_async_streams_than_one_connection_carries_all_reach_the_server_at_once() {
     trust_the_test_certificate();
     let _g = common::lock();
-    let server = http2_server(STREAMS);
-    let (port, counts) = (server.port, &server.counts);
+    let (server, counts) = http2_server(STREAMS);
+    let port = server.port;
     common::init(
         vec![deployment(port)],
         common::settings(json!({"num_retries": 0, "timeout": 30})),
@@ -213,7 +163,7 @@ fn more_async_streams_than_one_connection_carries_all_reach_the_server_at_once()
 fn a_blocking_call_trusts_the_certificates_of_ssl_cert_file_too() {
     trust_the_test_certificate();
     let _g = common::lock();
-    let server = http2_server(1);
+    let (server, _counts) = http2_server(1);
     let port = server.port;
     common::init(
         vec![deployment(port)],

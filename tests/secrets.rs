@@ -353,48 +353,30 @@ fn a_redirect_is_not_followed_and_the_key_goes_nowhere_else() {
 /// A TLS server on 127.0.0.1 with a self-signed certificate (tests/data/tls): it counts the
 /// handshakes that complete and the bytes received after them.
 struct SelfSignedServer {
-    port: u16,
+    tls: common::tls::Server,
     handshakes: Arc<AtomicUsize>,
     received: Arc<AtomicUsize>,
 }
 
 fn self_signed_server() -> SelfSignedServer {
-    let acceptor = tokio_rustls::TlsAcceptor::from(common::tls::server_config(&[]));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
     let handshakes = Arc::new(AtomicUsize::new(0));
     let received = Arc::new(AtomicUsize::new(0));
     let (h, r) = (handshakes.clone(), received.clone());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (acceptor, h, r) = (acceptor.clone(), h.clone(), r.clone());
-                tokio::spawn(async move {
-                    if let Ok(mut tls) = acceptor.accept(tcp).await {
-                        h.fetch_add(1, Ordering::SeqCst);
-                        let mut buf = [0u8; 4096];
-                        use tokio::io::AsyncReadExt;
-                        if let Ok(Ok(n)) =
-                            tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf)).await
-                        {
-                            r.fetch_add(n, Ordering::SeqCst);
-                        }
-                    }
-                });
+    let tls = common::tls::serve(&[], move |mut tls| {
+        let (h, r) = (h.clone(), r.clone());
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            use tokio::io::AsyncReadExt;
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf)).await
+            {
+                r.fetch_add(n, Ordering::SeqCst);
             }
-        });
+        }
     });
     SelfSignedServer {
-        port,
+        tls,
         handshakes,
         received,
     }
@@ -405,7 +387,7 @@ fn https_with_an_untrusted_certificate_is_refused_before_anything_is_sent() {
     let _g = common::lock();
     let server = self_signed_server();
     let cfg = json!({"global_llm_configs": [{"id": "tls", "provider": "OPENAI", "model_name": "m",
-                     "api_key": KEY_OPENAI, "api_base": format!("https://127.0.0.1:{}/v1", server.port)}],
+                     "api_key": KEY_OPENAI, "api_base": format!("https://127.0.0.1:{}/v1", server.tls.port)}],
                      "router_settings": {"num_retries": 0, "timeout": 10}});
     llmr::init(&cfg.to_string()).unwrap();
     let req = common::ask("hi").to_string();
@@ -444,7 +426,7 @@ fn https_with_an_untrusted_certificate_is_refused_before_anything_is_sent() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.tls.port))
             .await
             .unwrap();
         let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
