@@ -16,10 +16,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::client_pool::{ClientPool, Slot};
+use crate::client_pool::ClientPool;
+use crate::http2_origins::Origins;
 
 struct CallerRuntime {
     rt: tokio::runtime::Runtime,
@@ -182,35 +183,35 @@ pub fn is_driving() -> bool {
 
 /// The HTTP client as providers hold it: each request goes out on the client of the runtime it
 /// runs on — the caller runtime's own during a blocking call (one request at a time), else one
-/// of the shared runtime's clients with room for it ([`ClientPool`]). Cloning it is cheap and
-/// shares the clients.
+/// of the shared runtime's clients with room for it ([`ClientPool`]): an HTTP/2-only one for an
+/// HTTPS origin known to speak HTTP/2 ([`Origins`]), so that requests waiting for a connection
+/// share the one being opened. Cloning it is cheap and shares the clients.
 #[derive(Clone)]
-pub struct Http(Arc<ClientPool>);
+pub struct Http(Arc<Clients>);
+
+struct Clients {
+    /// Every request whose origin is not known to speak HTTP/2 (ALPN picks the protocol).
+    any: ClientPool,
+    /// HTTP/2 only (prior knowledge); built at the first request that needs one.
+    http2: OnceLock<ClientPool>,
+    /// None: a proxy is configured (the probe would not go through it).
+    origins: Option<Origins>,
+}
 
 impl Http {
     /// Requests on the shared runtime go out on `shared`, and on more clients like it as the
     /// number in flight grows.
     pub fn new(shared: reqwest::Client) -> Http {
-        Http(Arc::new(ClientPool::new(
-            shared,
-            crate::global::new_http_client,
-        )))
-    }
-
-    /// The client for one request, and on the shared runtime its place there.
-    fn current(&self) -> (reqwest::Client, Option<Slot>) {
-        match DRIVING.try_with(|d| d.borrow().clone()).ok().flatten() {
-            Some(own) => (own, None),
-            None => {
-                let (client, slot) = self.0.take();
-                (client, Some(slot))
-            }
-        }
+        Http(Arc::new(Clients {
+            any: ClientPool::new(shared, crate::global::new_http_client),
+            http2: OnceLock::new(),
+            origins: (!crate::global::https_proxy_set()).then(Origins::default),
+        }))
     }
 
     /// A request to build; send it with [`Http::send`] (which picks the client).
     pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        self.0.any().request(method, url)
+        self.0.any.any().request(method, url)
     }
 
     /// Sends a request built with [`Http::request`].
@@ -226,27 +227,62 @@ impl Http {
     pub fn execute(
         &self,
         request: reqwest::Request,
-    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> {
-        let (client, slot) = self.current();
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + '_ {
+        let own = DRIVING.try_with(|d| d.borrow().clone()).ok().flatten();
         async move {
-            let mut resp = client.execute(request).await?;
-            if let Some(slot) = slot {
-                resp.extensions_mut().insert(slot);
+            if let Some(own) = own {
+                return own.execute(request).await;
             }
-            Ok(resp)
+            let http2 = match &self.0.origins {
+                Some(o) => o.speaks_http2(request.url()).await,
+                None => false,
+            };
+            let pool = if http2 {
+                self.0.http2.get_or_init(|| {
+                    ClientPool::new(
+                        crate::global::new_http2_client(),
+                        crate::global::new_http2_client,
+                    )
+                })
+            } else {
+                &self.0.any
+            };
+            let (client, slot) = pool.take();
+            match client.execute(request).await {
+                Ok(mut resp) => {
+                    resp.extensions_mut().insert(slot);
+                    Ok(resp)
+                }
+                Err(e) => {
+                    if let (true, Some(o), Some(url)) = (http2, &self.0.origins, e.url()) {
+                        if !e.is_timeout() {
+                            o.forget(url);
+                        }
+                    }
+                    Err(e)
+                }
+            }
         }
     }
 
-    /// The clients behind it (tests look at their count and what is in flight).
-    pub fn pool(&self) -> &ClientPool {
-        &self.0
+    /// Requests in flight on the shared runtime's clients.
+    pub fn in_flight(&self) -> usize {
+        self.0.any.in_flight() + self.0.http2.get().map_or(0, ClientPool::in_flight)
+    }
+
+    /// The shared runtime's clients: (ALPN, HTTP/2 only).
+    pub fn clients(&self) -> (usize, usize) {
+        (
+            self.0.any.clients(),
+            self.0.http2.get().map_or(0, ClientPool::clients),
+        )
     }
 }
 
 impl std::fmt::Debug for Http {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Http")
-            .field("clients", &self.0.clients())
+            .field("clients", &self.clients())
             .finish()
     }
 }

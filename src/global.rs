@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::RootCertStore;
 
 use crate::callbacks;
 use crate::caller_runtime::{self, Http};
@@ -41,8 +44,23 @@ pub fn http_client() -> &'static Http {
 
 /// The HTTP client settings of every runtime's client (the shared one and each caller's).
 pub fn new_http_client() -> reqwest::Client {
+    client_builder()
+        .build()
+        .expect("llmr: the HTTP client could not be built")
+}
+
+/// The same, speaking HTTP/2 only: for HTTPS origins known to speak it (see
+/// [`crate::http2_origins`]).
+pub fn new_http2_client() -> reqwest::Client {
+    client_builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("llmr: the HTTP client could not be built")
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
     let mut b = reqwest::Client::builder();
-    for c in extra_roots() {
+    for c in &extra_roots().reqwest {
         b = b.add_root_certificate(c.clone());
     }
     b
@@ -53,40 +71,89 @@ pub fn new_http_client() -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)
         .user_agent(concat!("llmr/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("llmr: the HTTP client could not be built")
+}
+
+/// Whether HTTPS requests go through a proxy (reqwest reads these variables): then whether an
+/// origin speaks HTTP/2 is not probed (the probe would connect directly).
+pub fn https_proxy_set() -> bool {
+    ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()))
 }
 
 /// The certificates of the PEM bundle `SSL_CERT_FILE` names, trusted besides the built-in Web
 /// PKI roots (a TLS-inspecting proxy, a model server with a private CA). Read once, when the
-/// first client is built; a file that cannot be used is logged and leaves the built-in roots.
-fn extra_roots() -> &'static [reqwest::Certificate] {
-    static ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+/// first client is built; a file that cannot be used is logged and leaves the built-in roots,
+/// and so is a certificate in it that is no trust anchor (it would stop every client from
+/// being built).
+struct ExtraRoots {
+    der: Vec<CertificateDer<'static>>,
+    reqwest: Vec<reqwest::Certificate>,
+}
+
+fn extra_roots() -> &'static ExtraRoots {
+    static ROOTS: OnceLock<ExtraRoots> = OnceLock::new();
     ROOTS.get_or_init(|| {
-        let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) else {
-            return Vec::new();
-        };
-        let read = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
-            .and_then(|certs| {
-                if certs.is_empty() {
-                    Err("it holds no PEM certificate".to_owned())
-                } else {
-                    Ok(certs)
-                }
-            });
-        read.unwrap_or_else(|e| {
-            crate::log::warn(
-                "SSL_CERT_FILE is not used: only the built-in roots are trusted",
+        let der = std::env::var_os("SSL_CERT_FILE")
+            .filter(|p| !p.is_empty())
+            .map(|path| read_roots(&path))
+            .unwrap_or_default();
+        let reqwest = der
+            .iter()
+            .filter_map(|c| reqwest::Certificate::from_der(c).ok())
+            .collect();
+        ExtraRoots { der, reqwest }
+    })
+}
+
+fn read_roots(path: &std::ffi::OsStr) -> Vec<CertificateDer<'static>> {
+    let warn = |e: String| {
+        crate::log::warn(
+            "SSL_CERT_FILE is not used: only the built-in roots are trusted",
+            &[
+                ("path", path.to_string_lossy().into_owned().into()),
+                ("error", e.into()),
+            ],
+        );
+        Vec::new()
+    };
+    let pem = match std::fs::read(path) {
+        Ok(pem) => pem,
+        Err(e) => return warn(e.to_string()),
+    };
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+    let certs = match certs {
+        Ok(certs) if certs.is_empty() => return warn("it holds no PEM certificate".to_owned()),
+        Ok(certs) => certs,
+        Err(e) => return warn(e.to_string()),
+    };
+    let mut usable = Vec::with_capacity(certs.len());
+    for (i, c) in certs.into_iter().enumerate() {
+        match RootCertStore::empty().add(c.clone()) {
+            Ok(()) => usable.push(c),
+            Err(e) => crate::log::warn(
+                "SSL_CERT_FILE: a certificate that is no trust anchor is left out",
                 &[
                     ("path", path.to_string_lossy().into_owned().into()),
-                    ("error", e.into()),
+                    ("certificate", (i + 1).into()),
+                    ("error", e.to_string().into()),
                 ],
-            );
-            Vec::new()
-        })
-    })
+            ),
+        }
+    }
+    usable
+}
+
+/// The roots every HTTPS connection trusts: the built-in Web PKI ones (as reqwest's) and those
+/// of `SSL_CERT_FILE`.
+pub fn trusted_roots() -> RootCertStore {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for c in &extra_roots().der {
+        let _ = roots.add(c.clone());
+    }
+    roots
 }
 
 fn lifecycle() -> std::sync::MutexGuard<'static, ()> {

@@ -25,6 +25,7 @@ pub mod errors;
 mod fault;
 pub mod ffi;
 pub mod global;
+pub mod http2_origins;
 pub mod inflight;
 pub mod log;
 pub mod logger;

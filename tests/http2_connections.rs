@@ -1,10 +1,14 @@
-//! HTTPS providers that speak HTTP/2: more requests in flight than one connection may carry.
+//! HTTPS providers that speak HTTP/2: more requests in flight than one connection may carry,
+//! and a burst of them to an origin llmr has not talked to yet.
 //!
 //! A server caps the streams of one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS), and
 //! one reqwest client queues the requests past the cap instead of opening another connection.
 //! llmr spreads the shared runtime's requests over clients of at most 100 each: every request
-//! reaches the server at once. The server here is a real HTTP/2 server (the `h2` crate) over
-//! TLS with ALPN, whose certificate llmr trusts through `SSL_CERT_FILE`.
+//! reaches the server at once. And since a client knows a server speaks HTTP/2 only after a
+//! handshake, llmr asks each HTTPS origin once (src/http2_origins.rs) so that a burst does not
+//! open a connection per request. The server here is a real HTTP/2 server (the `h2` crate)
+//! over TLS with ALPN, whose certificate llmr trusts through `SSL_CERT_FILE`; origins that
+//! speak HTTP/1.1 only are served by a small HTTP/1.1 server over the same TLS.
 
 mod common;
 
@@ -38,6 +42,9 @@ fn trust_the_test_certificate() {
 
 #[derive(Default)]
 struct Counts {
+    /// TLS handshakes completed (llmr's probe included).
+    handshakes: AtomicUsize,
+    /// HTTP/2 connections (a completed HTTP/2 handshake after the TLS one).
     connections: AtomicUsize,
     /// Streams answered so far (each holds until all are or `HOLD` passed).
     opened: AtomicUsize,
@@ -53,6 +60,7 @@ fn http2_server(hold_for: usize) -> (common::tls::Server, Arc<Counts>) {
     let c = counts.clone();
     let server = common::tls::serve(&[b"h2"], move |tls| {
         let c = c.clone();
+        c.handshakes.fetch_add(1, Ordering::SeqCst);
         async move {
             let Ok(mut conn) = h2::server::Builder::new()
                 .max_concurrent_streams(SERVER_STREAM_LIMIT)
@@ -109,18 +117,17 @@ fn deployment(port: u16) -> serde_json::Value {
     common::openai("h2", &format!("https://127.0.0.1:{port}/v1"), json!({}))
 }
 
-#[test]
-fn more_async_streams_than_one_connection_carries_all_reach_the_server_at_once() {
-    trust_the_test_certificate();
-    let _g = common::lock();
-    let (server, counts) = http2_server(STREAMS);
+/// Starts `n` async streams at once against a fresh HTTP/2 server that holds each until all
+/// are open; checks each ends with the whole answer and every place on a client is given back.
+fn streams_held_open_together(n: usize) -> Arc<Counts> {
+    let (server, counts) = http2_server(n);
     let port = server.port;
     common::init(
         vec![deployment(port)],
         common::settings(json!({"num_retries": 0, "timeout": 30})),
     );
     let (tx, rx) = channel();
-    for i in 0..STREAMS {
+    for i in 0..n {
         let tx = tx.clone();
         let chunks = Arc::new(AtomicUsize::new(0));
         let seen = chunks.clone();
@@ -136,7 +143,7 @@ fn more_async_streams_than_one_connection_carries_all_reach_the_server_at_once()
         );
         assert_ne!(id, 0);
     }
-    for _ in 0..STREAMS {
+    for _ in 0..n {
         let (r, chunks) = rx
             .recv_timeout(HOLD * 3)
             .expect("every stream ends in time");
@@ -145,6 +152,19 @@ fn more_async_streams_than_one_connection_carries_all_reach_the_server_at_once()
         assert_eq!(common::content(&resp), "one two");
         assert!(chunks >= 2, "chunks: {chunks}");
     }
+    // Every request gave its place on its client back.
+    assert!(common::eventually(
+        Duration::from_secs(5),
+        || llmr::global::http_client().in_flight() == 0
+    ));
+    counts
+}
+
+#[test]
+fn more_async_streams_than_one_connection_carries_all_reach_the_server_at_once() {
+    trust_the_test_certificate();
+    let _g = common::lock();
+    let counts = streams_held_open_together(STREAMS);
     assert_eq!(
         counts.most_open.load(Ordering::SeqCst),
         STREAMS,
@@ -152,11 +172,106 @@ fn more_async_streams_than_one_connection_carries_all_reach_the_server_at_once()
         counts.connections.load(Ordering::SeqCst)
     );
     assert!(counts.connections.load(Ordering::SeqCst) >= 2);
-    // Every request gave its place on its client back.
-    assert!(common::eventually(
-        Duration::from_secs(5),
-        || llmr::global::http_client().pool().in_flight() == 0
-    ));
+}
+
+/// A burst to an origin llmr has not talked to yet: the streams share as few connections as
+/// the server's stream limit allows, instead of one connection each (what a client that has
+/// not finished a first handshake does). The first request goes out before llmr knows the
+/// protocol, on a connection of its own; the others wait for the probe's answer and then
+/// share HTTP/2 connections of at most 100 streams.
+#[test]
+fn a_burst_to_a_new_https_origin_shares_a_few_http2_connections() {
+    trust_the_test_certificate();
+    let _g = common::lock();
+    const BURST: usize = 400;
+    let counts = streams_held_open_together(BURST);
+    assert_eq!(counts.most_open.load(Ordering::SeqCst), BURST);
+    let fewest = 1 + (BURST - 1).div_ceil(SERVER_STREAM_LIMIT as usize);
+    let connections = counts.connections.load(Ordering::SeqCst);
+    assert!(
+        connections <= fewest,
+        "{BURST} streams opened {connections} HTTP/2 connections (at most {fewest} needed)"
+    );
+    // The probe's handshake is the only other one.
+    assert!(counts.handshakes.load(Ordering::SeqCst) <= connections + 1);
+}
+
+/// An HTTP/1.1 server over TLS (ALPN `alpn`) answering every request with a completion, over
+/// keep-alive connections. Stopped when dropped.
+fn http1_server(alpn: &[&[u8]]) -> common::tls::Server {
+    common::tls::serve(alpn, |tls| async move {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let mut tls = tokio::io::BufReader::new(tls);
+        loop {
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if tls.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            if tls.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            let answer = json!({"id": "chatcmpl-h1", "object": "chat.completion", "created": 1,
+                "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "over HTTP/1.1"}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
+            .to_string();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                answer.len()
+            );
+            let w = tls.get_mut();
+            if w.write_all(head.as_bytes()).await.is_err()
+                || w.write_all(answer.as_bytes()).await.is_err()
+                || w.flush().await.is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+/// Origins that pick HTTP/1.1, or offer no ALPN at all, are served as before: a burst of
+/// async requests (the ones after the first wait for the probe's answer) and a blocking one.
+#[test]
+fn https_origins_that_speak_only_http1_are_served_as_before() {
+    trust_the_test_certificate();
+    let _g = common::lock();
+    for alpn in [&[&b"http/1.1"[..]][..], &[]] {
+        let server = http1_server(alpn);
+        common::init(
+            vec![deployment(server.port)],
+            common::settings(json!({"num_retries": 0, "timeout": 20})),
+        );
+        let (tx, rx) = channel();
+        for i in 0..20 {
+            let tx = tx.clone();
+            let id =
+                llmr::complete_async(&common::ask(&format!("ask {i}")).to_string(), move |r| {
+                    let _ = tx.send(r);
+                });
+            assert_ne!(id, 0);
+        }
+        for _ in 0..20 {
+            let r = rx.recv_timeout(Duration::from_secs(30)).expect("in time");
+            let resp: serde_json::Value = serde_json::from_str(&r.expect("answered")).unwrap();
+            assert_eq!(common::content(&resp), "over HTTP/1.1", "ALPN {alpn:?}");
+        }
+        let resp = common::complete(&common::ask("blocking")).expect("answered");
+        assert_eq!(common::content(&resp), "over HTTP/1.1");
+        llmr::shutdown();
+    }
 }
 
 #[test]

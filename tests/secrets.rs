@@ -391,7 +391,26 @@ fn https_with_an_untrusted_certificate_is_refused_before_anything_is_sent() {
                      "router_settings": {"num_retries": 0, "timeout": 10}});
     llmr::init(&cfg.to_string()).unwrap();
     let req = common::ask("hi").to_string();
-    for r in [llmr::complete_json(&req), llmr::stream_json(&req, |_| true)] {
+    // Async requests too: the first one starts a probe of the origin for HTTP/2
+    // (src/http2_origins.rs), which must refuse the certificate as well; the second waits for
+    // the probe's answer.
+    let (tx, rx) = std::sync::mpsc::channel();
+    for _ in 0..2 {
+        let tx = tx.clone();
+        let id = llmr::complete_async(&req, move |r| {
+            let _ = tx.send(r);
+        });
+        assert_ne!(id, 0);
+    }
+    let mut answers: Vec<_> = (0..2)
+        .map(|_| rx.recv_timeout(Duration::from_secs(20)).expect("in time"))
+        .collect();
+    for r in [
+        answers.pop().unwrap(),
+        answers.pop().unwrap(),
+        llmr::complete_json(&req),
+        llmr::stream_json(&req, |_| true),
+    ] {
         let e = r.expect_err("an untrusted certificate is refused");
         assert_eq!(e.status, llmr::Status::Upstream, "{}", e.message);
         assert!(!e.message.contains(KEY_OPENAI));
