@@ -14,6 +14,7 @@ use tokio_rustls::rustls::RootCertStore;
 
 use crate::callbacks;
 use crate::caller_runtime::{self, Http};
+use crate::chunk_batch::{ChunkBatch, ChunkJson, BATCH};
 use crate::config;
 use crate::errors::{Error, Status};
 use crate::inflight;
@@ -288,23 +289,17 @@ pub fn complete_blocking(request_json: &str) -> Result<String, Error> {
     r
 }
 
-/// The most chunks a sink holds before it hands them over, whatever the stream has ready.
-const BATCH: usize = 16;
-
 /// Sends chunk JSON to the thread that runs the caller's callback, the chunks of one read
 /// together (one wake-up of that thread for all of them). Bounded: a slow callback slows the
 /// upstream read instead of buffering without end.
 struct ChannelSink {
-    tx: tokio::sync::mpsc::Sender<Vec<String>>,
-    held: Vec<String>,
+    tx: tokio::sync::mpsc::Sender<ChunkBatch>,
+    held: ChunkBatch,
 }
 
 impl ChunkSink for ChannelSink {
     fn deliver<'a>(&'a mut self, chunk: &'a ChatChunk) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            self.held.push(to_json(chunk));
-            self.held.len() < BATCH || self.flush().await
-        })
+        Box::pin(async move { !self.held.push(chunk) || self.flush().await })
     }
 
     fn flush(&mut self) -> BoxFuture<'_, bool> {
@@ -312,7 +307,7 @@ impl ChunkSink for ChannelSink {
             if self.held.is_empty() {
                 return true;
             }
-            let batch = std::mem::replace(&mut self.held, Vec::with_capacity(BATCH));
+            let batch = self.held.take();
             self.tx.send(batch).await.is_ok()
         })
     }
@@ -326,16 +321,16 @@ impl ChunkSink for ChannelSink {
 /// it may call llmr (even a blocking call) itself.
 pub fn stream_blocking(
     request_json: &str,
-    mut on_chunk: impl FnMut(&str) -> bool,
+    mut on_chunk: impl FnMut(ChunkJson<'_>) -> bool,
 ) -> Result<String, Error> {
     not_in_runtime("llmr_stream")?;
     let (router, req) = prepare(request_json)?;
     let reg = inflight::register();
-    let (chunk_tx, mut chunk_rx) = tokio::sync::mpsc::channel::<Vec<String>>(8);
+    let (chunk_tx, mut chunk_rx) = tokio::sync::mpsc::channel::<ChunkBatch>(8);
     let stop = reg.cancel.clone();
     let mut sink = ChannelSink {
         tx: chunk_tx,
-        held: Vec::with_capacity(BATCH),
+        held: ChunkBatch::default(),
     };
     let run = async {
         let r = tokio::select! {
@@ -349,12 +344,12 @@ pub fn stream_blocking(
     let mut result: Option<Result<String, Error>> = None;
     let mut delivering = true;
     // The callback, for one batch; false once nothing more is to be delivered.
-    let mut deliver = |batch: Vec<String>| {
-        for json in batch {
+    let mut deliver = |batch: ChunkBatch| {
+        for json in batch.iter() {
             if reg.cancel.is_cancelled() {
                 return false; // llmr_cancel or llmr_shutdown: deliver nothing more
             }
-            if !on_chunk(&json) {
+            if !on_chunk(json) {
                 reg.cancel.cancel_because(BY_CALLBACK);
                 return false;
             }
@@ -406,7 +401,7 @@ pub fn stream_blocking(
 
 /// One step of a blocking stream: chunks for the callback, or the end.
 enum Step {
-    Chunks(Option<Vec<String>>),
+    Chunks(Option<ChunkBatch>),
     Done(Result<String, Error>),
 }
 
@@ -463,9 +458,10 @@ pub fn complete_async(request_json: &str, on_done: DoneFn) -> u64 {
 /// How many chunks of one stream may wait for the callback thread before the stream stops
 /// reading upstream.
 const CHUNKS_AHEAD: usize = 64;
+const _: () = assert!(BATCH < CHUNKS_AHEAD);
 
 /// The chunk callback of an asynchronous stream; false stops the stream.
-pub type ChunkFn = Box<dyn FnMut(&str) -> bool + Send>;
+pub type ChunkFn = Box<dyn FnMut(ChunkJson<'_>) -> bool + Send>;
 
 struct CallbackSink {
     on_chunk: Arc<Mutex<ChunkFn>>,
@@ -473,7 +469,7 @@ struct CallbackSink {
     credits: Arc<tokio::sync::Semaphore>,
     cancel: crate::cancel::CancelToken,
     /// Chunks not yet posted to the callback thread.
-    held: Vec<String>,
+    held: ChunkBatch,
     /// Their credits, merged into one: given back together once the batch has been delivered
     /// (one release per batch, not one per chunk).
     held_credits: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -485,16 +481,16 @@ impl ChunkSink for CallbackSink {
             if self.cancel.is_cancelled() {
                 return false;
             }
-            // BATCH < CHUNKS_AHEAD: the credits held here never starve this wait.
+            // A batch holds fewer credits than there are: those held here never starve this wait.
             let Ok(permit) = self.credits.clone().acquire_owned().await else {
                 return false;
             };
-            self.held.push(to_json(chunk));
+            let full = self.held.push(chunk);
             match &mut self.held_credits {
                 Some(all) => all.merge(permit),
                 None => self.held_credits = Some(permit),
             }
-            self.held.len() < BATCH || self.flush().await
+            !full || self.flush().await
         })
     }
 
@@ -503,17 +499,17 @@ impl ChunkSink for CallbackSink {
             if self.held.is_empty() {
                 return true;
             }
-            let batch = std::mem::replace(&mut self.held, Vec::with_capacity(BATCH));
+            let batch = self.held.take();
             let credits = self.held_credits.take();
             let on_chunk = self.on_chunk.clone();
             let stopped = self.stopped.clone();
             let cancel = self.cancel.clone();
             callbacks::post(move || {
-                for json in batch {
+                for json in batch.iter() {
                     // Chunks already queued when the request was stopped or cancelled are dropped.
                     if !stopped.load(Ordering::Acquire) && !cancel.is_cancelled() {
                         let mut f = on_chunk.lock().unwrap_or_else(|p| p.into_inner());
-                        if !f(&json) {
+                        if !f(json) {
                             stopped.store(true, Ordering::Release);
                             cancel.cancel_because(BY_CALLBACK);
                         }
@@ -556,7 +552,7 @@ pub fn stream_async(request_json: &str, on_chunk: ChunkFn, on_done: DoneFn) -> u
         stopped,
         credits: Arc::new(tokio::sync::Semaphore::new(CHUNKS_AHEAD)),
         cancel: reg.cancel.clone(),
-        held: Vec::with_capacity(BATCH),
+        held: ChunkBatch::default(),
         held_credits: None,
     };
     runtime().spawn(async move {

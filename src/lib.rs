@@ -18,6 +18,7 @@
 pub mod callbacks;
 pub mod caller_runtime;
 pub mod cancel;
+pub mod chunk_batch;
 pub mod client_pool;
 pub mod config;
 pub mod errors;
@@ -38,6 +39,7 @@ pub mod secret;
 pub mod sse;
 pub mod types;
 
+pub use chunk_batch::ChunkJson;
 pub use errors::{Error, Status};
 
 /// Parser entry points that are not public API, for the fuzz targets (`fuzz/`) and the replay
@@ -90,7 +92,16 @@ pub fn complete_json(request_json: &str) -> Result<String, Error> {
 /// returns false to stop. Returns the assembled response JSON.
 pub fn stream_json(
     request_json: &str,
-    on_chunk: impl FnMut(&str) -> bool,
+    mut on_chunk: impl FnMut(&str) -> bool,
+) -> Result<String, Error> {
+    global::stream_blocking(request_json, |c| on_chunk(c.as_str()))
+}
+
+/// [`stream_json`] handing each chunk as a [`ChunkJson`], which is also a C string (what
+/// `llmr_stream` passes to C without a copy).
+pub fn stream_chunks(
+    request_json: &str,
+    on_chunk: impl FnMut(ChunkJson<'_>) -> bool,
 ) -> Result<String, Error> {
     global::stream_blocking(request_json, on_chunk)
 }
@@ -118,7 +129,16 @@ pub fn complete_async(
 /// the callback thread. Returns the request id, or 0 when it could not start.
 pub fn stream_async(
     request_json: &str,
-    on_chunk: impl FnMut(&str) -> bool + Send + 'static,
+    mut on_chunk: impl FnMut(&str) -> bool + Send + 'static,
+    on_done: impl FnOnce(Result<String, Error>) + Send + 'static,
+) -> u64 {
+    stream_chunks_async(request_json, move |c| on_chunk(c.as_str()), on_done)
+}
+
+/// [`stream_async`] handing each chunk as a [`ChunkJson`] (see [`stream_chunks`]).
+pub fn stream_chunks_async(
+    request_json: &str,
+    on_chunk: impl FnMut(ChunkJson<'_>) -> bool + Send + 'static,
     on_done: impl FnOnce(Result<String, Error>) + Send + 'static,
 ) -> u64 {
     global::stream_async(request_json, Box::new(on_chunk), Box::new(on_done))

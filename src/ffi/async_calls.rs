@@ -8,6 +8,7 @@ use super::{
     LLMR_ERR_INVALID_ARGUMENT, LLMR_OK,
 };
 use crate::errors::Error;
+use crate::ChunkJson;
 
 /// The caller's `user_data`: llmr never dereferences it, only hands it back, so it may cross
 /// to the callback thread.
@@ -35,14 +36,11 @@ fn done_fn(cb: DoneC, user_data: UserData) -> impl FnOnce(Result<String, Error>)
     }
 }
 
-fn chunk_fn(cb: ChunkC, user_data: UserData) -> impl FnMut(&str) -> bool + Send {
+fn chunk_fn(cb: ChunkC, user_data: UserData) -> impl FnMut(ChunkJson<'_>) -> bool + Send {
     move |chunk| {
-        let Ok(c) = CString::new(chunk) else {
-            return true; // JSON holds no NUL; skip rather than hand C a cut string
-        };
         let ud = user_data;
-        // SAFETY: as in `done_fn`.
-        unsafe { cb(c.as_ptr(), ud.0) == 0 }
+        // SAFETY: as in `done_fn` (the chunk lives for the call).
+        unsafe { cb(chunk.as_c_str().as_ptr(), ud.0) == 0 }
     }
 }
 
@@ -116,7 +114,9 @@ pub unsafe extern "C" fn llmr_stream_async(
         let args = arg_str(request_json, "request_json")
             .and_then(|req| Ok((req, arg_callback(on_chunk, "on_chunk")?)));
         match args {
-            Ok((req, chunk)) => crate::stream_async(req, chunk_fn(chunk, ud), done_fn(done, ud)),
+            Ok((req, chunk)) => {
+                crate::stream_chunks_async(req, chunk_fn(chunk, ud), done_fn(done, ud))
+            }
             Err(e) => refuse(done, ud, e),
         }
     }));

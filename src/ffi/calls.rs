@@ -1,6 +1,6 @@
 //! Completions and streams.
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, c_void};
 
 use super::{arg_callback, arg_str, clear, ffi_boundary, llmr_chunk_cb, llmr_status, respond};
 
@@ -57,12 +57,9 @@ pub unsafe extern "C" fn llmr_stream(
         clear(result_out);
         let r = arg_str(request_json, "request_json").and_then(|req| {
             let cb = arg_callback(on_chunk, "on_chunk")?;
-            crate::stream_json(req, |chunk| {
-                let Ok(c) = CString::new(chunk) else {
-                    return true; // JSON holds no NUL; skip rather than hand C a cut string
-                };
-                // SAFETY: `cb` is the caller's function; `c` lives for the call.
-                unsafe { cb(c.as_ptr(), user_data) == 0 }
+            crate::stream_chunks(req, |chunk| {
+                // SAFETY: `cb` is the caller's function; the chunk lives for the call.
+                unsafe { cb(chunk.as_c_str().as_ptr(), user_data) == 0 }
             })
         });
         respond(result_out, r)
