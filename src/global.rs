@@ -12,9 +12,9 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::RootCertStore;
 
+use crate::callback_json::{ChunkBatch, ChunkJson, JsonText, BATCH};
 use crate::callbacks;
 use crate::caller_runtime::{self, Http};
-use crate::chunk_batch::{ChunkBatch, ChunkJson, BATCH};
 use crate::config;
 use crate::errors::{Error, Status};
 use crate::inflight;
@@ -407,12 +407,12 @@ enum Step {
 
 /// The completion callback of an asynchronous request: called exactly once, on the callback
 /// thread — with the result, or, should the request's task die in a bug, with `internal`.
-pub type DoneFn = Box<dyn FnOnce(Result<String, Error>) + Send>;
+pub type DoneFn = Box<dyn FnOnce(Result<JsonText, Error>) + Send>;
 
 struct Done(Option<DoneFn>);
 
 impl Done {
-    fn finish(mut self, r: Result<String, Error>) {
+    fn finish(mut self, r: Result<JsonText, Error>) {
         if let Some(f) = self.0.take() {
             callbacks::post(move || f(r));
         }
@@ -446,7 +446,7 @@ pub fn complete_async(request_json: &str, on_done: DoneFn) -> u64 {
     runtime().spawn(async move {
         let cancel = reg.cancel.clone();
         let r = tokio::select! {
-            r = router.complete(&req) => r.map(|resp| to_json(&resp)),
+            r = router.complete(&req) => r.map(|resp| JsonText::of(&resp)),
             () = cancel.cancelled() => Err(cancel.error()),
         };
         drop(reg);
@@ -538,7 +538,7 @@ pub fn stream_async(request_json: &str, on_chunk: ChunkFn, on_done: DoneFn) -> u
     let done = {
         let stopped = stopped.clone();
         let cancel = reg.cancel.clone();
-        Done(Some(Box::new(move |r: Result<String, Error>| {
+        Done(Some(Box::new(move |r: Result<JsonText, Error>| {
             let r = if stopped.load(Ordering::Acquire) {
                 Err(cancel.error())
             } else {
@@ -558,7 +558,7 @@ pub fn stream_async(request_json: &str, on_chunk: ChunkFn, on_done: DoneFn) -> u
     runtime().spawn(async move {
         let cancel = reg.cancel.clone();
         let r = tokio::select! {
-            r = router.stream(&req, &mut sink) => r.map(|resp| to_json(&resp)),
+            r = router.stream(&req, &mut sink) => r.map(|resp| JsonText::of(&resp)),
             () = cancel.cancelled() => Err(cancel.error()),
         };
         drop(reg);

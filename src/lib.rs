@@ -15,10 +15,10 @@
 //! - [`model_info`]: the embedded model table (windows, output caps, prices);
 //! - [`ffi`]: the C boundary; [`global`]: the singletons behind it.
 
+pub mod callback_json;
 pub mod callbacks;
 pub mod caller_runtime;
 pub mod cancel;
-pub mod chunk_batch;
 pub mod client_pool;
 pub mod config;
 pub mod errors;
@@ -39,7 +39,7 @@ pub mod secret;
 pub mod sse;
 pub mod types;
 
-pub use chunk_batch::ChunkJson;
+pub use callback_json::{ChunkJson, JsonText};
 pub use errors::{Error, Status};
 
 /// Parser entry points that are not public API, for the fuzz targets (`fuzz/`) and the replay
@@ -121,6 +121,15 @@ pub fn complete_async(
     request_json: &str,
     on_done: impl FnOnce(Result<String, Error>) + Send + 'static,
 ) -> u64 {
+    complete_async_text(request_json, move |r| on_done(r.map(JsonText::into_string)))
+}
+
+/// [`complete_async`] handing the answer as a [`JsonText`], which is also a C string (what
+/// `llmr_complete_async` passes to C without a copy).
+pub fn complete_async_text(
+    request_json: &str,
+    on_done: impl FnOnce(Result<JsonText, Error>) + Send + 'static,
+) -> u64 {
     global::complete_async(request_json, Box::new(on_done))
 }
 
@@ -132,14 +141,19 @@ pub fn stream_async(
     mut on_chunk: impl FnMut(&str) -> bool + Send + 'static,
     on_done: impl FnOnce(Result<String, Error>) + Send + 'static,
 ) -> u64 {
-    stream_chunks_async(request_json, move |c| on_chunk(c.as_str()), on_done)
+    stream_chunks_async(
+        request_json,
+        move |c| on_chunk(c.as_str()),
+        move |r| on_done(r.map(JsonText::into_string)),
+    )
 }
 
-/// [`stream_async`] handing each chunk as a [`ChunkJson`] (see [`stream_chunks`]).
+/// [`stream_async`] handing each chunk as a [`ChunkJson`] and the answer as a [`JsonText`]
+/// (see [`stream_chunks`]).
 pub fn stream_chunks_async(
     request_json: &str,
     on_chunk: impl FnMut(ChunkJson<'_>) -> bool + Send + 'static,
-    on_done: impl FnOnce(Result<String, Error>) + Send + 'static,
+    on_done: impl FnOnce(Result<JsonText, Error>) + Send + 'static,
 ) -> u64 {
     global::stream_async(request_json, Box::new(on_chunk), Box::new(on_done))
 }

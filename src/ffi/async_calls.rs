@@ -8,7 +8,7 @@ use super::{
     LLMR_ERR_INVALID_ARGUMENT, LLMR_OK,
 };
 use crate::errors::Error;
-use crate::ChunkJson;
+use crate::{ChunkJson, JsonText};
 
 /// The caller's `user_data`: llmr never dereferences it, only hands it back, so it may cross
 /// to the callback thread.
@@ -23,16 +23,19 @@ type ChunkC = unsafe extern "C" fn(*const c_char, *mut c_void) -> i32;
 
 /// The Rust `on_done` for a C `on_done`: hands over the status and the JSON (response or error),
 /// valid for the duration of the call.
-fn done_fn(cb: DoneC, user_data: UserData) -> impl FnOnce(Result<String, Error>) + Send {
+fn done_fn(cb: DoneC, user_data: UserData) -> impl FnOnce(Result<JsonText, Error>) + Send {
     move |r| {
-        let (status, json) = match r {
-            Ok(s) => (LLMR_OK, s),
-            Err(e) => (e.status.code(), e.to_json()),
-        };
-        let json = CString::new(json).unwrap_or_default();
         let ud = user_data;
-        // SAFETY: the caller's function with the caller's `user_data`; `json` outlives the call.
-        unsafe { cb(status, json.as_ptr(), ud.0) };
+        match r {
+            // SAFETY: the caller's function with the caller's `user_data`; the JSON outlives
+            // the call.
+            Ok(json) => unsafe { cb(LLMR_OK, json.as_c_str().as_ptr(), ud.0) },
+            Err(e) => {
+                let json = CString::new(e.to_json()).unwrap_or_default();
+                // SAFETY: as above.
+                unsafe { cb(e.status.code(), json.as_ptr(), ud.0) }
+            }
+        }
     }
 }
 
@@ -77,7 +80,7 @@ pub unsafe extern "C" fn llmr_complete_async(
     let ud = UserData(user_data);
     let id = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         match arg_str(request_json, "request_json") {
-            Ok(req) => crate::complete_async(req, done_fn(done, ud)),
+            Ok(req) => crate::complete_async_text(req, done_fn(done, ud)),
             Err(e) => refuse(done, ud, e),
         }
     }));

@@ -1,22 +1,62 @@
-//! The chunks a stream hands its callback at once, as JSON text in one buffer.
+//! JSON text as async callbacks and streams hand it over: each text followed by a NUL, so
+//! that C gets a pointer to it rather than a copy of its own.
 //!
-//! Each chunk's JSON is followed by a NUL, so C gets a pointer into the buffer rather than a
-//! copy of its own, and a batch is one allocation rather than one per chunk. That matters
-//! because a batch is written on a worker and read (then freed) on the callback thread: glibc
-//! takes the allocating thread's arena lock to free its memory, so every chunk freed on the
-//! other thread contended with the worker's own allocations (in a profile of
-//! `llmr_stream_async` at 64 in flight, ~16% of the samples waited on malloc's arena locks).
+//! The text is written on a worker and read, then freed, on the callback thread (or, for a
+//! blocking stream, between two steps of it). glibc takes the allocating thread's arena lock to
+//! free its memory, so every allocation freed on the other thread contends with the worker's own
+//! (in a profile of `llmr_stream_async` at 64 in flight, ~16% of the samples waited on malloc's
+//! arena locks): the chunks of one batch share one buffer ([`ChunkBatch`]), and an answer is
+//! one [`JsonText`], not a `String` and then a `CString` copied from it.
 
 use std::ffi::CStr;
+
+/// A whole answer's (or error's) JSON and its NUL.
+pub struct JsonText(Vec<u8>);
+
+impl JsonText {
+    pub fn of(value: &impl serde::Serialize) -> JsonText {
+        // Most answers fit: serde_json's own start (128 bytes) grew several times.
+        let mut text = Vec::with_capacity(512);
+        write_with_nul(&mut text, value);
+        JsonText(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        ChunkJson { with_nul: &self.0 }.as_str()
+    }
+
+    pub fn as_c_str(&self) -> &CStr {
+        ChunkJson { with_nul: &self.0 }.as_c_str()
+    }
+
+    pub fn into_string(mut self) -> String {
+        self.0.pop();
+        // SAFETY: serde_json's output (UTF-8) without the NUL `of` added.
+        unsafe { String::from_utf8_unchecked(self.0) }
+    }
+}
+
+impl std::fmt::Debug for JsonText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+/// Appends `value`'s JSON and a NUL. Every NUL-terminated text here is written by this:
+/// serde_json writes only UTF-8 and no NUL (one in a string is escaped as `\u0000`).
+fn write_with_nul(text: &mut Vec<u8>, value: &impl serde::Serialize) {
+    serde_json::to_writer(&mut *text, value).expect("a response always serialises");
+    text.push(0);
+}
 
 /// The most chunks one batch holds.
 pub const BATCH: usize = 16;
 /// What a sink's first batch reserves; later ones reserve what the last one used.
 const FIRST_RESERVE: usize = 512;
 
+/// The chunks a stream hands its callback at once, in one buffer.
 pub struct ChunkBatch {
-    /// The chunks' JSON, each followed by a NUL. Only `push` writes it: serde_json's output is
-    /// UTF-8 and holds no NUL (a NUL in a string is escaped as `\u0000`).
+    /// The chunks' JSON, each followed by a NUL (written by `write_with_nul`).
     text: Vec<u8>,
     /// Where each chunk ends (past its NUL).
     ends: [u32; BATCH],
@@ -35,13 +75,13 @@ pub struct ChunkJson<'a> {
 impl<'a> ChunkJson<'a> {
     pub fn as_str(&self) -> &'a str {
         let json = &self.with_nul[..self.with_nul.len() - 1];
-        // SAFETY: written by `ChunkBatch::push` from serde_json, which writes only UTF-8.
+        // SAFETY: written by `write_with_nul` from serde_json, which writes only UTF-8.
         unsafe { std::str::from_utf8_unchecked(json) }
     }
 
     /// The JSON as a C string, without a copy.
     pub fn as_c_str(&self) -> &'a CStr {
-        // SAFETY: `push` ends every chunk with a NUL, and JSON text holds no other.
+        // SAFETY: `write_with_nul` ends every text with a NUL, and JSON text holds no other.
         unsafe { CStr::from_bytes_with_nul_unchecked(self.with_nul) }
     }
 }
@@ -64,8 +104,7 @@ impl ChunkBatch {
         if self.text.capacity() == 0 {
             self.text.reserve(self.reserve);
         }
-        serde_json::to_writer(&mut self.text, chunk).expect("a chunk always serialises");
-        self.text.push(0);
+        write_with_nul(&mut self.text, chunk);
         self.ends[self.len] = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
         self.len += 1;
         self.len == BATCH
@@ -123,6 +162,15 @@ mod tests {
         }
         // The NUL inside a string is escaped: the C string is the whole JSON.
         assert!(got[1].as_str().contains("\\u0000"));
+    }
+
+    #[test]
+    fn an_answer_is_its_json_as_a_string_and_as_a_c_string() {
+        let v = json!({"content": "ünïcode and a NUL \u{0}"});
+        let t = JsonText::of(&v);
+        assert_eq!(t.as_str(), v.to_string());
+        assert_eq!(t.as_c_str().to_str().unwrap(), v.to_string());
+        assert_eq!(t.into_string(), v.to_string());
     }
 
     #[test]
