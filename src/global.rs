@@ -8,9 +8,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::CertificateDer;
-use tokio_rustls::rustls::RootCertStore;
 
 use crate::callback_json::{ChunkBatch, ChunkJson, JsonText, BATCH};
 use crate::callbacks;
@@ -61,7 +58,7 @@ pub fn new_http2_client() -> reqwest::Client {
 
 fn client_builder() -> reqwest::ClientBuilder {
     let mut b = reqwest::Client::builder();
-    for c in &extra_roots().reqwest {
+    for c in crate::tls_roots::for_reqwest() {
         b = b.add_root_certificate(c.clone());
     }
     b
@@ -80,81 +77,6 @@ pub fn https_proxy_set() -> bool {
     ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()))
-}
-
-/// The certificates of the PEM bundle `SSL_CERT_FILE` names, trusted besides the built-in Web
-/// PKI roots (a TLS-inspecting proxy, a model server with a private CA). Read once, when the
-/// first client is built; a file that cannot be used is logged and leaves the built-in roots,
-/// and so is a certificate in it that is no trust anchor (it would stop every client from
-/// being built).
-struct ExtraRoots {
-    der: Vec<CertificateDer<'static>>,
-    reqwest: Vec<reqwest::Certificate>,
-}
-
-fn extra_roots() -> &'static ExtraRoots {
-    static ROOTS: OnceLock<ExtraRoots> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let der = std::env::var_os("SSL_CERT_FILE")
-            .filter(|p| !p.is_empty())
-            .map(|path| read_roots(&path))
-            .unwrap_or_default();
-        let reqwest = der
-            .iter()
-            .filter_map(|c| reqwest::Certificate::from_der(c).ok())
-            .collect();
-        ExtraRoots { der, reqwest }
-    })
-}
-
-fn read_roots(path: &std::ffi::OsStr) -> Vec<CertificateDer<'static>> {
-    let warn = |e: String| {
-        crate::log::warn(
-            "SSL_CERT_FILE is not used: only the built-in roots are trusted",
-            &[
-                ("path", path.to_string_lossy().into_owned().into()),
-                ("error", e.into()),
-            ],
-        );
-        Vec::new()
-    };
-    let pem = match std::fs::read(path) {
-        Ok(pem) => pem,
-        Err(e) => return warn(e.to_string()),
-    };
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
-    let certs = match certs {
-        Ok(certs) if certs.is_empty() => return warn("it holds no PEM certificate".to_owned()),
-        Ok(certs) => certs,
-        Err(e) => return warn(e.to_string()),
-    };
-    let mut usable = Vec::with_capacity(certs.len());
-    for (i, c) in certs.into_iter().enumerate() {
-        match RootCertStore::empty().add(c.clone()) {
-            Ok(()) => usable.push(c),
-            Err(e) => crate::log::warn(
-                "SSL_CERT_FILE: a certificate that is no trust anchor is left out",
-                &[
-                    ("path", path.to_string_lossy().into_owned().into()),
-                    ("certificate", (i + 1).into()),
-                    ("error", e.to_string().into()),
-                ],
-            ),
-        }
-    }
-    usable
-}
-
-/// The roots every HTTPS connection trusts: the built-in Web PKI ones (as reqwest's) and those
-/// of `SSL_CERT_FILE`.
-pub fn trusted_roots() -> RootCertStore {
-    let mut roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    for c in &extra_roots().der {
-        let _ = roots.add(c.clone());
-    }
-    roots
 }
 
 fn lifecycle() -> std::sync::MutexGuard<'static, ()> {

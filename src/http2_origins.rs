@@ -173,7 +173,7 @@ fn probe_config() -> Arc<rustls::ClientConfig> {
             let mut config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .expect("ring supports the default TLS versions")
-                .with_root_certificates(crate::global::trusted_roots())
+                .with_root_certificates(crate::tls_roots::trusted())
                 .with_no_client_auth();
             config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
             Arc::new(config)

@@ -37,6 +37,7 @@ pub mod providers;
 pub mod router;
 pub mod secret;
 pub mod sse;
+pub mod tls_roots;
 pub mod types;
 
 pub use callback_json::{ChunkJson, JsonText};
