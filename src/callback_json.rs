@@ -8,7 +8,7 @@
 //! arena locks): the chunks of one batch share one buffer ([`ChunkBatch`]), and an answer is
 //! one [`JsonText`], not a `String` and then a `CString` copied from it.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 
 /// A whole answer's (or error's) JSON and its NUL.
 pub struct JsonText(Vec<u8>);
@@ -27,6 +27,12 @@ impl JsonText {
 
     pub fn as_c_str(&self) -> &CStr {
         ChunkJson { with_nul: &self.0 }.as_c_str()
+    }
+
+    /// The JSON as an owned C string, without a copy (what a blocking call hands C).
+    pub fn into_c_string(self) -> CString {
+        // SAFETY: `write_with_nul` ended the text with its only NUL.
+        unsafe { CString::from_vec_with_nul_unchecked(self.0) }
     }
 
     pub fn into_string(mut self) -> String {

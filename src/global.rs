@@ -153,14 +153,6 @@ const BY_CALLBACK: &str = "the stream was cancelled by its callback";
 const BY_CANCEL: &str = "the request was cancelled by llmr_cancel";
 const BY_SHUTDOWN: &str = "the request was cancelled by llmr_shutdown";
 
-fn to_json(resp: &impl serde::Serialize) -> String {
-    // Most chunks and many answers fit: serde_json's own start (128 bytes) grew twice per chunk.
-    let mut out = Vec::with_capacity(512);
-    serde_json::to_writer(&mut out, resp).expect("a response always serialises");
-    // SAFETY: serde_json writes only valid UTF-8 (as its own `to_string` relies on).
-    unsafe { String::from_utf8_unchecked(out) }
-}
-
 fn bug() -> Error {
     Error::new(
         Status::Internal,
@@ -188,7 +180,7 @@ fn prepare(request_json: &str) -> Result<(Arc<Router>, ChatRequest), Error> {
 }
 
 /// A completion, blocking the calling thread; returns the response JSON.
-pub fn complete_blocking(request_json: &str) -> Result<String, Error> {
+pub fn complete_blocking(request_json: &str) -> Result<JsonText, Error> {
     not_in_runtime("llmr_complete")?;
     let (router, req) = prepare(request_json)?;
     let reg = inflight::register();
@@ -199,7 +191,7 @@ pub fn complete_blocking(request_json: &str) -> Result<String, Error> {
     let r = lease
         .block_on(async {
             tokio::select! {
-                r = router.complete(&req) => r.map(|resp| to_json(&resp)),
+                r = router.complete(&req) => r.map(|resp| JsonText::of(&resp)),
                 () = cancel.cancelled() => Err(cancel.error()),
             }
         })
@@ -244,7 +236,7 @@ impl ChunkSink for ChannelSink {
 pub fn stream_blocking(
     request_json: &str,
     mut on_chunk: impl FnMut(ChunkJson<'_>) -> bool,
-) -> Result<String, Error> {
+) -> Result<JsonText, Error> {
     not_in_runtime("llmr_stream")?;
     let (router, req) = prepare(request_json)?;
     let reg = inflight::register();
@@ -256,14 +248,14 @@ pub fn stream_blocking(
     };
     let run = async {
         let r = tokio::select! {
-            r = router.stream(&req, &mut sink) => r.map(|resp| to_json(&resp)),
+            r = router.stream(&req, &mut sink) => r.map(|resp| JsonText::of(&resp)),
             () = stop.cancelled() => Err(stop.error()),
         };
         drop(sink);
         r
     };
     let mut run = std::pin::pin!(run);
-    let mut result: Option<Result<String, Error>> = None;
+    let mut result: Option<Result<JsonText, Error>> = None;
     let mut delivering = true;
     // The callback, for one batch; false once nothing more is to be delivered.
     let mut deliver = |batch: ChunkBatch| {
@@ -324,7 +316,7 @@ pub fn stream_blocking(
 /// One step of a blocking stream: chunks for the callback, or the end.
 enum Step {
     Chunks(Option<ChunkBatch>),
-    Done(Result<String, Error>),
+    Done(Result<JsonText, Error>),
 }
 
 /// The completion callback of an asynchronous request: called exactly once, on the callback

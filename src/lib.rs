@@ -86,6 +86,12 @@ pub fn is_auto_mode(llm_config_id: i64) -> bool {
 
 /// A chat completion (blocking); request and response are JSON.
 pub fn complete_json(request_json: &str) -> Result<String, Error> {
+    complete_text(request_json).map(JsonText::into_string)
+}
+
+/// [`complete_json`] handing the answer as a [`JsonText`], which is also a C string (what
+/// `llmr_complete` passes to C without a copy).
+pub fn complete_text(request_json: &str) -> Result<JsonText, Error> {
     global::complete_blocking(request_json)
 }
 
@@ -95,15 +101,15 @@ pub fn stream_json(
     request_json: &str,
     mut on_chunk: impl FnMut(&str) -> bool,
 ) -> Result<String, Error> {
-    global::stream_blocking(request_json, |c| on_chunk(c.as_str()))
+    global::stream_blocking(request_json, |c| on_chunk(c.as_str())).map(JsonText::into_string)
 }
 
-/// [`stream_json`] handing each chunk as a [`ChunkJson`], which is also a C string (what
-/// `llmr_stream` passes to C without a copy).
+/// [`stream_json`] handing each chunk as a [`ChunkJson`] and the answer as a [`JsonText`], both
+/// also C strings (what `llmr_stream` passes to C without a copy).
 pub fn stream_chunks(
     request_json: &str,
     on_chunk: impl FnMut(ChunkJson<'_>) -> bool,
-) -> Result<String, Error> {
+) -> Result<JsonText, Error> {
     global::stream_blocking(request_json, on_chunk)
 }
 

@@ -2,7 +2,8 @@
 
 use std::ffi::{c_char, c_void};
 
-use super::{arg_callback, arg_str, clear, ffi_boundary, llmr_chunk_cb, llmr_status, respond};
+use super::{arg_callback, arg_str, clear, ffi_boundary, llmr_chunk_cb, llmr_status, respond_text};
+use crate::JsonText;
 
 /// A chat completion, routed; blocks the calling thread until it is done.
 ///
@@ -23,9 +24,11 @@ pub unsafe extern "C" fn llmr_complete(
 ) -> llmr_status {
     ffi_boundary!(out = response_out, {
         clear(response_out);
-        respond(
+        respond_text(
             response_out,
-            arg_str(request_json, "request_json").and_then(crate::complete_json),
+            arg_str(request_json, "request_json")
+                .and_then(crate::complete_text)
+                .map(JsonText::into_c_string),
         )
     })
 }
@@ -62,6 +65,6 @@ pub unsafe extern "C" fn llmr_stream(
                 unsafe { cb(chunk.as_c_str().as_ptr(), user_data) == 0 }
             })
         });
-        respond(result_out, r)
+        respond_text(result_out, r.map(JsonText::into_c_string))
     })
 }

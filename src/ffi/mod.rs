@@ -134,18 +134,28 @@ pub(crate) fn arg_callback<T>(cb: Option<T>, name: &str) -> Result<T, Error> {
 /// Hands a string to the caller through an out-parameter (which may be NULL: then nothing is
 /// returned). The caller frees it with `llmr_string_free`.
 pub(crate) fn put_string(out: *mut *mut c_char, s: String) {
-    if out.is_null() {
-        return;
+    if !out.is_null() {
+        put_c_string(out, c_string(s));
     }
-    // JSON never holds a raw NUL; a message that somehow does is cut there rather than lost.
-    let c = CString::new(s).unwrap_or_else(|e| {
+}
+
+/// JSON never holds a raw NUL; a message that somehow does is cut there rather than lost.
+fn c_string(s: String) -> CString {
+    CString::new(s).unwrap_or_else(|e| {
         let pos = e.nul_position();
         let mut v = e.into_vec();
         v.truncate(pos);
         CString::new(v).unwrap_or_default()
-    });
-    // SAFETY: `out` is non-NULL and, per the contract, points to writable storage for a pointer.
-    unsafe { *out = c.into_raw() };
+    })
+}
+
+/// Hands a C string to the caller through an out-parameter (which may be NULL).
+fn put_c_string(out: *mut *mut c_char, c: CString) {
+    if !out.is_null() {
+        // SAFETY: `out` is non-NULL and, per the contract, points to writable storage for a
+        // pointer.
+        unsafe { *out = c.into_raw() };
+    }
 }
 
 /// Clears an out-parameter before work starts, so that it is never left holding garbage.
@@ -164,9 +174,15 @@ pub(crate) fn fail(out: *mut *mut c_char, e: Error) -> llmr_status {
 
 /// Writes a result or its error to `out`.
 pub(crate) fn respond(out: *mut *mut c_char, r: Result<String, Error>) -> llmr_status {
+    respond_text(out, r.map(c_string))
+}
+
+/// Writes an answer's JSON (a `JsonText`'s, NUL-terminated already: no copy) or its error to
+/// `out`.
+pub(crate) fn respond_text(out: *mut *mut c_char, r: Result<CString, Error>) -> llmr_status {
     match r {
-        Ok(s) => {
-            put_string(out, s);
+        Ok(c) => {
+            put_c_string(out, c);
             LLMR_OK
         }
         Err(e) => fail(out, e),
