@@ -13,9 +13,10 @@ pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 pub struct SseDecoder {
+    /// The part of a line that the last read left unfinished.
     line: Vec<u8>,
-    event: String,
-    data: String,
+    /// The event being read; its buffers are kept from one event to the next.
+    ev: SseEvent,
     has_data: bool,
     /// The previous byte was `\r`: a following `\n` belongs to the same line end.
     after_cr: bool,
@@ -26,12 +27,13 @@ impl SseDecoder {
         SseDecoder::default()
     }
 
-    /// Feeds bytes; calls `on_event` for each completed event, in order. Stops and returns the
-    /// callback's error, or an error if an event grows past [`MAX_EVENT_BYTES`].
+    /// Feeds bytes; calls `on_event` for each completed event, in order (the event is lent: its
+    /// buffers serve the next one). Stops and returns the callback's error, or an error if an
+    /// event grows past [`MAX_EVENT_BYTES`].
     pub fn feed<E>(
         &mut self,
         mut bytes: &[u8],
-        mut on_event: impl FnMut(SseEvent) -> Result<(), E>,
+        mut on_event: impl FnMut(&SseEvent) -> Result<(), E>,
         too_big: impl Fn() -> E,
     ) -> Result<(), E> {
         while !bytes.is_empty() {
@@ -41,13 +43,25 @@ impl SseDecoder {
                 continue;
             }
             self.after_cr = false;
-            match bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+            match memchr::memchr2(b'\n', b'\r', bytes) {
                 Some(pos) => {
-                    self.line.extend_from_slice(&bytes[..pos]);
                     self.after_cr = bytes[pos] == b'\r';
+                    let ended = if self.line.is_empty() {
+                        // The whole line is in this read: read in place, no copy.
+                        self.end_line(&bytes[..pos])
+                    } else {
+                        let mut line = std::mem::take(&mut self.line);
+                        line.extend_from_slice(&bytes[..pos]);
+                        let ended = self.end_line(&line);
+                        line.clear();
+                        self.line = line;
+                        ended
+                    };
                     bytes = &bytes[pos + 1..];
-                    if let Some(ev) = self.end_line() {
-                        on_event(ev)?;
+                    if ended {
+                        let r = on_event(&self.ev);
+                        self.clear_event();
+                        r?;
                     }
                 }
                 None => {
@@ -55,7 +69,7 @@ impl SseDecoder {
                     bytes = &[];
                 }
             }
-            if self.line.len() + self.data.len() > MAX_EVENT_BYTES {
+            if self.line.len() + self.ev.data.len() > MAX_EVENT_BYTES {
                 return Err(too_big());
             }
         }
@@ -65,29 +79,28 @@ impl SseDecoder {
     /// At end of input: an event whose blank line never came is still delivered (some servers
     /// close right after the last `data:` line).
     pub fn finish(&mut self) -> Option<SseEvent> {
-        if !self.line.is_empty() {
-            if let Some(ev) = self.end_line() {
-                return Some(ev);
-            }
+        let line = std::mem::take(&mut self.line);
+        if (!line.is_empty() && self.end_line(&line)) || self.has_event() {
+            self.has_data = false;
+            return Some(std::mem::take(&mut self.ev));
         }
-        self.take_event()
+        None
     }
 
-    fn end_line(&mut self) -> Option<SseEvent> {
-        if self.line.is_empty() {
-            return self.take_event();
+    /// Takes one line (without its line end); true when it ended an event (a blank line after
+    /// a field).
+    fn end_line(&mut self, line: &[u8]) -> bool {
+        if line.is_empty() {
+            return self.has_event();
         }
-        let line = std::mem::take(&mut self.line);
         // `from_utf8` checks a word at a time; `from_utf8_lossy` walks byte by byte even when
         // the line is valid (1.6% of a stream's cycles), so it is left for lines that are not.
-        let text = match std::str::from_utf8(&line) {
+        let text = match std::str::from_utf8(line) {
             Ok(s) => std::borrow::Cow::Borrowed(s),
-            Err(_) => String::from_utf8_lossy(&line),
+            Err(_) => String::from_utf8_lossy(line),
         };
         if text.starts_with(':') {
-            self.line = line;
-            self.line.clear();
-            return None; // comment / keep-alive
+            return false; // comment / keep-alive
         }
         let (field, value) = match text.find(':') {
             Some(i) => {
@@ -99,32 +112,28 @@ impl SseDecoder {
         match field {
             "data" => {
                 if self.has_data {
-                    self.data.push('\n');
+                    self.ev.data.push('\n');
                 }
-                self.data.push_str(value);
+                self.ev.data.push_str(value);
                 self.has_data = true;
             }
             "event" => {
-                self.event.clear();
-                self.event.push_str(value);
+                self.ev.event.clear();
+                self.ev.event.push_str(value);
             }
             _ => {} // id, retry and unknown fields do not matter here
         }
-        drop(text);
-        self.line = line;
-        self.line.clear();
-        None
+        false
     }
 
-    fn take_event(&mut self) -> Option<SseEvent> {
-        if !self.has_data && self.event.is_empty() {
-            return None;
-        }
+    fn has_event(&self) -> bool {
+        self.has_data || !self.ev.event.is_empty()
+    }
+
+    fn clear_event(&mut self) {
+        self.ev.event.clear();
+        self.ev.data.clear();
         self.has_data = false;
-        Some(SseEvent {
-            event: std::mem::take(&mut self.event),
-            data: std::mem::take(&mut self.data),
-        })
     }
 }
 
@@ -139,7 +148,7 @@ mod tests {
             d.feed(
                 c,
                 |e| {
-                    out.push(e);
+                    out.push(e.clone());
                     Ok::<(), ()>(())
                 },
                 || (),

@@ -1032,7 +1032,7 @@ struct SseState {
 impl SseState {
     fn on_event(
         &mut self,
-        ev: SseEvent,
+        ev: &SseEvent,
         chunker: &mut Chunker,
         out: &mut VecDeque<ChatChunk>,
     ) -> Result<(), Error> {
@@ -1040,7 +1040,7 @@ impl SseState {
             return Ok(());
         }
         match ev.event.as_str() {
-            "output" if !ev.data.is_empty() => out.push_back(chunker.content(ev.data)),
+            "output" if !ev.data.is_empty() => out.push_back(chunker.content(ev.data.clone())),
             "error" => {
                 self.over = true;
                 return Err(failure(&event_error_text(&ev.data), ""));
@@ -1107,7 +1107,7 @@ impl SseParser {
         out: &mut VecDeque<ChatChunk>,
     ) -> Result<(), Error> {
         if let Some(ev) = self.decoder.finish() {
-            self.state.on_event(ev, chunker, out)?;
+            self.state.on_event(&ev, chunker, out)?;
         }
         if self.state.done {
             Ok(())
