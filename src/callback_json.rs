@@ -10,6 +10,9 @@
 
 use std::ffi::{CStr, CString};
 
+use crate::chunk_json::ChunkHead;
+use crate::types::ChatChunk;
+
 /// A whole answer's (or error's) JSON and its NUL.
 pub struct JsonText(Vec<u8>);
 
@@ -48,8 +51,9 @@ impl std::fmt::Debug for JsonText {
     }
 }
 
-/// Appends `value`'s JSON and a NUL. Every NUL-terminated text here is written by this:
-/// serde_json writes only UTF-8 and no NUL (one in a string is escaped as `\u0000`).
+/// Appends `value`'s JSON and a NUL. Every NUL-terminated text here is serde_json's output and
+/// then a NUL (this, or `ChunkBatch::push_with`): serde_json writes only UTF-8 and no NUL (one
+/// in a string is escaped as `\u0000`).
 fn write_with_nul(text: &mut Vec<u8>, value: &impl serde::Serialize) {
     serde_json::to_writer(&mut *text, value).expect("a response always serialises");
     text.push(0);
@@ -62,13 +66,15 @@ const FIRST_RESERVE: usize = 512;
 
 /// The chunks a stream hands its callback at once, in one buffer.
 pub struct ChunkBatch {
-    /// The chunks' JSON, each followed by a NUL (written by `write_with_nul`).
+    /// The chunks' JSON, each followed by a NUL (written by `push_with`).
     text: Vec<u8>,
     /// Where each chunk ends (past its NUL).
     ends: [u32; BATCH],
     len: usize,
     /// What the first push reserves.
     reserve: usize,
+    /// The stream's chunk opening, written once (handed on to the next batch by `take`).
+    head: ChunkHead,
 }
 
 /// One chunk's JSON, valid while its batch is.
@@ -81,13 +87,14 @@ pub struct ChunkJson<'a> {
 impl<'a> ChunkJson<'a> {
     pub fn as_str(&self) -> &'a str {
         let json = &self.with_nul[..self.with_nul.len() - 1];
-        // SAFETY: written by `write_with_nul` from serde_json, which writes only UTF-8.
+        // SAFETY: serde_json's output (only UTF-8) and a NUL (`write_with_nul`, `push_with`).
         unsafe { std::str::from_utf8_unchecked(json) }
     }
 
     /// The JSON as a C string, without a copy.
     pub fn as_c_str(&self) -> &'a CStr {
-        // SAFETY: `write_with_nul` ends every text with a NUL, and JSON text holds no other.
+        // SAFETY: every text ends with a NUL (`write_with_nul`, `push_with`), and JSON text holds
+        // no other.
         unsafe { CStr::from_bytes_with_nul_unchecked(self.with_nul) }
     }
 }
@@ -99,18 +106,32 @@ impl Default for ChunkBatch {
             ends: [0; BATCH],
             len: 0,
             reserve: FIRST_RESERVE,
+            head: ChunkHead::default(),
         }
     }
 }
 
 impl ChunkBatch {
-    /// Adds `chunk`'s JSON; true when the batch is full.
-    pub fn push(&mut self, chunk: &impl serde::Serialize) -> bool {
+    /// Adds a stream chunk's JSON; true when the batch is full.
+    pub fn push_chunk(&mut self, chunk: &ChatChunk) -> bool {
+        self.push_with(|text, head| head.write(chunk, text))
+    }
+
+    /// Adds `value`'s JSON; true when the batch is full.
+    pub fn push(&mut self, value: &impl serde::Serialize) -> bool {
+        self.push_with(|text, _| {
+            serde_json::to_writer(text, value).expect("a response always serialises")
+        })
+    }
+
+    fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>, &mut ChunkHead)) -> bool {
         debug_assert!(self.len < BATCH);
         if self.text.capacity() == 0 {
             self.text.reserve(self.reserve);
         }
-        write_with_nul(&mut self.text, chunk);
+        // JSON text holds no raw NUL (one in a string is escaped as `\u0000`).
+        write(&mut self.text, &mut self.head);
+        self.text.push(0);
         self.ends[self.len] = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
         self.len += 1;
         self.len == BATCH
@@ -129,6 +150,7 @@ impl ChunkBatch {
     pub fn take(&mut self) -> ChunkBatch {
         let next = ChunkBatch {
             reserve: self.text.len().max(FIRST_RESERVE),
+            head: std::mem::take(&mut self.head),
             ..ChunkBatch::default()
         };
         std::mem::replace(self, next)
@@ -168,6 +190,32 @@ mod tests {
         }
         // The NUL inside a string is escaped: the C string is the whole JSON.
         assert!(got[1].as_str().contains("\\u0000"));
+    }
+
+    #[test]
+    fn stream_chunks_across_batches_are_their_json() {
+        let mut b = ChunkBatch::default();
+        let mut got = Vec::new();
+        let chunks: Vec<ChatChunk> = (0..40u64)
+            .map(|i| {
+                serde_json::from_value(json!({
+                    "id": "c1", "created": 5 + i / 30, "model": "m",
+                    "choices": [{"index": 0, "delta": {"content": format!("t{i}")}}]
+                }))
+                .unwrap()
+            })
+            .collect();
+        for c in &chunks {
+            if b.push_chunk(c) {
+                got.extend(b.take().iter().map(|j| j.as_str().to_owned()));
+            }
+        }
+        got.extend(b.take().iter().map(|j| j.as_str().to_owned()));
+        let want: Vec<_> = chunks
+            .iter()
+            .map(|c| serde_json::to_string(c).unwrap())
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

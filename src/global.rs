@@ -213,7 +213,7 @@ struct ChannelSink {
 
 impl ChunkSink for ChannelSink {
     fn deliver<'a>(&'a mut self, chunk: &'a ChatChunk) -> BoxFuture<'a, bool> {
-        Box::pin(async move { !self.held.push(chunk) || self.flush().await })
+        Box::pin(async move { !self.held.push_chunk(chunk) || self.flush().await })
     }
 
     fn flush(&mut self) -> BoxFuture<'_, bool> {
@@ -399,7 +399,7 @@ impl ChunkSink for CallbackSink {
             let Ok(permit) = self.credits.clone().acquire_owned().await else {
                 return false;
             };
-            let full = self.held.push(chunk);
+            let full = self.held.push_chunk(chunk);
             match &mut self.held_credits {
                 Some(all) => all.merge(permit),
                 None => self.held_credits = Some(permit),

@@ -19,6 +19,7 @@ pub mod callback_json;
 pub mod callbacks;
 pub mod caller_runtime;
 pub mod cancel;
+pub mod chunk_json;
 pub mod client_pool;
 pub mod config;
 pub mod errors;

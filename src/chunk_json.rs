@@ -1,0 +1,141 @@
+//! A stream chunk's JSON for the callback, with the part every chunk of a stream repeats
+//! written once.
+//!
+//! Every `chat.completion.chunk` of a stream starts with the same `id`, `object`, `created` and
+//! `model`; escaping those strings again for each chunk was most of the work of writing it
+//! (serde_json's `format_escaped_str` was 12% of a 64-stream run's instructions under
+//! callgrind). [`ChunkHead`] keeps that opening, `{"id":…,"object":…,"created":…,"model":…`,
+//! and copies it while they stay the same; `choices` and `usage` are written per chunk. The
+//! text is byte for byte what `serde_json::to_writer(chunk)` writes (tests below).
+
+use crate::types::ChatChunk;
+
+/// The opening of the last chunk written, and what it was written from.
+#[derive(Default)]
+pub struct ChunkHead {
+    id: String,
+    object: String,
+    created: u64,
+    model: String,
+    /// `{"id":…,"object":…,"created":…,"model":…` — empty until the first chunk.
+    json: Vec<u8>,
+}
+
+impl ChunkHead {
+    /// Appends `chunk`'s JSON to `out`.
+    pub fn write(&mut self, chunk: &ChatChunk, out: &mut Vec<u8>) {
+        // Named field by field (no `..`): a field added to `ChatChunk` fails to compile here
+        // rather than go missing from the callback's JSON.
+        let ChatChunk {
+            id,
+            object,
+            created,
+            model,
+            choices,
+            usage,
+        } = chunk;
+        if self.json.is_empty()
+            || self.created != *created
+            || self.id != *id
+            || self.model != *model
+            || self.object != *object
+        {
+            self.id.clone_from(id);
+            self.object.clone_from(object);
+            self.created = *created;
+            self.model.clone_from(model);
+            self.json.clear();
+            self.json.extend_from_slice(b"{\"id\":");
+            write_json(&mut self.json, id);
+            self.json.extend_from_slice(b",\"object\":");
+            write_json(&mut self.json, object);
+            self.json.extend_from_slice(b",\"created\":");
+            write_json(&mut self.json, created);
+            self.json.extend_from_slice(b",\"model\":");
+            write_json(&mut self.json, model);
+        }
+        out.extend_from_slice(&self.json);
+        out.extend_from_slice(b",\"choices\":");
+        write_json(out, choices);
+        // As the derive's `skip_serializing_if = "Option::is_none"`.
+        if let Some(usage) = usage {
+            out.extend_from_slice(b",\"usage\":");
+            write_json(out, usage);
+        }
+        out.push(b'}');
+    }
+}
+
+fn write_json(out: &mut Vec<u8>, value: &impl serde::Serialize) {
+    serde_json::to_writer(out, value).expect("a chunk always serialises");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{ChunkChoice, Delta, Usage};
+
+    fn chunk(id: &str, model: &str, created: u64, content: &str) -> ChatChunk {
+        ChatChunk {
+            id: id.into(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: model.into(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta: Delta {
+                    content: Some(content.into()),
+                    ..Delta::default()
+                },
+                finish_reason: None,
+            }],
+            usage: None,
+        }
+    }
+
+    fn written(head: &mut ChunkHead, c: &ChatChunk) -> String {
+        let mut out = Vec::new();
+        head.write(c, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn each_chunk_is_written_as_serde_writes_it() {
+        let mut head = ChunkHead::default();
+        let mut with_usage = chunk("c1", "m", 7, "");
+        with_usage.choices[0].finish_reason = Some("stop".into());
+        with_usage.usage = Some(Usage::new(3, 4));
+        let mut no_choices = chunk("c1", "m", 7, "");
+        no_choices.choices.clear();
+        let stream = [
+            chunk("c1", "m", 7, "Hel"),
+            chunk("c1", "m", 7, "lo \"quoted\" \u{0} ünï\n"),
+            with_usage,
+            no_choices,
+            // The head changes: id, then model, then created, then object.
+            chunk("c2 \"x\"", "m", 7, "a"),
+            chunk("c2 \"x\"", "other/ü", 7, "b"),
+            chunk("c2 \"x\"", "other/ü", 8, "c"),
+            ChatChunk {
+                object: "chat.completion".into(),
+                ..chunk("c2 \"x\"", "other/ü", 8, "d")
+            },
+            ChatChunk::default(),
+        ];
+        for c in &stream {
+            assert_eq!(written(&mut head, c), serde_json::to_string(c).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_new_head_is_written_when_any_of_its_fields_changes() {
+        let mut head = ChunkHead::default();
+        written(&mut head, &chunk("a", "m", 1, "x"));
+        let v: serde_json::Value =
+            serde_json::from_str(&written(&mut head, &chunk("b", "n", 2, "y"))).unwrap();
+        assert_eq!(
+            (v["id"].as_str(), v["model"].as_str(), v["created"].as_u64()),
+            (Some("b"), Some("n"), Some(2))
+        );
+    }
+}
