@@ -341,7 +341,7 @@ fn sse_events(pieces: &[&[u8]]) -> Vec<SseEvent> {
         d.feed(
             piece,
             |e| {
-                events.push(e);
+                events.push(e.clone());
                 Ok::<(), ()>(())
             },
             || (),
