@@ -56,8 +56,11 @@ fn queue() -> Sender<Job> {
 /// How many times the callback thread yields its core, finding no job, before it sleeps. Most
 /// callbacks come within microseconds of the last one under load: a worker posting to a thread
 /// that is still yielding needs no futex wake-up (a syscall, and on busy cores a switch to the
-/// woken thread). An idle stretch costs at most these few yields.
-const SPINS: u32 = 30;
+/// woken thread). An idle stretch costs at most these few yields. Few: a job that is coming
+/// soon comes within the first yields, and each further one is a syscall for nothing (30 made
+/// 4–6 `sched_yield`s per request at 64 in flight; 3 make ~0.35, with as many context switches
+/// and futex calls, and 5 of 6 paired rounds were faster — bench/README.md, session 16).
+const SPINS: u32 = 3;
 
 thread_local! {
     // Each thread keeps its own sender, so posting takes no lock after the first time.
