@@ -326,9 +326,19 @@ pub type DoneFn = Box<dyn FnOnce(Result<JsonText, Error>) + Send>;
 struct Done(Option<DoneFn>);
 
 impl Done {
-    fn finish(mut self, r: Result<JsonText, Error>) {
+    fn finish(self, r: Result<JsonText, Error>) {
+        self.finish_dropping(r, ());
+    }
+
+    /// Finishes and drops `request` on the callback thread, after `on_done`: a request that a
+    /// callback started (the usual way to chain requests) was parsed there, and memory freed on
+    /// another thread than the one that allocated it contends for glibc's arena lock.
+    fn finish_dropping(mut self, r: Result<JsonText, Error>, request: impl Send + 'static) {
         if let Some(f) = self.0.take() {
-            callbacks::post(move || f(r));
+            callbacks::post(move || {
+                f(r);
+                drop(request);
+            });
         }
     }
 }
@@ -364,7 +374,7 @@ pub fn complete_async(request_json: &str, on_done: DoneFn) -> u64 {
             () = cancel.cancelled() => Err(cancel.error()),
         };
         drop(reg);
-        done.finish(r);
+        done.finish_dropping(r, req);
     });
     id
 }
@@ -476,7 +486,7 @@ pub fn stream_async(request_json: &str, on_chunk: ChunkFn, on_done: DoneFn) -> u
             () = cancel.cancelled() => Err(cancel.error()),
         };
         drop(reg);
-        done.finish(r);
+        done.finish_dropping(r, req);
     });
     id
 }
