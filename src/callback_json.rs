@@ -118,6 +118,7 @@ impl ChunkBatch {
     }
 
     /// Adds `value`'s JSON; true when the batch is full.
+    #[cfg(test)]
     pub fn push(&mut self, value: &impl serde::Serialize) -> bool {
         self.push_with(|text, _| {
             serde_json::to_writer(text, value).expect("a response always serialises")
