@@ -133,9 +133,20 @@ impl SseDecoder {
     fn clear_event(&mut self) {
         self.ev.event.clear();
         self.ev.data.clear();
+        // One large event (a long tool call's arguments, say) must not pin its buffer for the
+        // rest of the stream: 10,000 open streams would each keep theirs.
+        if self.ev.data.capacity() > KEPT_BUFFER_BYTES {
+            self.ev.data = String::new();
+        }
+        if self.line.capacity() > KEPT_BUFFER_BYTES {
+            self.line = Vec::new();
+        }
         self.has_data = false;
     }
 }
+
+/// The most buffer capacity a decoder keeps from one event for the next.
+const KEPT_BUFFER_BYTES: usize = 16 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -195,6 +206,32 @@ mod tests {
         let ev = decode_in_pieces(b"data: {\"x\":2}", 4);
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].data, "{\"x\":2}");
+    }
+
+    #[test]
+    fn a_large_event_does_not_pin_its_buffer() {
+        let mut d = SseDecoder::new();
+        let big = format!("data: {}\n\n", "x".repeat(100_000));
+        let mut sizes = Vec::new();
+        // In two reads: the first half waits in the line buffer.
+        for half in big.as_bytes().chunks(big.len() / 2 + 1) {
+            d.feed(
+                half,
+                |e| {
+                    sizes.push(e.data.len());
+                    Ok::<(), ()>(())
+                },
+                || (),
+            )
+            .unwrap();
+        }
+        assert_eq!(sizes, [100_000]);
+        assert!(d.ev.data.capacity() <= KEPT_BUFFER_BYTES);
+        assert!(d.line.capacity() <= KEPT_BUFFER_BYTES);
+        // Small events keep theirs.
+        d.feed(b"data: small\n\n", |_| Ok::<(), ()>(()), || ())
+            .unwrap();
+        assert!(d.ev.data.capacity() >= "small".len());
     }
 
     #[test]
