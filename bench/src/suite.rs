@@ -238,10 +238,13 @@ pub fn run(only: &[String]) {
         Err("not selected".into())
     };
     let standin = StandIn::start();
-    let results: Vec<(&Mode, Value)> = selected
-        .iter()
-        .filter_map(|m| Some((*m, run_row(m, &standin, &litellm, &redis)?)))
-        .collect();
+    let run_rows = |modes: &[&'static Mode]| -> Vec<(&'static Mode, Value)> {
+        modes
+            .iter()
+            .filter_map(|m| Some((*m, run_row(m, &standin, &litellm, &redis)?)))
+            .collect()
+    };
+    let results = run_rows(&selected);
     // The throughput rows again, bare and llmr one after the other, for the ratio targets: this
     // VM's speed drifts by ±20–30% from one minute to the next, so one pass cannot tell a
     // ratio of 0.8 from one of 0.9 (bench/README.md, "Rounds").
@@ -255,14 +258,10 @@ pub fn run(only: &[String]) {
         .filter(|(m, _)| ROUND_ROWS.contains(&m.name))
         .cloned()
         .collect::<Vec<_>>()];
-    for round in 1..=extra_rounds() {
-        eprintln!("bench: round {} of {} …", round + 1, extra_rounds() + 1);
-        rounds.push(
-            again
-                .iter()
-                .filter_map(|m| Some((*m, run_row(m, &standin, &litellm, &redis)?)))
-                .collect(),
-        );
+    let extra = extra_rounds();
+    for round in 1..=extra {
+        eprintln!("bench: round {} of {} …", round + 1, extra + 1);
+        rounds.push(run_rows(&again));
     }
     drop(standin);
     drop(redis);
