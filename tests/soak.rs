@@ -231,13 +231,17 @@ fn start_request(i: usize, tally: &Arc<Tally>, slot: &SyncSender<()>) {
 }
 
 /// The cooldowns of the failing deployments seen by sampling their stats every 20 ms until
-/// `stop`: for each, when each cooldown was first seen and when it ends.
+/// `stop`: for each, when each cooldown was first seen (just after the sample that showed it)
+/// and about when it ends.
 fn monitor(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<[Vec<(Instant, Instant)>; 2]> {
     std::thread::spawn(move || {
         let mut seen: [Vec<(Instant, Instant)>; 2] = Default::default();
         while !stop.load(Ordering::Relaxed) {
+            let stats = llmr::stats().expect("stats");
+            // Taken after the sample: a cooldown it shows was in effect before `now`, so a
+            // request started after `now` cannot have reached the deployment before it.
             let now = Instant::now();
-            let s: Value = serde_json::from_str(&llmr::stats().expect("stats")).unwrap();
+            let s: Value = serde_json::from_str(&stats).unwrap();
             for (n, id) in FLAKY.iter().enumerate() {
                 let d = s["deployments"]
                     .as_array()
@@ -265,17 +269,22 @@ fn monitor(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<[Vec<(Instant, Inst
 }
 
 /// How many of `cooldowns` the deployment came back from: it answered a request that started
-/// after the cooldown ended (so its attempt there came later still) and before the next
-/// cooldown was seen.
+/// after the cooldown was seen in effect and before the next one was seen. Such a request's
+/// first attempt could not go to the cooling deployment (the steady ones never cool down), so
+/// the attempt that deployment answered came after its cooldown was over.
+///
+/// Not "started after the cooldown's end": that end is estimated from a sample (`remaining_s`
+/// read some time after `now`), and the requests that take a deployment back start within
+/// a millisecond of the real end — so the estimate, a little late, missed them now and then.
 fn recoveries(cooldowns: &[(Instant, Instant)], answered_starts: &[Instant]) -> usize {
     cooldowns
         .iter()
         .enumerate()
-        .filter(|&(k, &(_, until))| {
+        .filter(|&(k, &(seen, _))| {
             let next = cooldowns.get(k + 1).map(|&(seen, _)| seen);
             answered_starts
                 .iter()
-                .any(|&t| t > until && next.map_or(true, |n| t < n))
+                .any(|&t| t > seen && next.map_or(true, |n| t < n))
         })
         .count()
 }
