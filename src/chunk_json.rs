@@ -9,15 +9,18 @@
 //! literals (serde_json escapes a struct's keys as it does string values), `usage` by serde. The
 //! text is byte for byte what `serde_json::to_writer(chunk)` writes (tests below).
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use crate::types::{ChatChunk, ChunkChoice, Delta};
 
 /// The opening of the last chunk written, and what it was written from.
 #[derive(Default)]
 pub struct ChunkHead {
-    id: String,
-    object: String,
+    id: Arc<str>,
+    object: Cow<'static, str>,
     created: u64,
-    model: String,
+    model: Arc<str>,
     /// `{"id":…,"object":…,"created":…,"model":…` — empty until the first chunk.
     json: Vec<u8>,
 }
@@ -37,14 +40,14 @@ impl ChunkHead {
         } = chunk;
         if self.json.is_empty()
             || self.created != *created
-            || self.id != *id
-            || self.model != *model
+            || !same(&self.id, id)
+            || !same(&self.model, model)
             || self.object != *object
         {
-            self.id.clone_from(id);
-            self.object.clone_from(object);
+            self.id = id.clone();
+            self.object = object.clone();
             self.created = *created;
-            self.model.clone_from(model);
+            self.model = model.clone();
             self.json.clear();
             self.json.extend_from_slice(b"{\"id\":");
             write_json(&mut self.json, id);
@@ -71,6 +74,11 @@ impl ChunkHead {
         }
         out.push(b'}');
     }
+}
+
+/// The same text: the same allocation (a stream's chunks share theirs), or equal strings.
+fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// A choice as the derive writes it, its keys written as they are: serde_json escapes every key

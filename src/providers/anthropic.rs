@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use serde::ser::{SerializeMap, Serializer};
@@ -970,8 +971,8 @@ fn in_band_error(body: &[u8]) -> Error {
 /// Anthropic SSE: named events from `message_start` to `message_stop`, mapped to OpenAI chunks.
 pub(crate) struct AnthropicStream {
     sse: SseDecoder,
-    id: String,
-    model: String,
+    id: Arc<str>,
+    model: Arc<str>,
     created: u64,
     usage: WireUsage,
     /// Tool blocks seen so far: (Anthropic block index, OpenAI tool index, got arguments).
@@ -1016,8 +1017,8 @@ impl AnthropicStream {
     pub(crate) fn new(model: &str) -> AnthropicStream {
         AnthropicStream {
             sse: SseDecoder::new(),
-            id: String::new(),
-            model: model.to_owned(),
+            id: Arc::default(),
+            model: model.into(),
             created: unix_now(),
             usage: WireUsage::default(),
             tools: Vec::new(),
@@ -1029,7 +1030,7 @@ impl AnthropicStream {
     fn chunk(&self, delta: Delta, finish_reason: Option<&str>) -> ChatChunk {
         ChatChunk {
             id: self.id.clone(),
-            object: "chat.completion.chunk".to_owned(),
+            object: crate::types::CHUNK_OBJECT.into(),
             created: self.created,
             model: self.model.clone(),
             choices: vec![ChunkChoice {
@@ -1103,10 +1104,10 @@ impl AnthropicStream {
             "message_start" => {
                 if let Some(m) = ev.message {
                     if !m.id.is_empty() {
-                        self.id = m.id;
+                        self.id = m.id.into();
                     }
                     if !m.model.is_empty() {
-                        self.model = m.model;
+                        self.model = m.model.into();
                     }
                     if let Some(u) = m.usage {
                         self.usage = u;
@@ -2218,7 +2219,7 @@ mod tests {
             );
             assert!(chunks
                 .iter()
-                .all(|c| c.id == "msg_s1" && c.object == "chat.completion.chunk"));
+                .all(|c| &*c.id == "msg_s1" && c.object == "chat.completion.chunk"));
             let r = assemble(&chunks);
             assert_eq!(
                 r.choices[0].message.content.as_deref(),

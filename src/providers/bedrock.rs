@@ -1318,8 +1318,8 @@ fn error_frame(frame: &Frame) -> Error {
 /// chunks.
 struct BedrockStream {
     decoder: Decoder,
-    id: String,
-    model: String,
+    id: Arc<str>,
+    model: Arc<str>,
     created: u64,
     /// Tool blocks seen so far: (Converse block index, OpenAI tool index, got arguments).
     tools: Vec<(u64, u32, bool)>,
@@ -1379,8 +1379,8 @@ impl BedrockStream {
     fn new(model: &str) -> BedrockStream {
         BedrockStream {
             decoder: Decoder::new(),
-            id: new_id(),
-            model: model.to_owned(),
+            id: new_id().into(),
+            model: model.into(),
             created: unix_now(),
             tools: Vec::new(),
             stopped: false,
@@ -1391,7 +1391,7 @@ impl BedrockStream {
     fn chunk(&self, delta: Delta, finish_reason: Option<&str>) -> ChatChunk {
         ChatChunk {
             id: self.id.clone(),
-            object: "chat.completion.chunk".to_owned(),
+            object: crate::types::CHUNK_OBJECT.into(),
             created: self.created,
             model: self.model.clone(),
             choices: vec![ChunkChoice {

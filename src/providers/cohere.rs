@@ -11,7 +11,7 @@
 //! counterpart and are not sent.
 
 use std::collections::VecDeque;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -646,8 +646,8 @@ fn in_band_error(message: &str) -> Error {
 /// `message-end`, mapped to OpenAI chunks.
 struct CohereStream {
     sse: SseDecoder,
-    id: String,
-    model: String,
+    id: Arc<str>,
+    model: Arc<str>,
     created: u64,
     started: bool,
     /// Tool calls so far: (Cohere's index, OpenAI index, got arguments).
@@ -698,8 +698,8 @@ impl CohereStream {
     fn new(model: &str) -> CohereStream {
         CohereStream {
             sse: SseDecoder::new(),
-            id: String::new(),
-            model: model.to_owned(),
+            id: Arc::default(),
+            model: model.into(),
             created: unix_now(),
             started: false,
             tools: Vec::new(),
@@ -714,7 +714,7 @@ impl CohereStream {
         }
         ChatChunk {
             id: self.id.clone(),
-            object: "chat.completion.chunk".to_owned(),
+            object: crate::types::CHUNK_OBJECT.into(),
             created: self.created,
             model: self.model.clone(),
             choices: vec![ChunkChoice {
@@ -785,7 +785,7 @@ impl CohereStream {
         match kind {
             "message-start" => {
                 if let Some(id) = ev.id.filter(|id| !id.is_empty()) {
-                    self.id = id;
+                    self.id = id.into();
                 }
                 let c = self.chunk(Delta::default(), None);
                 out.push_back(c);
@@ -1555,7 +1555,7 @@ mod tests {
             );
             assert!(chunks
                 .iter()
-                .all(|c| c.id == "a8fc192e-4bb8-4e15-ae1f-a174e8b02ae8"));
+                .all(|c| &*c.id == "a8fc192e-4bb8-4e15-ae1f-a174e8b02ae8"));
             let r = assemble(&chunks);
             assert_eq!(r.choices[0].message.content.as_deref(), Some("Coca-Cola é"));
             assert_eq!(r.choices[0].finish_reason.as_deref(), Some("stop"));

@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use serde::ser::{SerializeMap, Serializer};
@@ -27,8 +28,8 @@ use crate::config::DeploymentConfig;
 use crate::errors::{Error, Status};
 use crate::sse::SseDecoder;
 use crate::types::{
-    unix_now, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, FunctionCall,
-    FunctionDelta, Message, ResponseMessage, Tool, ToolCall, ToolCallDelta, Usage,
+    share, unix_now, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta,
+    FunctionCall, FunctionDelta, Message, ResponseMessage, Tool, ToolCall, ToolCallDelta, Usage,
 };
 
 pub struct Gemini;
@@ -1572,8 +1573,8 @@ pub(crate) fn classify_google(http_status: Option<u16>, g: GoogleError) -> Error
 /// `finishReason`. Only candidate 0 is streamed.
 pub(crate) struct GeminiStream {
     sse: SseDecoder,
-    id: String,
-    model: String,
+    id: Arc<str>,
+    model: Arc<str>,
     created: u64,
     started: bool,
     tools: u32,
@@ -1586,8 +1587,8 @@ impl GeminiStream {
     pub(crate) fn new(model: &str) -> GeminiStream {
         GeminiStream {
             sse: SseDecoder::new(),
-            id: String::new(),
-            model: model.to_owned(),
+            id: Arc::default(),
+            model: model.into(),
             created: unix_now(),
             started: false,
             tools: 0,
@@ -1600,7 +1601,7 @@ impl GeminiStream {
     fn chunk(&self, delta: Delta, finish_reason: Option<&str>) -> ChatChunk {
         ChatChunk {
             id: self.id.clone(),
-            object: "chat.completion.chunk".to_owned(),
+            object: crate::types::CHUNK_OBJECT.into(),
             created: self.created,
             model: self.model.clone(),
             choices: vec![ChunkChoice {
@@ -1634,13 +1635,16 @@ impl GeminiStream {
         })?;
         if self.id.is_empty() {
             if let Some(id) = ev.response_id.filter(|i| !i.is_empty()) {
-                self.id = id;
+                self.id = id.into();
             } else {
-                self.id = tool_call_id(None, None).replacen("call_", "chatcmpl-", 1);
+                self.id = tool_call_id(None, None)
+                    .replacen("call_", "chatcmpl-", 1)
+                    .into();
             }
         }
         if let Some(m) = ev.model_version.filter(|m| !m.is_empty()) {
-            self.model = m;
+            // Every event names it: kept (and shared by the chunks) while it is the same.
+            share(&mut self.model, &m);
         }
         if let Some(u) = ev.usage_metadata {
             self.usage = Some(u.usage());

@@ -263,12 +263,13 @@ impl ChatClient for MockClient {
             if let Some(e) = self.failure(req) {
                 return Err(e);
             }
-            let (id, created) = (Self::id(), unix_now());
+            let (id, created): (Arc<str>, _) = (Self::id().into(), unix_now());
+            let model: Arc<str> = self.model.as_str().into();
             let chunk = |delta: Delta, finish: Option<&str>| ChatChunk {
                 id: id.clone(),
-                object: "chat.completion.chunk".into(),
+                object: crate::types::CHUNK_OBJECT.into(),
                 created,
-                model: self.model.clone(),
+                model: model.clone(),
                 choices: vec![ChunkChoice {
                     index: 0,
                     delta,

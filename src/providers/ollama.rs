@@ -17,6 +17,7 @@
 //! `tool_choice` is not sent (Ollama has none; litellm drops it); `"none"` leaves the tools out.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde::Deserialize;
@@ -27,8 +28,8 @@ use super::{extra_headers, secret_header, Endpoint, StreamParser, WireFormat};
 use crate::config::DeploymentConfig;
 use crate::errors::Error;
 use crate::types::{
-    unix_now, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, FunctionCall,
-    FunctionDelta, Message, ResponseMessage, ToolCall, ToolCallDelta, Usage,
+    share, unix_now, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta,
+    FunctionCall, FunctionDelta, Message, ResponseMessage, ToolCall, ToolCallDelta, Usage,
 };
 
 pub struct Ollama;
@@ -545,8 +546,8 @@ fn parse_response(ep: &Endpoint, body: &[u8]) -> Result<ChatResponse, Error> {
 /// NDJSON: one chat object per line, split across reads anywhere; the `done: true` line ends it.
 struct OllamaStream {
     line: Vec<u8>,
-    id: String,
-    model: String,
+    id: Arc<str>,
+    model: Arc<str>,
     created: u64,
     started: bool,
     tool_calls: u32,
@@ -557,8 +558,8 @@ impl OllamaStream {
     fn new(model: &str) -> OllamaStream {
         OllamaStream {
             line: Vec::new(),
-            id: completion_id(),
-            model: model.to_owned(),
+            id: completion_id().into(),
+            model: model.into(),
             created: unix_now(),
             started: false,
             tool_calls: 0,
@@ -573,7 +574,7 @@ impl OllamaStream {
         }
         ChatChunk {
             id: self.id.clone(),
-            object: "chat.completion.chunk".to_owned(),
+            object: crate::types::CHUNK_OBJECT.into(),
             created: self.created,
             model: self.model.clone(),
             choices: vec![ChunkChoice {
@@ -603,7 +604,8 @@ impl OllamaStream {
             return Err(classify(None, error_parts(line)));
         }
         if !chat.model.is_empty() {
-            self.model = chat.model;
+            // Every line names it: kept (and shared by the chunks) while it is the same.
+            share(&mut self.model, &chat.model);
         }
         if let Some(m) = chat.message {
             if let Some(t) = m.thinking.filter(|t| !t.is_empty()) {

@@ -1,7 +1,9 @@
 //! The OpenAI chat-completions wire format, spoken by OpenAI and every OpenAI-compatible host of
 //! the table, and (with its own URL and key header) by Azure OpenAI.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde::ser::{SerializeMap, Serializer};
@@ -13,7 +15,10 @@ use super::{extra_headers, secret_header, Endpoint, StreamParser, WireFormat};
 use crate::config::DeploymentConfig;
 use crate::errors::{Error, Status};
 use crate::sse::SseDecoder;
-use crate::types::{ChatChunk, ChatRequest, ChatResponse};
+use crate::types::{
+    chunk_object_of, lenient_u64, share, ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Usage,
+    CHUNK_OBJECT,
+};
 
 pub struct OpenAi;
 pub struct AzureOpenAi;
@@ -371,9 +376,43 @@ struct OpenAiStream {
     saw_done: bool,
     /// Content or tool calls went out (a later content filter then only cuts the answer).
     delivered: bool,
+    /// The last chunk's `id` and `model`, shared by the next chunks that repeat them.
+    id: Arc<str>,
+    model: Arc<str>,
+}
+
+/// A chunk as it arrives: `ChatChunk`'s fields and defaults, with `id`, `object` and `model`
+/// borrowed from the event (they are shared or borrowed in the chunk, not copied per chunk).
+#[derive(Deserialize)]
+struct WireChunk<'a> {
+    #[serde(default, borrow)]
+    id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    object: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "lenient_u64")]
+    created: u64,
+    #[serde(default, borrow)]
+    model: Cow<'a, str>,
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 impl OpenAiStream {
+    fn chunk(&mut self, w: WireChunk<'_>) -> ChatChunk {
+        ChatChunk {
+            id: share(&mut self.id, &w.id),
+            object: w
+                .object
+                .map_or(Cow::Borrowed(CHUNK_OBJECT), |o| chunk_object_of(&o)),
+            created: w.created,
+            model: share(&mut self.model, &w.model),
+            choices: w.choices,
+            usage: w.usage,
+        }
+    }
+
     fn on_event(
         &mut self,
         event: &str,
@@ -394,8 +433,8 @@ impl OpenAiStream {
         if event == "error" {
             return Err(classify(None, error_parts(data.as_bytes())));
         }
-        let chunk: ChatChunk = match serde_json::from_str(data) {
-            Ok(c) => c,
+        let chunk = match serde_json::from_str::<WireChunk>(data) {
+            Ok(c) => self.chunk(c),
             Err(e) => {
                 if has_error_field(data.as_bytes()) {
                     return Err(classify(None, error_parts(data.as_bytes())));
@@ -578,6 +617,37 @@ mod tests {
         assert!(chunks[1].has_payload());
         assert!(!chunks[2].has_payload());
         assert_eq!(chunks[2].usage.unwrap().total_tokens, 5);
+    }
+
+    #[test]
+    fn stream_chunks_share_id_and_model_and_read_as_the_derive_reads_them() {
+        let events = [
+            r#"{"id":"c\"1","object":"chat.completion.chunk","created":7,"model":"m/ü","choices":[{"index":0,"delta":{"role":"assistant","content":"a"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"b"},"finish_reason":null,"index":0}],"created":7,"id":"c\"1","model":"m/ü","object":"chat.completion.chunk"}"#,
+            r#"{"id":"c\"1","created":"7","model":"m/ü","choices":[{"index":0,"delta":{"content":"c"}}]}"#,
+            r#"{"id":"c2","object":"chat.completion","created":8,"model":"n","choices":[{"index":0,"delta":{"content":"d"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":4,"total_tokens":5}}"#,
+        ];
+        let input: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        let (chunks, r) = run_stream(&format!("{input}data: [DONE]\n\n"));
+        r.unwrap();
+        assert_eq!(chunks.len(), events.len());
+        for (c, e) in chunks.iter().zip(events) {
+            let derived: ChatChunk = serde_json::from_str(e).unwrap();
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                serde_json::to_value(&derived).unwrap(),
+                "{e}"
+            );
+        }
+        // The chunks that repeat an id or model share one copy; the constant object is borrowed.
+        assert!(
+            Arc::ptr_eq(&chunks[0].id, &chunks[1].id) && Arc::ptr_eq(&chunks[1].id, &chunks[2].id)
+        );
+        assert!(Arc::ptr_eq(&chunks[0].model, &chunks[2].model));
+        assert_eq!(&*chunks[3].id, "c2");
+        assert!(matches!(chunks[2].object, Cow::Borrowed(CHUNK_OBJECT)));
+        assert_eq!(chunks[3].object, "chat.completion");
     }
 
     #[test]

@@ -955,18 +955,18 @@ fn throttle_hint(message: &str) -> Option<f64> {
 
 /// Builds the chunks of one answer.
 struct Chunker {
-    id: String,
+    id: Arc<str>,
     created: u64,
-    model: String,
+    model: Arc<str>,
     started: bool,
 }
 
 impl Chunker {
     fn new(model: &str, prediction_id: &str) -> Chunker {
         Chunker {
-            id: completion_id(prediction_id),
+            id: completion_id(prediction_id).into(),
             created: unix_now(),
-            model: model.to_owned(),
+            model: model.into(),
             started: false,
         }
     }
@@ -976,7 +976,7 @@ impl Chunker {
         self.started = true;
         ChatChunk {
             id: self.id.clone(),
-            object: "chat.completion.chunk".to_owned(),
+            object: crate::types::CHUNK_OBJECT.into(),
             created: self.created,
             model: self.model.clone(),
             choices: vec![ChunkChoice {
