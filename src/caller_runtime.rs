@@ -55,10 +55,19 @@ pub struct Lease {
     runtime: Option<CallerRuntime>,
     /// A panic went through it: not given back.
     poisoned: Cell<bool>,
-    /// No call has run on it in this lease yet: the first one catches up on its idle
-    /// connections (a blocking stream calls `block_on` once per batch of chunks).
-    fresh: Cell<bool>,
+    /// It sat idle for [`CATCH_UP_AFTER`] or more and no call has run on it in this lease yet:
+    /// the first one catches up on its idle connections (a blocking stream calls `block_on`
+    /// once per batch of chunks).
+    catch_up_first: Cell<bool>,
 }
+
+/// How long a runtime must have sat idle for its next call to catch up on its connections
+/// first. A runtime given back less than this ago was driven until then: a close that reached
+/// it in between is the race every HTTP client has (a request crossing the server's FIN),
+/// which the router's retries answer. Under load the last runtime given back is taken again
+/// within microseconds, and the catch-up's two turns of the scheduler were two `epoll_wait`s
+/// of the four per call (`llmr-complete-64t`).
+const CATCH_UP_AFTER: Duration = Duration::from_millis(1);
 
 impl Lease {
     pub fn take() -> Lease {
@@ -68,12 +77,18 @@ impl Lease {
                 .build()
                 .expect("llmr: a caller runtime could not start"),
             http: crate::global::new_http_client(),
+            // New: no connections to catch up on.
             idle_since: Instant::now(),
         });
+        Lease::of(runtime)
+    }
+
+    fn of(runtime: CallerRuntime) -> Lease {
+        let catch_up_first = runtime.idle_since.elapsed() >= CATCH_UP_AFTER;
         Lease {
             runtime: Some(runtime),
             poisoned: Cell::new(false),
-            fresh: Cell::new(true),
+            catch_up_first: Cell::new(catch_up_first),
         }
     }
 
@@ -83,7 +98,7 @@ impl Lease {
         let c = self.runtime.as_ref().expect("present until dropped");
         let previous = DRIVING.with(|d| d.replace(Some(c.http.clone())));
         let _restore = Restore(Some(previous));
-        let first = self.fresh.replace(false);
+        let first = self.catch_up_first.replace(false);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             c.rt.block_on(async {
                 if first {
@@ -101,8 +116,8 @@ impl Lease {
     /// After a call that gave up a connection (an answer cut off, a stream stopped): lets the
     /// runtime close it now, not at its next call.
     pub fn close_abandoned(&self) {
-        // On a lease no call ran on yet, `block_on` catches up by itself.
-        let _ = if self.fresh.get() {
+        // `block_on` catches up by itself on a lease still due to.
+        let _ = if self.catch_up_first.get() {
             self.block_on(async {})
         } else {
             self.block_on(catch_up())
@@ -330,6 +345,23 @@ mod tests {
         assert!(take_expired(&mut idle, now, Duration::from_secs(90)).is_empty());
         close(gone);
         close(idle);
+    }
+
+    #[test]
+    fn only_a_runtime_idle_for_a_while_catches_up_first() {
+        let idle_for = |d: Duration| {
+            let mut c = Lease::take().runtime.take().unwrap();
+            c.idle_since = Instant::now() - d;
+            Lease::of(c)
+        };
+        // Taken again straight after it was given back: straight to the call.
+        let recent = idle_for(Duration::ZERO);
+        assert!(!recent.catch_up_first.get());
+        // Idle longer: the first call catches up, the next ones of the lease do not.
+        let idle = idle_for(CATCH_UP_AFTER * 5);
+        assert!(idle.catch_up_first.get());
+        idle.block_on(async {}).unwrap();
+        assert!(!idle.catch_up_first.get());
     }
 
     #[test]
