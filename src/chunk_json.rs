@@ -40,8 +40,9 @@ impl ChunkHead {
         } = chunk;
         if self.json.is_empty()
             || self.created != *created
-            || !same(&self.id, id)
-            || !same(&self.model, model)
+            // `Arc<str>`'s `==` compares pointers first: a stream's chunks share theirs.
+            || self.id != *id
+            || self.model != *model
             || self.object != *object
         {
             self.id = id.clone();
@@ -74,11 +75,6 @@ impl ChunkHead {
         }
         out.push(b'}');
     }
-}
-
-/// The same text: the same allocation (a stream's chunks share theirs), or equal strings.
-fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
-    Arc::ptr_eq(a, b) || a == b
 }
 
 /// A choice as the derive writes it, its keys written as they are: serde_json escapes every key

@@ -558,12 +558,17 @@ pub fn chunk_object_of(s: &str) -> Cow<'static, str> {
     }
 }
 
-/// A clone of `slot` once it holds `s`: replaced only when `s` differs from what it held, so
-/// the chunks of a stream share one allocation of their `id` (or `model`).
-pub fn share(slot: &mut Arc<str>, s: &str) -> Arc<str> {
+/// Makes `slot` hold `s`, replacing it only when `s` differs from what it held, so that the
+/// chunks of a stream share one allocation of their `id` (or `model`).
+pub fn keep(slot: &mut Arc<str>, s: &str) {
     if **slot != *s {
         *slot = Arc::from(s);
     }
+}
+
+/// [`keep`], then a clone of `slot` for a chunk.
+pub fn share(slot: &mut Arc<str>, s: &str) -> Arc<str> {
+    keep(slot, s);
     slot.clone()
 }
 

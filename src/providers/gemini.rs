@@ -28,8 +28,8 @@ use crate::config::DeploymentConfig;
 use crate::errors::{Error, Status};
 use crate::sse::SseDecoder;
 use crate::types::{
-    share, unix_now, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta,
-    FunctionCall, FunctionDelta, Message, ResponseMessage, Tool, ToolCall, ToolCallDelta, Usage,
+    keep, unix_now, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, FunctionCall,
+    FunctionDelta, Message, ResponseMessage, Tool, ToolCall, ToolCallDelta, Usage,
 };
 
 pub struct Gemini;
@@ -1644,7 +1644,7 @@ impl GeminiStream {
         }
         if let Some(m) = ev.model_version.filter(|m| !m.is_empty()) {
             // Every event names it: kept (and shared by the chunks) while it is the same.
-            share(&mut self.model, &m);
+            keep(&mut self.model, &m);
         }
         if let Some(u) = ev.usage_metadata {
             self.usage = Some(u.usage());

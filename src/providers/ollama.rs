@@ -28,8 +28,8 @@ use super::{extra_headers, secret_header, Endpoint, StreamParser, WireFormat};
 use crate::config::DeploymentConfig;
 use crate::errors::Error;
 use crate::types::{
-    share, unix_now, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta,
-    FunctionCall, FunctionDelta, Message, ResponseMessage, ToolCall, ToolCallDelta, Usage,
+    keep, unix_now, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, FunctionCall,
+    FunctionDelta, Message, ResponseMessage, ToolCall, ToolCallDelta, Usage,
 };
 
 pub struct Ollama;
@@ -605,7 +605,7 @@ impl OllamaStream {
         }
         if !chat.model.is_empty() {
             // Every line names it: kept (and shared by the chunks) while it is the same.
-            share(&mut self.model, &chat.model);
+            keep(&mut self.model, &chat.model);
         }
         if let Some(m) = chat.message {
             if let Some(t) = m.thinking.filter(|t| !t.is_empty()) {
