@@ -15,6 +15,7 @@ pub mod http;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
+mod openai_chunk_scan;
 pub mod openai_hosts;
 pub mod registry;
 pub mod replicate;

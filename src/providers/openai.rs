@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::classify::{body_excerpt, classify, ErrorParts};
+use super::openai_chunk_scan;
 use super::{extra_headers, secret_header, Endpoint, StreamParser, WireFormat};
 use crate::config::DeploymentConfig;
 use crate::errors::{Error, Status};
@@ -399,6 +400,14 @@ struct WireChunk<'a> {
     usage: Option<Usage>,
 }
 
+/// `data` read by serde, as a stream without earlier chunks reads it (what the chunk scan must
+/// match).
+#[cfg(any(test, debug_assertions))]
+pub(super) fn read_chunk_with_serde(data: &str) -> Result<ChatChunk, serde_json::Error> {
+    let w = serde_json::from_str::<WireChunk>(data)?;
+    Ok(OpenAiStream::default().chunk(w))
+}
+
 impl OpenAiStream {
     fn chunk(&mut self, w: WireChunk<'_>) -> ChatChunk {
         ChatChunk {
@@ -433,8 +442,16 @@ impl OpenAiStream {
         if event == "error" {
             return Err(classify(None, error_parts(data.as_bytes())));
         }
-        let chunk = match serde_json::from_str::<WireChunk>(data) {
-            Ok(c) => self.chunk(c),
+        let fast = openai_chunk_scan::read(data, &mut self.id, &mut self.model);
+        #[cfg(debug_assertions)]
+        if let Some(c) = &fast {
+            openai_chunk_scan::same_as_serde(data, c);
+        }
+        let chunk = match fast.map_or_else(
+            || serde_json::from_str::<WireChunk>(data).map(|w| self.chunk(w)),
+            Ok,
+        ) {
+            Ok(c) => c,
             Err(e) => {
                 if has_error_field(data.as_bytes()) {
                     return Err(classify(None, error_parts(data.as_bytes())));
