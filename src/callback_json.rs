@@ -11,7 +11,7 @@
 use std::ffi::{CStr, CString};
 
 use crate::chunk_json::ChunkHead;
-use crate::types::ChatChunk;
+use crate::types::{ChatChunk, ChatResponse};
 
 /// A whole answer's (or error's) JSON and its NUL.
 pub struct JsonText(Vec<u8>);
@@ -21,6 +21,14 @@ impl JsonText {
         // Most answers fit: serde_json's own start (128 bytes) grew several times.
         let mut text = Vec::with_capacity(512);
         write_with_nul(&mut text, value);
+        JsonText(text)
+    }
+
+    /// An answer's JSON ([`crate::response_json`]: as `of` writes it, faster).
+    pub fn of_response(resp: &ChatResponse) -> JsonText {
+        let mut text = Vec::with_capacity(512);
+        crate::response_json::write(resp, &mut text);
+        text.push(0);
         JsonText(text)
     }
 

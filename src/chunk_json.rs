@@ -6,12 +6,14 @@
 //! (serde_json's `format_escaped_str` was 12% of a 64-stream run's instructions under
 //! callgrind). [`ChunkHead`] keeps that opening, `{"id":…,"object":…,"created":…,"model":…`,
 //! and copies it while they stay the same; each chunk's `choices` are written with their keys as
-//! literals (serde_json escapes a struct's keys as it does string values), `usage` by serde. The
+//! literals (serde_json escapes a struct's keys as it does string values) and their strings
+//! copied whole when they need no escape ([`crate::json_string`]), `usage` by serde. The
 //! text is byte for byte what `serde_json::to_writer(chunk)` writes (tests below).
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::json_string;
 use crate::types::{ChatChunk, ChunkChoice, Delta};
 
 /// The opening of the last chunk written, and what it was written from.
@@ -92,30 +94,36 @@ fn write_choice(out: &mut Vec<u8>, choice: &ChunkChoice) {
         reasoning_content,
     } = delta;
     out.extend_from_slice(b"{\"index\":");
-    write_json(out, index);
+    out.extend_from_slice(itoa::Buffer::new().format(*index).as_bytes());
     out.extend_from_slice(b",\"delta\":{");
     // As the derive's `skip_serializing_if = "Option::is_none"` on each.
     let mut first = true;
-    optional_field(out, &mut first, b"\"role\":", role);
-    optional_field(out, &mut first, b"\"content\":", content);
-    optional_field(out, &mut first, b"\"tool_calls\":", tool_calls);
+    let text = |out: &mut Vec<u8>, s: &String| json_string::write(out, s);
+    optional_field(out, &mut first, b"\"role\":", role, text);
+    optional_field(out, &mut first, b"\"content\":", content, text);
+    optional_field(out, &mut first, b"\"tool_calls\":", tool_calls, write_json);
     optional_field(
         out,
         &mut first,
         b"\"reasoning_content\":",
         reasoning_content,
+        text,
     );
     out.extend_from_slice(b"},\"finish_reason\":");
-    write_json(out, finish_reason);
+    match finish_reason {
+        Some(reason) => json_string::write(out, reason),
+        None => out.extend_from_slice(b"null"),
+    }
     out.push(b'}');
 }
 
 /// `"key":value`, after a comma unless it is the first; nothing for `None`.
-fn optional_field<T: serde::Serialize>(
+fn optional_field<T>(
     out: &mut Vec<u8>,
     first: &mut bool,
     key: &[u8],
     value: &Option<T>,
+    write: impl Fn(&mut Vec<u8>, &T),
 ) {
     if let Some(value) = value {
         if !*first {
@@ -123,7 +131,7 @@ fn optional_field<T: serde::Serialize>(
         }
         *first = false;
         out.extend_from_slice(key);
-        write_json(out, value);
+        write(out, value);
     }
 }
 

@@ -191,7 +191,7 @@ pub fn complete_blocking(request_json: &str) -> Result<JsonText, Error> {
     let r = lease
         .block_on(async {
             tokio::select! {
-                r = router.complete(&req) => r.map(|resp| JsonText::of(&resp)),
+                r = router.complete(&req) => r.map(|resp| JsonText::of_response(&resp)),
                 () = cancel.cancelled() => Err(cancel.error()),
             }
         })
@@ -248,7 +248,7 @@ pub fn stream_blocking(
     };
     let run = async {
         let r = tokio::select! {
-            r = router.stream(&req, &mut sink) => r.map(|resp| JsonText::of(&resp)),
+            r = router.stream(&req, &mut sink) => r.map(|resp| JsonText::of_response(&resp)),
             () = stop.cancelled() => Err(stop.error()),
         };
         drop(sink);
@@ -370,7 +370,7 @@ pub fn complete_async(request_json: &str, on_done: DoneFn) -> u64 {
     runtime().spawn(async move {
         let cancel = reg.cancel.clone();
         let r = tokio::select! {
-            r = router.complete(&req) => r.map(|resp| JsonText::of(&resp)),
+            r = router.complete(&req) => r.map(|resp| JsonText::of_response(&resp)),
             () = cancel.cancelled() => Err(cancel.error()),
         };
         drop(reg);
@@ -482,7 +482,7 @@ pub fn stream_async(request_json: &str, on_chunk: ChunkFn, on_done: DoneFn) -> u
     runtime().spawn(async move {
         let cancel = reg.cancel.clone();
         let r = tokio::select! {
-            r = router.stream(&req, &mut sink) => r.map(|resp| JsonText::of(&resp)),
+            r = router.stream(&req, &mut sink) => r.map(|resp| JsonText::of_response(&resp)),
             () = cancel.cancelled() => Err(cancel.error()),
         };
         drop(reg);

@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod model_info;
 pub mod overflow;
 pub mod providers;
+pub mod response_json;
 pub mod router;
 pub mod secret;
 pub mod sse;
