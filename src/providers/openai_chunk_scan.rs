@@ -1,20 +1,20 @@
 //! The common OpenAI stream chunk, read without serde.
 //!
 //! serde's derived reading of a chunk was a third of a stream's instructions (callgrind,
-//! llmr-stream-async-64: ~1,200 per chunk for ~200 bytes; bench/README.md, session 18). Nearly
-//! every chunk has one shape — `id`, `object`, `created`, `model`, `choices` of `index`,
-//! `delta` (`role`, `content`, `reasoning_content`) and `finish_reason` — and this reads that
-//! shape in one pass. Anything else (tool-call deltas, a usage object, `\u` escapes, an unknown
-//! field holding an object or array, invalid JSON) gives `None`, and the caller reads the event
-//! with serde as before. So a chunk this reads is the chunk serde would read, never a
-//! different one; [`same_as_serde`] checks that (every debug build, the fuzz targets, the
-//! tests below).
+//! llmr-stream-async-64: ~4,600 per ~200-byte chunk; bench/README.md, session 18). Nearly every
+//! chunk has one shape — `id`, `object`, `created`, `model`, `choices` of `index`, `delta`
+//! (`role`, `content`, `reasoning_content`) and `finish_reason`, the last one's token counts —
+//! and this reads that shape in one pass. Anything else (tool-call deltas, usage `*_details`,
+//! `\u` escapes, an unknown field holding an object or array, invalid JSON) gives `None`, and
+//! the caller reads the event with serde as before. So a chunk this reads is the chunk serde
+//! would read, never a different one; [`same_as_serde`] checks that (every debug build, so the
+//! fuzz targets, and the tests below).
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::json_string;
-use crate::types::{chunk_object_of, share, ChatChunk, ChunkChoice, Delta, CHUNK_OBJECT};
+use crate::types::{chunk_object_of, share, ChatChunk, ChunkChoice, Delta, Usage, CHUNK_OBJECT};
 
 /// Reads `data` (one event's JSON) when it has the common shape; `None` otherwise. `id` and
 /// `model` are the stream's shared copies ([`share`]).
@@ -57,7 +57,9 @@ pub(crate) fn read(data: &str, id: &mut Arc<str>, model: &mut Arc<str>) -> Optio
             }
             "usage" => {
                 seen.first(5)?;
-                s.null().then_some(())?;
+                if !s.null() {
+                    chunk.usage = Some(usage(s)?);
+                }
             }
             _ => s.skip_scalar()?,
         }
@@ -68,6 +70,31 @@ pub(crate) fn read(data: &str, id: &mut Arc<str>, model: &mut Arc<str>) -> Optio
     chunk.id = share(id, &chunk_id);
     chunk.model = share(model, &chunk_model);
     Some(chunk)
+}
+
+/// The last chunk's token counts (their `*_details` objects go to serde).
+fn usage(s: &mut Scan<'_>) -> Option<Usage> {
+    let mut u = Usage::default();
+    let mut seen = Seen::default();
+    s.object(|s, key| {
+        match key {
+            "prompt_tokens" => {
+                seen.first(0)?;
+                u.prompt_tokens = s.uint()?;
+            }
+            "completion_tokens" => {
+                seen.first(1)?;
+                u.completion_tokens = s.uint()?;
+            }
+            "total_tokens" => {
+                seen.first(2)?;
+                u.total_tokens = s.uint()?;
+            }
+            _ => s.skip_scalar()?,
+        }
+        Some(())
+    })?;
+    Some(u)
 }
 
 fn choice(s: &mut Scan<'_>) -> Option<ChunkChoice> {
@@ -181,10 +208,7 @@ impl<'a> Scan<'a> {
         loop {
             self.ws();
             // A key with an escape is rare enough to leave to serde.
-            let key = match self.string()? {
-                Cow::Borrowed(k) => k,
-                Cow::Owned(_) => return None,
-            };
+            let key = self.plain_string()?;
             self.eat(b':').then_some(())?;
             field(self, key)?;
             if self.eat(b',') {
@@ -216,31 +240,49 @@ impl<'a> Scan<'a> {
         self.string().map(Some)
     }
 
-    /// A string, borrowed unless it has escapes. `\u` escapes go to serde (surrogate pairs and
-    /// their errors are serde's to get right).
+    /// A string without escapes, borrowed: what nearly every key and value is. `None` at an
+    /// escape or a control character (and past the end).
+    #[inline]
+    fn plain_string(&mut self) -> Option<&'a str> {
+        self.eat(b'"').then_some(())?;
+        let start = self.i;
+        let end = json_string::plain_end(self.s.as_bytes(), start);
+        (self.s.as_bytes().get(end) == Some(&b'"')).then_some(())?;
+        self.i = end + 1;
+        // `start` follows and `end` is an ASCII quote: both are char boundaries.
+        self.s.get(start..end)
+    }
+
+    /// A string, borrowed unless it has escapes.
+    #[inline]
     fn string(&mut self) -> Option<Cow<'a, str>> {
+        let at = self.i;
+        if let Some(s) = self.plain_string() {
+            return Some(Cow::Borrowed(s));
+        }
+        self.i = at;
+        self.escaped_string().map(Cow::Owned)
+    }
+
+    /// A string with escapes. `\u` escapes go to serde (surrogate pairs and their errors are
+    /// serde's to get right).
+    #[cold]
+    fn escaped_string(&mut self) -> Option<String> {
         self.eat(b'"').then_some(())?;
         let b = self.s.as_bytes();
-        let mut owned: Option<String> = None;
+        let mut owned = String::new();
         let mut from = self.i;
         loop {
             self.i = json_string::plain_end(b, self.i);
             match *b.get(self.i)? {
                 b'"' => {
-                    let tail = &self.s[from..self.i];
+                    owned.push_str(&self.s[from..self.i]);
                     self.i += 1;
-                    return Some(match owned {
-                        None => Cow::Borrowed(tail),
-                        Some(mut o) => {
-                            o.push_str(tail);
-                            Cow::Owned(o)
-                        }
-                    });
+                    return Some(owned);
                 }
                 b'\\' => {
-                    let o = owned.get_or_insert_with(String::new);
-                    o.push_str(&self.s[from..self.i]);
-                    o.push(match *b.get(self.i + 1)? {
+                    owned.push_str(&self.s[from..self.i]);
+                    owned.push(match *b.get(self.i + 1)? {
                         b'"' => '"',
                         b'\\' => '\\',
                         b'/' => '/',
@@ -360,6 +402,8 @@ mod tests {
         r#"{"id":"cmpl","object":"chat.completion.chunk","created":null,"model":"m","choices":[],"usage":null}"#,
         r#"{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"hi","tool_calls":null},"finish_reason":null,"score":-1.5e-3,"ok":true,"bad":false}]}"#,
         r#"{}"#,
+        r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":20,"total_tokens":29,"queue_time":0.01}}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{}}"#,
     ];
 
     #[test]
@@ -381,7 +425,10 @@ mod tests {
     fn other_shapes_go_to_serde() {
         for data in [
             r#"{"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":""}}]}}]}"#,
-            r#"{"id":"x","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            r#"{"id":"x","choices":[],"usage":{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":0}}}"#,
+            r#"{"id":"x","choices":[],"usage":{"prompt_tokens":null}}"#,
+            r#"{"id":"x","choices":[],"usage":{"prompt_tokens":1.0}}"#,
+            r#"{"id":"x","choices":[],"usage":{"total_tokens":1,"total_tokens":2}}"#,
             r#"{"id":"x","choices":[{"index":0,"delta":{"content":"caf\u00e9"}}]}"#,
             r#"{"id":"x","created":1.5e9,"choices":[]}"#,
             r#"{"id":"x","created":"1700000000","choices":[]}"#,
