@@ -203,8 +203,12 @@ fn run_row(
     Some(v)
 }
 
-/// The rows behind the throughput ratio targets, each llmr row after its bare one.
-const ROUND_ROWS: [&str; 6] = [
+/// The rows behind the ratio and added-latency targets, each llmr row after its bare one.
+const ROUND_ROWS: [&str; 10] = [
+    "select-1",
+    "select-1000",
+    "bare-c1",
+    "llmr-complete-1t",
     "bare-c64",
     "llmr-complete-64t",
     "llmr-async-64",
@@ -213,12 +217,13 @@ const ROUND_ROWS: [&str; 6] = [
     "llmr-stream-async-64",
 ];
 
-/// How many more rounds of [`ROUND_ROWS`] run after the first pass (`BENCH_ROUNDS`, default 4).
+/// How many more rounds of [`ROUND_ROWS`] run after the first pass (`BENCH_ROUNDS`, default 8:
+/// a round takes ~10 s, and with 5 rounds one slow spell of this VM still moved a median).
 fn extra_rounds() -> usize {
     std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4)
+        .unwrap_or(8)
 }
 
 pub fn run(only: &[String]) {
@@ -245,7 +250,7 @@ pub fn run(only: &[String]) {
             .collect()
     };
     let results = run_rows(&selected);
-    // The throughput rows again, bare and llmr one after the other, for the ratio targets: this
+    // The target rows again, bare and llmr one after the other, for the ratio targets: this
     // VM's speed drifts by ±20–30% from one minute to the next, so one pass cannot tell a
     // ratio of 0.8 from one of 0.9 (bench/README.md, "Rounds").
     let again: Vec<&Mode> = selected
