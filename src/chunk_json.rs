@@ -7,13 +7,14 @@
 //! callgrind). [`ChunkHead`] keeps that opening, `{"id":…,"object":…,"created":…,"model":…`,
 //! and copies it while they stay the same; each chunk's `choices` are written with their keys as
 //! literals (serde_json escapes a struct's keys as it does string values) and their strings
-//! copied whole when they need no escape ([`crate::json_string`]), `usage` by serde. The
-//! text is byte for byte what `serde_json::to_writer(chunk)` writes (tests below).
+//! copied whole when they need no escape ([`crate::json_string`]). The text is byte for byte
+//! what `serde_json::to_writer(chunk)` writes (tests below).
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::json_string;
+use crate::response_json::{write_list, write_u64, write_usage};
 use crate::types::{ChatChunk, ChunkChoice, Delta};
 
 /// The opening of the last chunk written, and what it was written from.
@@ -53,27 +54,21 @@ impl ChunkHead {
             self.model = model.clone();
             self.json.clear();
             self.json.extend_from_slice(b"{\"id\":");
-            write_json(&mut self.json, id);
+            json_string::write(&mut self.json, id);
             self.json.extend_from_slice(b",\"object\":");
-            write_json(&mut self.json, object);
+            json_string::write(&mut self.json, object);
             self.json.extend_from_slice(b",\"created\":");
-            write_json(&mut self.json, created);
+            write_u64(&mut self.json, *created);
             self.json.extend_from_slice(b",\"model\":");
-            write_json(&mut self.json, model);
+            json_string::write(&mut self.json, model);
         }
         out.extend_from_slice(&self.json);
-        out.extend_from_slice(b",\"choices\":[");
-        for (i, choice) in choices.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_choice(out, choice);
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"choices\":");
+        write_list(out, choices, write_choice);
         // As the derive's `skip_serializing_if = "Option::is_none"`.
         if let Some(usage) = usage {
             out.extend_from_slice(b",\"usage\":");
-            write_json(out, usage);
+            write_usage(out, usage);
         }
         out.push(b'}');
     }
@@ -94,7 +89,7 @@ fn write_choice(out: &mut Vec<u8>, choice: &ChunkChoice) {
         reasoning_content,
     } = delta;
     out.extend_from_slice(b"{\"index\":");
-    out.extend_from_slice(itoa::Buffer::new().format(*index).as_bytes());
+    write_u64(out, u64::from(*index));
     out.extend_from_slice(b",\"delta\":{");
     // As the derive's `skip_serializing_if = "Option::is_none"` on each.
     let mut first = true;
@@ -110,10 +105,7 @@ fn write_choice(out: &mut Vec<u8>, choice: &ChunkChoice) {
         text,
     );
     out.extend_from_slice(b"},\"finish_reason\":");
-    match finish_reason {
-        Some(reason) => json_string::write(out, reason),
-        None => out.extend_from_slice(b"null"),
-    }
+    json_string::write_optional(out, finish_reason);
     out.push(b'}');
 }
 

@@ -1,5 +1,5 @@
 //! JSON strings, eight bytes at a time: where a run of plain bytes ends (reading), and a string
-//! written as serde_json writes it (writing).
+//! written as serde_json writes it (writing; used by `response_json` and `chunk_json`).
 //!
 //! Most strings on the request path are short and plain (keys, ids, model names, a few words of
 //! content). serde_json looks at them a byte at a time through its writer; finding their end a
@@ -42,6 +42,14 @@ pub fn write(out: &mut Vec<u8>, s: &str) {
         out.push(b'"');
     } else {
         serde_json::to_writer(out, s).expect("a string always serialises");
+    }
+}
+
+/// Appends `s` as [`write`] does, or `null`.
+pub fn write_optional(out: &mut Vec<u8>, s: &Option<String>) {
+    match s {
+        Some(s) => write(out, s),
+        None => out.extend_from_slice(b"null"),
     }
 }
 

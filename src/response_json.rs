@@ -28,31 +28,15 @@ pub fn write(resp: &ChatResponse, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"object\":");
     json_string::write(out, object);
     out.extend_from_slice(b",\"created\":");
-    number(out, *created);
+    write_u64(out, *created);
     out.extend_from_slice(b",\"model\":");
     json_string::write(out, model);
-    out.extend_from_slice(b",\"choices\":[");
-    for (i, choice) in choices.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_choice(out, choice);
-    }
-    out.push(b']');
+    out.extend_from_slice(b",\"choices\":");
+    write_list(out, choices, write_choice);
     // As the derive's `skip_serializing_if = "Option::is_none"`.
-    if let Some(Usage {
-        prompt_tokens,
-        completion_tokens,
-        total_tokens,
-    }) = usage
-    {
-        out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
-        number(out, *prompt_tokens);
-        out.extend_from_slice(b",\"completion_tokens\":");
-        number(out, *completion_tokens);
-        out.extend_from_slice(b",\"total_tokens\":");
-        number(out, *total_tokens);
-        out.push(b'}');
+    if let Some(usage) = usage {
+        out.extend_from_slice(b",\"usage\":");
+        write_usage(out, usage);
     }
     if let Some(meta) = llmr {
         out.extend_from_slice(b",\"llmr\":");
@@ -75,11 +59,11 @@ fn write_choice(out: &mut Vec<u8>, choice: &Choice) {
         reasoning_content,
     } = message;
     out.extend_from_slice(b"{\"index\":");
-    number(out, u64::from(*index));
+    write_u64(out, u64::from(*index));
     out.extend_from_slice(b",\"message\":{\"role\":");
     json_string::write(out, role);
     out.extend_from_slice(b",\"content\":");
-    optional_string(out, content);
+    json_string::write_optional(out, content);
     // As the derive's `skip_serializing_if = "Option::is_none"` on each.
     if let Some(calls) = tool_calls {
         out.extend_from_slice(b",\"tool_calls\":");
@@ -94,7 +78,7 @@ fn write_choice(out: &mut Vec<u8>, choice: &Choice) {
         json_string::write(out, reasoning);
     }
     out.extend_from_slice(b"},\"finish_reason\":");
-    optional_string(out, finish_reason);
+    json_string::write_optional(out, finish_reason);
     out.push(b'}');
 }
 
@@ -113,7 +97,7 @@ fn write_meta(out: &mut Vec<u8>, meta: &LlmrMeta) {
     out.extend_from_slice(b",\"provider\":");
     json_string::write(out, provider);
     out.extend_from_slice(b",\"attempts\":");
-    number(out, u64::from(*attempts));
+    write_u64(out, u64::from(*attempts));
     out.extend_from_slice(b",\"latency_ms\":");
     serde(out, latency_ms);
     // As the derive's `skip_serializing_if`s.
@@ -122,14 +106,8 @@ fn write_meta(out: &mut Vec<u8>, meta: &LlmrMeta) {
         serde(out, t);
     }
     if !fallbacks.is_empty() {
-        out.extend_from_slice(b",\"fallbacks\":[");
-        for (i, f) in fallbacks.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            json_string::write(out, f);
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"fallbacks\":");
+        write_list(out, fallbacks, |out, f| json_string::write(out, f));
     }
     if let Some(cost) = cost_usd {
         out.extend_from_slice(b",\"cost_usd\":");
@@ -138,14 +116,35 @@ fn write_meta(out: &mut Vec<u8>, meta: &LlmrMeta) {
     out.push(b'}');
 }
 
-fn optional_string(out: &mut Vec<u8>, s: &Option<String>) {
-    match s {
-        Some(s) => json_string::write(out, s),
-        None => out.extend_from_slice(b"null"),
-    }
+/// Token counts as the derive writes them (a stream's last chunk has them too).
+pub(crate) fn write_usage(out: &mut Vec<u8>, usage: &Usage) {
+    let Usage {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens,
+    } = usage;
+    out.extend_from_slice(b"{\"prompt_tokens\":");
+    write_u64(out, *prompt_tokens);
+    out.extend_from_slice(b",\"completion_tokens\":");
+    write_u64(out, *completion_tokens);
+    out.extend_from_slice(b",\"total_tokens\":");
+    write_u64(out, *total_tokens);
+    out.push(b'}');
 }
 
-fn number(out: &mut Vec<u8>, n: u64) {
+/// `[a,b,…]`, each item written by `item`.
+pub(crate) fn write_list<T>(out: &mut Vec<u8>, items: &[T], item: impl Fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(out, x);
+    }
+    out.push(b']');
+}
+
+pub(crate) fn write_u64(out: &mut Vec<u8>, n: u64) {
     // serde_json writes integers with itoa too.
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }

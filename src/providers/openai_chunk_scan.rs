@@ -20,12 +20,10 @@ use crate::types::{chunk_object_of, share, ChatChunk, ChunkChoice, Delta, Usage,
 /// `model` are the stream's shared copies ([`share`]).
 pub(crate) fn read(data: &str, id: &mut Arc<str>, model: &mut Arc<str>) -> Option<ChatChunk> {
     let mut s = Scan { s: data, i: 0 };
-    let mut chunk = ChatChunk {
-        object: Cow::Borrowed(CHUNK_OBJECT),
-        ..ChatChunk::default()
-    };
-    // Like serde's reading (`OpenAiStream::chunk`): a missing `id` or `model` is "".
+    // Each field as serde's reading has it when absent (`WireChunk`, `OpenAiStream::chunk`).
     let (mut chunk_id, mut chunk_model) = (Cow::Borrowed(""), Cow::Borrowed(""));
+    let mut object = Cow::Borrowed(CHUNK_OBJECT);
+    let (mut created, mut choices, mut usage) = (0, Vec::new(), None);
     let mut seen = Seen::default();
     s.object(|s, key| {
         match key {
@@ -36,13 +34,13 @@ pub(crate) fn read(data: &str, id: &mut Arc<str>, model: &mut Arc<str>) -> Optio
             "object" => {
                 seen.first(1)?;
                 if let Some(o) = s.nullable_string()? {
-                    chunk.object = chunk_object_of(&o);
+                    object = chunk_object_of(&o);
                 }
             }
             "created" => {
                 seen.first(2)?;
                 // `lenient_u64`: null is 0 (a float or a string go to serde).
-                chunk.created = if s.null() { 0 } else { s.uint()? };
+                created = if s.null() { 0 } else { s.uint()? };
             }
             "model" => {
                 seen.first(3)?;
@@ -51,14 +49,14 @@ pub(crate) fn read(data: &str, id: &mut Arc<str>, model: &mut Arc<str>) -> Optio
             "choices" => {
                 seen.first(4)?;
                 s.array(|s| {
-                    chunk.choices.push(choice(s)?);
+                    choices.push(choice(s)?);
                     Some(())
                 })?;
             }
             "usage" => {
                 seen.first(5)?;
                 if !s.null() {
-                    chunk.usage = Some(usage(s)?);
+                    usage = Some(read_usage(s)?);
                 }
             }
             _ => s.skip_scalar()?,
@@ -67,13 +65,18 @@ pub(crate) fn read(data: &str, id: &mut Arc<str>, model: &mut Arc<str>) -> Optio
     })?;
     s.ws();
     (s.i == data.len()).then_some(())?;
-    chunk.id = share(id, &chunk_id);
-    chunk.model = share(model, &chunk_model);
-    Some(chunk)
+    Some(ChatChunk {
+        id: share(id, &chunk_id),
+        object,
+        created,
+        model: share(model, &chunk_model),
+        choices,
+        usage,
+    })
 }
 
 /// The last chunk's token counts (their `*_details` objects go to serde).
-fn usage(s: &mut Scan<'_>) -> Option<Usage> {
+fn read_usage(s: &mut Scan<'_>) -> Option<Usage> {
     let mut u = Usage::default();
     let mut seen = Seen::default();
     s.object(|s, key| {
