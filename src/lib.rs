@@ -29,6 +29,7 @@ pub mod ffi;
 pub mod global;
 pub mod http2_origins;
 pub mod inflight;
+pub(crate) mod json_scan;
 pub mod json_string;
 pub mod log;
 pub mod logger;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::classify::{body_excerpt, classify, ErrorParts};
-use super::openai_chunk_scan;
+use super::openai_scan;
 use super::{extra_headers, secret_header, Endpoint, StreamParser, WireFormat};
 use crate::config::DeploymentConfig;
 use crate::errors::{Error, Status};
@@ -333,7 +333,13 @@ const FILTERED: &str =
     "the answer was withheld by the provider's content filter (finish_reason: content_filter)";
 
 fn parse_response(body: &[u8]) -> Result<ChatResponse, Error> {
-    match serde_json::from_slice::<ChatResponse>(body) {
+    let text = std::str::from_utf8(body).ok();
+    let fast = text.and_then(openai_scan::read_response);
+    #[cfg(debug_assertions)]
+    if let (Some(text), Some(r)) = (text, &fast) {
+        openai_scan::response_same_as_serde(text, r);
+    }
+    match fast.map_or_else(|| serde_json::from_slice::<ChatResponse>(body), Ok) {
         Ok(r) if !r.choices.is_empty() && filtered_empty(&r) => {
             let refusal = r.choices.iter().find_map(|c| c.message.refusal.clone());
             Err(Error::new(
@@ -442,10 +448,10 @@ impl OpenAiStream {
         if event == "error" {
             return Err(classify(None, error_parts(data.as_bytes())));
         }
-        let fast = openai_chunk_scan::read(data, &mut self.id, &mut self.model);
+        let fast = openai_scan::read_chunk(data, &mut self.id, &mut self.model);
         #[cfg(debug_assertions)]
         if let Some(c) = &fast {
-            openai_chunk_scan::same_as_serde(data, c);
+            openai_scan::chunk_same_as_serde(data, c);
         }
         let chunk = match fast.map_or_else(
             || serde_json::from_str::<WireChunk>(data).map(|w| self.chunk(w)),
