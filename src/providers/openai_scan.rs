@@ -82,11 +82,8 @@ pub(crate) fn read_chunk(data: &str, id: &mut Arc<str>, model: &mut Arc<str>) ->
 /// Reads `body` when it is an answer (`chat.completion`) of the common shape; `None` otherwise.
 pub(crate) fn read_response(body: &str) -> Option<ChatResponse> {
     let mut s = Scan::new(body);
-    // Each field as the derive has it when absent (`ChatResponse`).
-    let mut r = ChatResponse {
-        object: "chat.completion".to_owned(),
-        ..ChatResponse::default()
-    };
+    let mut r = ChatResponse::default();
+    let mut object = None;
     let mut seen = Seen::default();
     s.object(|s, key| {
         match key {
@@ -96,7 +93,7 @@ pub(crate) fn read_response(body: &str) -> Option<ChatResponse> {
             }
             "object" => {
                 seen.first(1)?;
-                r.object = s.string()?.into_owned();
+                object = Some(s.string()?);
             }
             "created" => {
                 seen.first(2)?;
@@ -128,41 +125,56 @@ pub(crate) fn read_response(body: &str) -> Option<ChatResponse> {
         }
         Some(())
     })?;
-    s.at_end().then_some(r)
+    s.at_end().then_some(())?;
+    // As the derive has it when absent (`ChatResponse`).
+    r.object = object.map_or_else(|| "chat.completion".to_owned(), Cow::into_owned);
+    Some(r)
 }
 
 fn response_choice(s: &mut Scan<'_>) -> Option<Choice> {
-    let mut c = Choice::default();
+    let (mut index, mut msg, mut finish_reason) = (0, None, None);
     let mut seen = Seen::default();
     s.object(|s, key| {
         match key {
             "index" => {
                 seen.first(0)?;
-                c.index = u32::try_from(s.uint()?).ok()?;
+                index = u32::try_from(s.uint()?).ok()?;
             }
             "message" => {
                 seen.first(1)?;
-                c.message = message(s)?;
+                msg = Some(message(s)?);
             }
             "finish_reason" => {
                 seen.first(2)?;
-                c.finish_reason = s.nullable_string()?.map(Cow::into_owned);
+                finish_reason = s.nullable_string()?.map(Cow::into_owned);
             }
             _ => s.skip_value()?,
         }
         Some(())
     })?;
-    Some(c)
+    Some(Choice {
+        index,
+        message: msg.unwrap_or_default(),
+        finish_reason,
+    })
 }
 
 fn message(s: &mut Scan<'_>) -> Option<ResponseMessage> {
-    let mut m = ResponseMessage::default();
+    // `role` kept borrowed until the end: the default's own `String` only when it is absent.
+    let mut role = None;
+    let mut m = ResponseMessage {
+        role: String::new(),
+        content: None,
+        tool_calls: None,
+        refusal: None,
+        reasoning_content: None,
+    };
     let mut seen = Seen::default();
     s.object(|s, key| {
         match key {
             "role" => {
                 seen.first(0)?;
-                m.role = s.string()?.into_owned();
+                role = Some(s.string()?);
             }
             "content" => {
                 seen.first(1)?;
@@ -184,6 +196,7 @@ fn message(s: &mut Scan<'_>) -> Option<ResponseMessage> {
         }
         Some(())
     })?;
+    m.role = role.map_or_else(|| ResponseMessage::default().role, Cow::into_owned);
     Some(m)
 }
 
