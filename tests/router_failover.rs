@@ -12,7 +12,9 @@ use common::*;
 use llmr_testkit::{Reply, StandIn};
 use serde_json::json;
 
-const FIRST: f64 = 1e6;
+// simple-shuffle draws by weight, so an order is only likely: these make each wrong draw a
+// one-in-a-million event (1e6 against 1e3 was one in a thousand per draw; CI drew it once).
+const FIRST: f64 = 1e9;
 const SECOND: f64 = 1e3;
 const LAST: f64 = 1e-3;
 
