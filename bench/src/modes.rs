@@ -172,17 +172,13 @@ pub const MODES: &[Mode] = &[
             1000,
         )
     },
+    mode(
+        "bare-stream-c64",
+        "reqwest SSE, 64 in flight",
+        Kind::BareStream,
+        64,
+    ),
     Mode {
-        twentieths: 5,
-        ..mode(
-            "bare-stream-c64",
-            "reqwest SSE, 64 in flight",
-            Kind::BareStream,
-            64,
-        )
-    },
-    Mode {
-        twentieths: 5,
         bare: Some("bare-stream-c64"),
         ..mode(
             "llmr-stream-64t",
@@ -192,7 +188,6 @@ pub const MODES: &[Mode] = &[
         )
     },
     Mode {
-        twentieths: 5,
         bare: Some("bare-stream-c64"),
         ..mode(
             "llmr-stream-async-64",
