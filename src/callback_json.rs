@@ -7,6 +7,12 @@
 //! (in a profile of `llmr_stream_async` at 64 in flight, ~16% of the samples waited on malloc's
 //! arena locks): the chunks of one batch share one buffer ([`ChunkBatch`]), and an answer is
 //! one [`JsonText`], not a `String` and then a `CString` copied from it.
+//!
+//! Why the texts can be handed to C as they are: every one is JSON written by `response_json`,
+//! `chunk_json` or serde_json, then a NUL (`JsonText::of_response`, `ChunkBatch::push_with`).
+//! Those write only UTF-8 and no NUL: a NUL in a string is escaped as `\u0000` (serde_json, and
+//! `json_string::write`, which hands any string with a control character to serde_json), and
+//! keys and numbers are ASCII.
 
 use std::ffi::{CStr, CString};
 
@@ -17,15 +23,9 @@ use crate::types::{ChatChunk, ChatResponse};
 pub struct JsonText(Vec<u8>);
 
 impl JsonText {
-    pub fn of(value: &impl serde::Serialize) -> JsonText {
-        // Most answers fit: serde_json's own start (128 bytes) grew several times.
-        let mut text = Vec::with_capacity(512);
-        write_with_nul(&mut text, value);
-        JsonText(text)
-    }
-
-    /// An answer's JSON ([`crate::response_json`]: as `of` writes it, faster).
+    /// An answer's JSON ([`crate::response_json`]) and a NUL.
     pub fn of_response(resp: &ChatResponse) -> JsonText {
+        // Most answers fit: serde_json's own start (128 bytes) grew several times.
         let mut text = Vec::with_capacity(512);
         crate::response_json::write(resp, &mut text);
         text.push(0);
@@ -42,13 +42,13 @@ impl JsonText {
 
     /// The JSON as an owned C string, without a copy (what a blocking call hands C).
     pub fn into_c_string(self) -> CString {
-        // SAFETY: `write_with_nul` ended the text with its only NUL.
+        // SAFETY: `of_response` ended the text with its only NUL (module doc).
         unsafe { CString::from_vec_with_nul_unchecked(self.0) }
     }
 
     pub fn into_string(mut self) -> String {
         self.0.pop();
-        // SAFETY: serde_json's output (UTF-8) without the NUL `of` added.
+        // SAFETY: JSON text (UTF-8; module doc) without the NUL `of_response` added.
         unsafe { String::from_utf8_unchecked(self.0) }
     }
 }
@@ -57,14 +57,6 @@ impl std::fmt::Debug for JsonText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.as_str().fmt(f)
     }
-}
-
-/// Appends `value`'s JSON and a NUL. Every NUL-terminated text here is serde_json's output and
-/// then a NUL (this, or `ChunkBatch::push_with`): serde_json writes only UTF-8 and no NUL (one
-/// in a string is escaped as `\u0000`).
-fn write_with_nul(text: &mut Vec<u8>, value: &impl serde::Serialize) {
-    serde_json::to_writer(&mut *text, value).expect("a response always serialises");
-    text.push(0);
 }
 
 /// The most chunks one batch holds.
@@ -95,14 +87,14 @@ pub struct ChunkJson<'a> {
 impl<'a> ChunkJson<'a> {
     pub fn as_str(&self) -> &'a str {
         let json = &self.with_nul[..self.with_nul.len() - 1];
-        // SAFETY: serde_json's output (only UTF-8) and a NUL (`write_with_nul`, `push_with`).
+        // SAFETY: JSON text (only UTF-8) and a NUL (`push_with`, `of_response`; module doc).
         unsafe { std::str::from_utf8_unchecked(json) }
     }
 
     /// The JSON as a C string, without a copy.
     pub fn as_c_str(&self) -> &'a CStr {
-        // SAFETY: every text ends with a NUL (`write_with_nul`, `push_with`), and JSON text holds
-        // no other.
+        // SAFETY: every text ends with a NUL (`push_with`, `of_response`), and holds no other
+        // (module doc).
         unsafe { CStr::from_bytes_with_nul_unchecked(self.with_nul) }
     }
 }
@@ -229,11 +221,20 @@ mod tests {
 
     #[test]
     fn an_answer_is_its_json_as_a_string_and_as_a_c_string() {
-        let v = json!({"content": "ünïcode and a NUL \u{0}"});
-        let t = JsonText::of(&v);
-        assert_eq!(t.as_str(), v.to_string());
-        assert_eq!(t.as_c_str().to_str().unwrap(), v.to_string());
-        assert_eq!(t.into_string(), v.to_string());
+        let mut r = ChatResponse::default();
+        r.choices.push(crate::types::Choice {
+            message: crate::types::ResponseMessage {
+                content: Some("ünïcode and a NUL \u{0}".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let want = serde_json::to_string(&r).unwrap();
+        assert!(want.contains("\\u0000"));
+        let t = JsonText::of_response(&r);
+        assert_eq!(t.as_str(), want);
+        assert_eq!(t.as_c_str().to_str().unwrap(), want);
+        assert_eq!(t.into_string(), want);
     }
 
     #[test]
