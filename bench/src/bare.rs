@@ -16,6 +16,9 @@ use crate::row::{request_value, Batch, Driver};
 pub struct Bare {
     rt: tokio::runtime::Runtime,
     client: reqwest::Client,
+    /// For a row on OS threads: one single-threaded runtime and client per thread, kept across
+    /// batches (as llmr's caller runtimes are, src/caller_runtime.rs).
+    threads: Vec<(tokio::runtime::Runtime, reqwest::Client)>,
     url: Arc<str>,
     stream: bool,
     concurrency: usize,
@@ -28,15 +31,23 @@ impl Bare {
             .enable_all()
             .build()
             .expect("runtime");
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build()
-            .expect("client");
+        let threads = if mode.os_threads {
+            (0..mode.concurrency)
+                .map(|_| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    (rt, new_client())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Bare {
             rt,
-            client,
+            client: new_client(),
+            threads,
             url: if mode.kind == Kind::BareHold {
                 format!("{base}/hold-{}/v1/chat/completions", mode.concurrency).into()
             } else {
@@ -46,6 +57,15 @@ impl Bare {
             concurrency: mode.concurrency,
         }
     }
+}
+
+fn new_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("client")
 }
 
 /// One call; the content chunks it received (0 for a completion), or None on failure.
@@ -110,6 +130,9 @@ async fn call_seeing_chunks(
 
 impl Driver for Bare {
     fn batch(&mut self, n: usize) -> Batch {
+        if !self.threads.is_empty() {
+            return self.batch_on_threads(n);
+        }
         let next = Arc::new(AtomicUsize::new(0));
         let per = n / self.concurrency.max(1) + 64;
         let workers: Vec<_> = (0..self.concurrency.min(n))
@@ -150,6 +173,54 @@ impl Driver for Bare {
             }
             all
         })
+    }
+}
+
+impl Bare {
+    /// `n` calls from the row's OS threads, each call blocking its thread until the answer (or
+    /// the whole stream) is in: the model of `llmr_complete` / `llmr_stream`.
+    fn batch_on_threads(&mut self, n: usize) -> Batch {
+        let next = AtomicUsize::new(0);
+        let per = n / self.threads.len() + 64;
+        let (url, stream) = (&*self.url, self.stream);
+        let batches: Vec<Batch> = std::thread::scope(|s| {
+            let workers: Vec<_> = self
+                .threads
+                .iter()
+                .map(|(rt, client)| {
+                    let next = &next;
+                    s.spawn(move || {
+                        let mut b = Batch {
+                            latencies_ns: Vec::with_capacity(per),
+                            ..Batch::default()
+                        };
+                        while next.fetch_add(1, Ordering::Relaxed) < n {
+                            let t = Instant::now();
+                            match rt.block_on(call(client, url, stream)) {
+                                Some(c) => b.chunks += c,
+                                None => b.failures += 1,
+                            }
+                            b.latencies_ns.push(t.elapsed().as_nanos() as u64);
+                        }
+                        b
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("worker"))
+                .collect()
+        });
+        let mut all = Batch {
+            latencies_ns: Vec::with_capacity(n),
+            ..Batch::default()
+        };
+        for b in batches {
+            all.latencies_ns.extend(b.latencies_ns);
+            all.chunks += b.chunks;
+            all.failures += b.failures;
+        }
+        all
     }
 }
 

@@ -49,8 +49,15 @@ pub struct Mode {
     pub redis: bool,
     /// Over HTTPS with HTTP/2 (the stand-in's TLS side), not plain HTTP/1.1.
     pub tls: bool,
+    /// A bare row whose calls each block an OS thread of its own (`concurrency` threads, each
+    /// driving a single-threaded runtime and client), as `llmr_complete` does: what the
+    /// threads cost the HTTP stack alone, apart from routing.
+    pub os_threads: bool,
     /// The bare-client row it is compared with, and the LiteLLM one.
     pub bare: Option<&'static str>,
+    /// For a row of blocking calls from OS threads: the bare row on as many OS threads, which
+    /// tells the threads' cost from routing's (reported beside the target ratio, not instead).
+    pub threads_bare: Option<&'static str>,
     pub litellm: Option<&'static str>,
 }
 
@@ -66,7 +73,9 @@ const fn mode(name: &'static str, what: &'static str, kind: Kind, concurrency: u
         entry: "",
         redis: false,
         tls: false,
+        os_threads: false,
         bare: None,
+        threads_bare: None,
         litellm: None,
     }
 }
@@ -91,7 +100,17 @@ pub const MODES: &[Mode] = &[
     },
     mode("bare-c64", "reqwest, 64 in flight", Kind::BareComplete, 64),
     Mode {
+        os_threads: true,
+        ..mode(
+            "bare-64t",
+            "reqwest, 64 OS threads, a blocking call each",
+            Kind::BareComplete,
+            64,
+        )
+    },
+    Mode {
         bare: Some("bare-c64"),
+        threads_bare: Some("bare-64t"),
         litellm: Some("litellm-c64"),
         ..mode(
             "llmr-complete-64t",
@@ -179,7 +198,17 @@ pub const MODES: &[Mode] = &[
         64,
     ),
     Mode {
+        os_threads: true,
+        ..mode(
+            "bare-stream-64t",
+            "reqwest SSE, 64 OS threads, a blocking stream each",
+            Kind::BareStream,
+            64,
+        )
+    },
+    Mode {
         bare: Some("bare-stream-c64"),
+        threads_bare: Some("bare-stream-64t"),
         ..mode(
             "llmr-stream-64t",
             "llmr_stream, 64 threads",

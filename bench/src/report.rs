@@ -92,6 +92,12 @@ The stand-in and the rows share the machine's cores.\n\n## Machine\n\n{}", machi
                         rate(m, v) / rate(bm, bv),
                         if stream { "chunks/s" } else { "req/s" }
                     );
+                    if let Some((tb, tbv)) =
+                        m.threads_bare.and_then(|b| Some((b, get(results, b)?)))
+                    {
+                        let tbm = crate::modes::find(tb).expect("bare row");
+                        let _ = write!(s, " ({:.2}× {tb})", rate(m, v) / rate(tbm, tbv));
+                    }
                     if m.concurrency == 1 {
                         let _ = write!(
                             s,
@@ -181,19 +187,27 @@ fn rounds_table(rounds: &[Vec<(&Mode, Value)>]) -> String {
     let _ = write!(t, "\n|---|{}\n", "---:|".repeat(names.len() + 2));
     for (i, round) in rounds.iter().enumerate() {
         let _ = write!(t, "| {} |", i + 1);
-        let mut bare = f64::NAN;
         for n in &names {
             let Some((m, v)) = round.iter().find(|(m, _)| m.name == *n) else {
                 t.push_str(" — |");
                 continue;
             };
             let x = rate(m, v);
-            if n.starts_with("bare") {
-                bare = x;
-                let _ = write!(t, " {x:.0} |");
-            } else {
-                let _ = write!(t, " {x:.0} ({:.2}×) |", x / bare);
+            let _ = write!(t, " {x:.0}");
+            // Each llmr row against its bare row of the same round (and, for the blocking
+            // rows, the bare row on as many threads).
+            let mut against = m.bare.into_iter().chain(m.threads_bare).filter_map(|b| {
+                let (bm, bv) = round.iter().find(|(bm, _)| bm.name == b)?;
+                Some(x / rate(bm, bv))
+            });
+            if let Some(r) = against.next() {
+                let _ = write!(t, " ({r:.2}×");
+                if let Some(r) = against.next() {
+                    let _ = write!(t, "; {r:.2}× threads");
+                }
+                t.push(')');
             }
+            t.push_str(" |");
         }
         match (added_in(round, "p50_us"), added_in(round, "p99_us")) {
             (Some(p50), Some(p99)) => {
@@ -290,6 +304,21 @@ fn targets(r: &[(&Mode, Value)], rounds: &[Vec<(&Mode, Value)>]) -> String {
         "bare-stream-c64",
         "chunks_per_s",
     );
+    // Not targets: what the 64 threads cost the HTTP stack by themselves, and the blocking
+    // rows against the bare client on as many threads (the same threading, no routing).
+    for (a, b, k) in [
+        ("bare-64t", "bare-c64", "rps"),
+        ("llmr-complete-64t", "bare-64t", "rps"),
+        ("bare-stream-64t", "bare-stream-c64", "chunks_per_s"),
+        ("llmr-stream-64t", "bare-stream-64t", "chunks_per_s"),
+    ] {
+        if let Some((m, lo, hi, n)) = ratio_of_rounds(rounds, a, b, k) {
+            let _ = writeln!(
+                t,
+                "- (reference, not a target) {a} / {b}: {m:.2}× (median of {n} rounds; {lo:.2}–{hi:.2}×)"
+            );
+        }
+    }
     // Like the ratios: the median over the rounds, each llmr row right after its bare one.
     let mut added_check = |what: &str, k: &str, limit: f64| {
         let _ = match spread(rounds.iter().filter_map(|r| added_in(r, k)).collect()) {

@@ -204,15 +204,17 @@ fn run_row(
 }
 
 /// The rows behind the ratio and added-latency targets, each llmr row after its bare one.
-const ROUND_ROWS: [&str; 10] = [
+const ROUND_ROWS: [&str; 12] = [
     "select-1",
     "select-1000",
     "bare-c1",
     "llmr-complete-1t",
     "bare-c64",
+    "bare-64t",
     "llmr-complete-64t",
     "llmr-async-64",
     "bare-stream-c64",
+    "bare-stream-64t",
     "llmr-stream-64t",
     "llmr-stream-async-64",
 ];
