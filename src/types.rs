@@ -138,7 +138,7 @@ pub struct FunctionDef {
     pub extra: Map<String, Value>,
 }
 
-fn function_type() -> String {
+pub(crate) fn function_type() -> String {
     "function".to_owned()
 }
 

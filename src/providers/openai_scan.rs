@@ -4,10 +4,11 @@
 //! llmr-stream-async-64: ~4,600 per ~200-byte chunk), and of an answer ~9,000 of a request's
 //! ~100,000 (bench/README.md, session 18). Nearly every chunk and answer has one shape — `id`,
 //! `object`, `created`, `model`, `choices` (a chunk's `index`, `delta` of `role`, `content`,
-//! `reasoning_content`, and `finish_reason`; an answer's `message` of `role`, `content`,
-//! `refusal`, `reasoning_content`), token counts, and fields llmr does not read (skipped,
-//! checked) — and this reads that shape in one pass. Anything else (tool calls, content as a
-//! list of parts, `\u` escapes, invalid JSON, …: see [`crate::json_scan`]) gives `None`, and
+//! `reasoning_content`, `tool_calls`, and `finish_reason`; an answer's `message` of `role`,
+//! `content`, `tool_calls`, `refusal`, `reasoning_content`), token counts, and fields llmr does
+//! not read (skipped, checked) — and this reads that shape in one pass. Anything else (content
+//! as a list of parts, tool-call arguments given as an object, `\u` escapes, invalid JSON, …:
+//! see [`crate::json_scan`]) gives `None`, and
 //! the caller reads the text with serde as before. So what this reads is what serde would
 //! read, never something else; [`chunk_same_as_serde`] and [`response_same_as_serde`] check
 //! that (every debug build, so the fuzz targets, and the tests below).
@@ -17,8 +18,8 @@ use std::sync::Arc;
 
 use crate::json_scan::{Scan, Seen};
 use crate::types::{
-    chunk_object_of, share, ChatChunk, ChatResponse, Choice, ChunkChoice, Delta, ResponseMessage,
-    Usage, CHUNK_OBJECT,
+    chunk_object_of, function_type, share, ChatChunk, ChatResponse, Choice, ChunkChoice, Delta,
+    FunctionCall, FunctionDelta, ResponseMessage, ToolCall, ToolCallDelta, Usage, CHUNK_OBJECT,
 };
 
 /// Reads `data` (one stream event's JSON) when it is a chunk of the common shape; `None`
@@ -182,7 +183,9 @@ fn message(s: &mut Scan<'_>) -> Option<ResponseMessage> {
             }
             "tool_calls" => {
                 seen.first(2)?;
-                s.null().then_some(())?;
+                if !s.null() {
+                    m.tool_calls = Some(list(s, tool_call)?);
+                }
             }
             "refusal" => {
                 seen.first(3)?;
@@ -268,13 +271,129 @@ fn delta(s: &mut Scan<'_>) -> Option<Delta> {
             }
             "tool_calls" => {
                 seen.first(3)?;
-                s.null().then_some(())?;
+                if !s.null() {
+                    d.tool_calls = Some(list(s, tool_call_delta)?);
+                }
             }
             _ => s.skip_value()?,
         }
         Some(())
     })?;
     Some(d)
+}
+
+/// `[ item, … ]`, each read by `item`.
+fn list<'a, T>(s: &mut Scan<'a>, item: impl Fn(&mut Scan<'a>) -> Option<T>) -> Option<Vec<T>> {
+    let mut out = Vec::new();
+    s.array(|s| {
+        out.push(item(s)?);
+        Some(())
+    })?;
+    Some(out)
+}
+
+/// One tool call of an answer (`ToolCall`): `function` must be there; `arguments` given as
+/// anything but a string or null (serde writes such a value out as text) goes to serde.
+fn tool_call(s: &mut Scan<'_>) -> Option<ToolCall> {
+    let (mut id, mut kind, mut function) = (None, None, None);
+    let mut seen = Seen::default();
+    s.object(|s, key| {
+        match key {
+            "id" => {
+                seen.first(0)?;
+                id = Some(s.string()?);
+            }
+            "type" => {
+                seen.first(1)?;
+                kind = Some(s.string()?);
+            }
+            "function" => {
+                seen.first(2)?;
+                function = Some(function_call(s)?);
+            }
+            _ => s.skip_value()?,
+        }
+        Some(())
+    })?;
+    Some(ToolCall {
+        id: id.map(Cow::into_owned).unwrap_or_default(),
+        kind: kind.map_or_else(function_type, Cow::into_owned),
+        function: function?,
+    })
+}
+
+fn function_call(s: &mut Scan<'_>) -> Option<FunctionCall> {
+    let mut f = FunctionCall::default();
+    let mut seen = Seen::default();
+    s.object(|s, key| {
+        match key {
+            "name" => {
+                seen.first(0)?;
+                f.name = s.string()?.into_owned();
+            }
+            "arguments" => {
+                seen.first(1)?;
+                f.arguments = s
+                    .nullable_string()?
+                    .map(Cow::into_owned)
+                    .unwrap_or_default();
+            }
+            _ => s.skip_value()?,
+        }
+        Some(())
+    })?;
+    Some(f)
+}
+
+/// One tool call's part in a chunk (`ToolCallDelta`).
+fn tool_call_delta(s: &mut Scan<'_>) -> Option<ToolCallDelta> {
+    let mut t = ToolCallDelta::default();
+    let mut seen = Seen::default();
+    s.object(|s, key| {
+        match key {
+            "index" => {
+                seen.first(0)?;
+                t.index = u32::try_from(s.uint()?).ok()?;
+            }
+            "id" => {
+                seen.first(1)?;
+                t.id = s.nullable_string()?.map(Cow::into_owned);
+            }
+            "type" => {
+                seen.first(2)?;
+                t.kind = s.nullable_string()?.map(Cow::into_owned);
+            }
+            "function" => {
+                seen.first(3)?;
+                if !s.null() {
+                    t.function = Some(function_delta(s)?);
+                }
+            }
+            _ => s.skip_value()?,
+        }
+        Some(())
+    })?;
+    Some(t)
+}
+
+fn function_delta(s: &mut Scan<'_>) -> Option<FunctionDelta> {
+    let mut f = FunctionDelta::default();
+    let mut seen = Seen::default();
+    s.object(|s, key| {
+        match key {
+            "name" => {
+                seen.first(0)?;
+                f.name = s.nullable_string()?.map(Cow::into_owned);
+            }
+            "arguments" => {
+                seen.first(1)?;
+                f.arguments = s.nullable_string()?.map(Cow::into_owned);
+            }
+            _ => s.skip_value()?,
+        }
+        Some(())
+    })?;
+    Some(f)
 }
 
 /// Checks that a chunk [`read_chunk`] gave is the chunk serde reads from the same `data`:
@@ -333,6 +452,12 @@ mod tests {
         r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{}}"#,
         r#"{"id":"c","model":"m","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"accepted_prediction_tokens":0}}}"#,
         r#"{"id":"g","object":"chat.completion.chunk","created":1,"model":"llama","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"x_groq":{"id":"req_1","usage":{"queue_time":0.1,"prompt_tokens":18}}}"#,
+        // A streamed tool call: its head, its arguments in pieces, parallel calls, one whole.
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","system_fingerprint":"fp_1","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_abc","type":"function","function":{"name":"get_weather","arguments":""}}],"refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]},"logprobs":null,"finish_reason":null}]}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2","type":"function","function":{"name":"f","arguments":null}},{"index":2,"function":null,"id":null}]}}]}"#,
+        r#"{"id":"m","object":"chat.completion.chunk","created":1,"model":"mistral-small","choices":[{"index":0,"delta":{"tool_calls":[{"id":"abc123XYZ","function":{"name":"f","arguments":"{\"a\": 1}"},"index":0}]},"finish_reason":"tool_calls"}]}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{"content":"","tool_calls":[]}}]}"#,
     ];
 
     #[test]
@@ -347,13 +472,24 @@ mod tests {
         );
         assert_eq!(&*c.model, "gpt-4o-mini");
         assert_eq!(c.object, CHUNK_OBJECT);
+        let c = fast(COMMON[15]).unwrap();
+        let call = &c.choices[0].delta.tool_calls.as_ref().unwrap()[0];
+        assert_eq!(
+            call.function.as_ref().unwrap().arguments.as_deref(),
+            Some("{\"ci")
+        );
     }
 
     /// What the scan leaves to serde (serde reads these, or refuses them).
     #[test]
     fn other_shapes_go_to_serde() {
         for data in [
-            r#"{"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":""}}]}}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":null}]}}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":"f"}]}}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":{"a":1}}}]}}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\u007b"}}]}}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"index":1}]}}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"delta":{"tool_calls":{"index":0}}}]}"#,
             r#"{"id":"x","choices":[],"usage":{"prompt_tokens":null}}"#,
             r#"{"id":"x","choices":[],"usage":{"prompt_tokens":1.0}}"#,
             r#"{"id":"x","choices":[],"usage":{"total_tokens":1,"total_tokens":2}}"#,
@@ -443,6 +579,10 @@ mod tests {
         r#"{"id":"m","object":"chat.completion","model":"mistral-small","created":1,"choices":[{"index":0,"message":{"role":"assistant","tool_calls":null,"content":"ü 日本 🙂"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"total_tokens":2,"completion_tokens":1}}"#,
         r#"{"choices":[{"message":{}}]}"#,
         r#"{"id":"x","choices":[],"llmr":null}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}],"refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":80,"completion_tokens":17,"total_tokens":97}}"#,
+        r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"id":"a","function":{"name":"f","arguments":"{}"}},{"type":"function","function":{"arguments":null}},{"function":{}}]},"finish_reason":"tool_calls"}]}"#,
+        // vLLM: an empty list of tool calls.
+        r#"{"id":"chatcmpl-v","object":"chat.completion","created":1,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"message":{"role":"assistant","reasoning_content":null,"content":"Hi!","tool_calls":[]},"logprobs":null,"finish_reason":"stop","stop_reason":null}],"usage":{"prompt_tokens":10,"total_tokens":13,"completion_tokens":3,"prompt_tokens_details":null},"prompt_logprobs":null}"#,
     ];
 
     #[test]
@@ -461,12 +601,28 @@ mod tests {
             (r.object.as_str(), r.choices[0].message.role.as_str()),
             ("chat.completion", "assistant")
         );
+        let r = fast_answer(ANSWERS[7]).unwrap();
+        let call = &r.choices[0].message.tool_calls.as_ref().unwrap()[0];
+        assert_eq!(
+            (call.kind.as_str(), call.function.arguments.as_str()),
+            ("function", "{\"city\":\"Paris\"}")
+        );
+        // Absent `type` is "function", null `arguments` is "", as serde's reading has them.
+        let r = fast_answer(ANSWERS[8]).unwrap();
+        let calls = r.choices[0].message.tool_calls.as_ref().unwrap();
+        assert_eq!(calls[0].kind, "function");
+        assert_eq!(calls[1].function.arguments, "");
     }
 
     #[test]
     fn other_answers_go_to_serde() {
         for body in [
-            r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+            // serde writes arguments given as an object out as text; a call needs `function`.
+            r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":{"a":1}}}]},"finish_reason":"tool_calls"}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"message":{"tool_calls":[{"id":"c","type":"function"}]}}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"message":{"tool_calls":[{"id":null,"function":{}}]}}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"message":{"tool_calls":[{"function":{"name":null}}]}}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"message":{"tool_calls":[{"function":[]}]}}]}"#,
             r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":[{"type":"text","text":"hi"}]}}]}"#,
             r#"{"id":"x","choices":[{"index":0,"message":null}]}"#,
             r#"{"id":"x","choices":[{"index":0,"message":{"role":null}}]}"#,
