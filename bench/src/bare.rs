@@ -144,32 +144,19 @@ impl Driver for Bare {
                     self.stream,
                 );
                 self.rt.spawn(async move {
-                    let mut b = Batch {
-                        latencies_ns: Vec::with_capacity(per),
-                        ..Batch::default()
-                    };
+                    let mut b = Batch::with_capacity(per);
                     while next.fetch_add(1, Ordering::Relaxed) < n {
                         let t = Instant::now();
-                        match call(&client, &url, stream).await {
-                            Some(c) => b.chunks += c,
-                            None => b.failures += 1,
-                        }
-                        b.latencies_ns.push(t.elapsed().as_nanos() as u64);
+                        b.record(t, call(&client, &url, stream).await);
                     }
                     b
                 })
             })
             .collect();
         self.rt.block_on(async {
-            let mut all = Batch {
-                latencies_ns: Vec::with_capacity(n),
-                ..Batch::default()
-            };
+            let mut all = Batch::with_capacity(n);
             for w in workers {
-                let b = w.await.expect("worker");
-                all.latencies_ns.extend(b.latencies_ns);
-                all.chunks += b.chunks;
-                all.failures += b.failures;
+                all.absorb(w.await.expect("worker"));
             }
             all
         })
@@ -183,44 +170,28 @@ impl Bare {
         let next = AtomicUsize::new(0);
         let per = n / self.threads.len() + 64;
         let (url, stream) = (&*self.url, self.stream);
-        let batches: Vec<Batch> = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             let workers: Vec<_> = self
                 .threads
                 .iter()
                 .map(|(rt, client)| {
                     let next = &next;
                     s.spawn(move || {
-                        let mut b = Batch {
-                            latencies_ns: Vec::with_capacity(per),
-                            ..Batch::default()
-                        };
+                        let mut b = Batch::with_capacity(per);
                         while next.fetch_add(1, Ordering::Relaxed) < n {
                             let t = Instant::now();
-                            match rt.block_on(call(client, url, stream)) {
-                                Some(c) => b.chunks += c,
-                                None => b.failures += 1,
-                            }
-                            b.latencies_ns.push(t.elapsed().as_nanos() as u64);
+                            b.record(t, rt.block_on(call(client, url, stream)));
                         }
                         b
                     })
                 })
                 .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("worker"))
-                .collect()
-        });
-        let mut all = Batch {
-            latencies_ns: Vec::with_capacity(n),
-            ..Batch::default()
-        };
-        for b in batches {
-            all.latencies_ns.extend(b.latencies_ns);
-            all.chunks += b.chunks;
-            all.failures += b.failures;
-        }
-        all
+            let mut all = Batch::with_capacity(n);
+            for w in workers {
+                all.absorb(w.join().expect("worker"));
+            }
+            all
+        })
     }
 }
 

@@ -107,31 +107,18 @@ impl Driver for Calls {
             let workers: Vec<_> = (0..self.concurrency.min(n))
                 .map(|_| {
                     s.spawn(|| {
-                        let mut b = Batch {
-                            latencies_ns: Vec::with_capacity(per),
-                            ..Batch::default()
-                        };
+                        let mut b = Batch::with_capacity(per);
                         while next.fetch_add(1, Ordering::Relaxed) < n {
                             let t = Instant::now();
-                            match blocking_call(stream) {
-                                Some(c) => b.chunks += c,
-                                None => b.failures += 1,
-                            }
-                            b.latencies_ns.push(t.elapsed().as_nanos() as u64);
+                            b.record(t, blocking_call(stream));
                         }
                         b
                     })
                 })
                 .collect();
-            let mut all = Batch {
-                latencies_ns: Vec::with_capacity(n),
-                ..Batch::default()
-            };
+            let mut all = Batch::with_capacity(n);
             for w in workers {
-                let b = w.join().expect("worker");
-                all.latencies_ns.extend(b.latencies_ns);
-                all.chunks += b.chunks;
-                all.failures += b.failures;
+                all.absorb(w.join().expect("worker"));
             }
             all
         })

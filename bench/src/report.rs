@@ -26,10 +26,15 @@ fn get<'a>(results: &'a [(&Mode, Value)], name: &str) -> Option<&'a Value> {
 
 /// Throughput of a row: chunks per second for streams, else requests per second.
 fn rate(m: &Mode, v: &Value) -> f64 {
+    f(v, rate_key(m))
+}
+
+/// What a row's speed is measured in: chunks/s for streams, requests/s otherwise.
+fn rate_key(m: &Mode) -> &'static str {
     if matches!(m.kind, Kind::Stream | Kind::StreamAsync | Kind::BareStream) {
-        f(v, "chunks_per_s")
+        "chunks_per_s"
     } else {
-        f(v, "rps")
+        "rps"
     }
 }
 
@@ -306,12 +311,11 @@ fn targets(r: &[(&Mode, Value)], rounds: &[Vec<(&Mode, Value)>]) -> String {
     );
     // Not targets: what the 64 threads cost the HTTP stack by themselves, and the blocking
     // rows against the bare client on as many threads (the same threading, no routing).
-    for (a, b, k) in [
-        ("bare-64t", "bare-c64", "rps"),
-        ("llmr-complete-64t", "bare-64t", "rps"),
-        ("bare-stream-64t", "bare-stream-c64", "chunks_per_s"),
-        ("llmr-stream-64t", "bare-stream-64t", "chunks_per_s"),
-    ] {
+    let pairs = crate::modes::MODES.iter().filter_map(|m| {
+        let (threads, bare) = (m.threads_bare?, m.bare?);
+        Some([(threads, bare, rate_key(m)), (m.name, threads, rate_key(m))])
+    });
+    for (a, b, k) in pairs.flatten() {
         if let Some((m, lo, hi, n)) = ratio_of_rounds(rounds, a, b, k) {
             let _ = writeln!(
                 t,

@@ -17,6 +17,31 @@ pub struct Batch {
     pub failures: u64,
 }
 
+impl Batch {
+    pub fn with_capacity(calls: usize) -> Batch {
+        Batch {
+            latencies_ns: Vec::with_capacity(calls),
+            ..Batch::default()
+        }
+    }
+
+    /// One call that began at `started`: its content chunks, or `None` when it failed.
+    pub fn record(&mut self, started: Instant, chunks: Option<u64>) {
+        match chunks {
+            Some(c) => self.chunks += c,
+            None => self.failures += 1,
+        }
+        self.latencies_ns.push(started.elapsed().as_nanos() as u64);
+    }
+
+    /// Another batch's calls added to these.
+    pub fn absorb(&mut self, other: Batch) {
+        self.latencies_ns.extend(other.latencies_ns);
+        self.chunks += other.chunks;
+        self.failures += other.failures;
+    }
+}
+
 /// Something that runs `n` calls at the row's concurrency.
 pub trait Driver {
     fn batch(&mut self, n: usize) -> Batch;
