@@ -54,10 +54,7 @@ pub(crate) fn read_chunk(data: &str, id: &mut Arc<str>, model: &mut Arc<str>) ->
             }
             "choices" => {
                 seen.first(4)?;
-                s.array(|s| {
-                    choices.push(choice(s)?);
-                    Some(())
-                })?;
+                choices = list(s, choice)?;
             }
             "usage" => {
                 seen.first(5)?;
@@ -106,10 +103,7 @@ pub(crate) fn read_response(body: &str) -> Option<ChatResponse> {
             }
             "choices" => {
                 seen.first(4)?;
-                s.array(|s| {
-                    r.choices.push(response_choice(s)?);
-                    Some(())
-                })?;
+                r.choices = list(s, response_choice)?;
             }
             "usage" => {
                 seen.first(5)?;
