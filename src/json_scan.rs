@@ -114,6 +114,12 @@ impl<'a> Scan<'a> {
         self.string().map(Some)
     }
 
+    /// A string or `null`, owned: an optional text field of the value being built.
+    #[inline]
+    pub(crate) fn optional_string(&mut self) -> Option<Option<String>> {
+        self.nullable_string().map(|s| s.map(Cow::into_owned))
+    }
+
     /// A string without escapes, borrowed: what nearly every key and value is. `None` at an
     /// escape or a control character (and past the end).
     #[inline]
@@ -190,6 +196,12 @@ impl<'a> Scan<'a> {
         let leading_zero = digits > 1 && b[start] == b'0';
         let more = matches!(self.peek(), Some(b'.' | b'e' | b'E'));
         (digits > 0 && !leading_zero && !more).then_some(n)
+    }
+
+    /// A `u32` (a list index), as [`Scan::uint`]; larger values go to serde.
+    #[inline]
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        u32::try_from(self.uint()?).ok()
     }
 
     /// An unknown field's value, whatever it holds, checked as serde checks what it ignores.

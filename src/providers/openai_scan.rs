@@ -133,7 +133,7 @@ fn response_choice(s: &mut Scan<'_>) -> Option<Choice> {
         match key {
             "index" => {
                 seen.first(0)?;
-                index = u32::try_from(s.uint()?).ok()?;
+                index = s.u32()?;
             }
             "message" => {
                 seen.first(1)?;
@@ -141,7 +141,7 @@ fn response_choice(s: &mut Scan<'_>) -> Option<Choice> {
             }
             "finish_reason" => {
                 seen.first(2)?;
-                finish_reason = s.nullable_string()?.map(Cow::into_owned);
+                finish_reason = s.optional_string()?;
             }
             _ => s.skip_value()?,
         }
@@ -173,7 +173,7 @@ fn message(s: &mut Scan<'_>) -> Option<ResponseMessage> {
             }
             "content" => {
                 seen.first(1)?;
-                m.content = s.nullable_string()?.map(Cow::into_owned);
+                m.content = s.optional_string()?;
             }
             "tool_calls" => {
                 seen.first(2)?;
@@ -183,11 +183,11 @@ fn message(s: &mut Scan<'_>) -> Option<ResponseMessage> {
             }
             "refusal" => {
                 seen.first(3)?;
-                m.refusal = s.nullable_string()?.map(Cow::into_owned);
+                m.refusal = s.optional_string()?;
             }
             "reasoning_content" => {
                 seen.first(4)?;
-                m.reasoning_content = s.nullable_string()?.map(Cow::into_owned);
+                m.reasoning_content = s.optional_string()?;
             }
             _ => s.skip_value()?,
         }
@@ -229,7 +229,7 @@ fn choice(s: &mut Scan<'_>) -> Option<ChunkChoice> {
         match key {
             "index" => {
                 seen.first(0)?;
-                c.index = u32::try_from(s.uint()?).ok()?;
+                c.index = s.u32()?;
             }
             "delta" => {
                 seen.first(1)?;
@@ -237,7 +237,7 @@ fn choice(s: &mut Scan<'_>) -> Option<ChunkChoice> {
             }
             "finish_reason" => {
                 seen.first(2)?;
-                c.finish_reason = s.nullable_string()?.map(Cow::into_owned);
+                c.finish_reason = s.optional_string()?;
             }
             _ => s.skip_value()?,
         }
@@ -253,15 +253,15 @@ fn delta(s: &mut Scan<'_>) -> Option<Delta> {
         match key {
             "role" => {
                 seen.first(0)?;
-                d.role = s.nullable_string()?.map(Cow::into_owned);
+                d.role = s.optional_string()?;
             }
             "content" => {
                 seen.first(1)?;
-                d.content = s.nullable_string()?.map(Cow::into_owned);
+                d.content = s.optional_string()?;
             }
             "reasoning_content" => {
                 seen.first(2)?;
-                d.reasoning_content = s.nullable_string()?.map(Cow::into_owned);
+                d.reasoning_content = s.optional_string()?;
             }
             "tool_calls" => {
                 seen.first(3)?;
@@ -347,15 +347,15 @@ fn tool_call_delta(s: &mut Scan<'_>) -> Option<ToolCallDelta> {
         match key {
             "index" => {
                 seen.first(0)?;
-                t.index = u32::try_from(s.uint()?).ok()?;
+                t.index = s.u32()?;
             }
             "id" => {
                 seen.first(1)?;
-                t.id = s.nullable_string()?.map(Cow::into_owned);
+                t.id = s.optional_string()?;
             }
             "type" => {
                 seen.first(2)?;
-                t.kind = s.nullable_string()?.map(Cow::into_owned);
+                t.kind = s.optional_string()?;
             }
             "function" => {
                 seen.first(3)?;
@@ -377,11 +377,11 @@ fn function_delta(s: &mut Scan<'_>) -> Option<FunctionDelta> {
         match key {
             "name" => {
                 seen.first(0)?;
-                f.name = s.nullable_string()?.map(Cow::into_owned);
+                f.name = s.optional_string()?;
             }
             "arguments" => {
                 seen.first(1)?;
-                f.arguments = s.nullable_string()?.map(Cow::into_owned);
+                f.arguments = s.optional_string()?;
             }
             _ => s.skip_value()?,
         }
