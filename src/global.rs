@@ -43,6 +43,7 @@ pub fn http_client() -> &'static Http {
 /// The HTTP client settings of every runtime's client (the shared one and each caller's).
 pub fn new_http_client() -> reqwest::Client {
     client_builder()
+        .use_preconfigured_tls(crate::tls_config::h2_or_http1())
         .build()
         .expect("llmr: the HTTP client could not be built")
 }
@@ -51,17 +52,15 @@ pub fn new_http_client() -> reqwest::Client {
 /// [`crate::http2_origins`]).
 pub fn new_http2_client() -> reqwest::Client {
     client_builder()
+        .use_preconfigured_tls(crate::tls_config::h2_only())
         .http2_prior_knowledge()
         .build()
         .expect("llmr: the HTTP client could not be built")
 }
 
+/// Everything but TLS, whose settings every client shares (`tls_config`).
 fn client_builder() -> reqwest::ClientBuilder {
-    let mut b = reqwest::Client::builder();
-    for c in crate::tls_roots::for_reqwest() {
-        b = b.add_root_certificate(c.clone());
-    }
-    b
+    reqwest::Client::builder()
         // Provider APIs do not redirect chat calls; following one could carry keys to another host.
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)

@@ -168,16 +168,7 @@ async fn picks_http2(url: &Url, port: u16) -> std::io::Result<bool> {
 fn probe_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(crate::tls_roots::trusted())
-                .with_no_client_auth();
-            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-            Arc::new(config)
-        })
+        .get_or_init(|| Arc::new(crate::tls_config::h2_or_http1()))
         .clone()
 }
 

@@ -41,6 +41,7 @@ pub mod response_json;
 pub mod router;
 pub mod secret;
 pub mod sse;
+pub mod tls_config;
 pub mod tls_roots;
 pub mod types;
 

@@ -12,23 +12,13 @@ use tokio_rustls::rustls::RootCertStore;
 /// first client is built; a file that cannot be used is logged and leaves the built-in roots,
 /// and so is a certificate in it that is no trust anchor (it would stop every client from
 /// being built).
-struct ExtraRoots {
-    der: Vec<CertificateDer<'static>>,
-    reqwest: Vec<reqwest::Certificate>,
-}
-
-fn extra_roots() -> &'static ExtraRoots {
-    static ROOTS: OnceLock<ExtraRoots> = OnceLock::new();
+fn extra_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
-        let der = std::env::var_os("SSL_CERT_FILE")
+        std::env::var_os("SSL_CERT_FILE")
             .filter(|p| !p.is_empty())
             .map(|path| read_roots(&path))
-            .unwrap_or_default();
-        let reqwest = der
-            .iter()
-            .filter_map(|c| reqwest::Certificate::from_der(c).ok())
-            .collect();
-        ExtraRoots { der, reqwest }
+            .unwrap_or_default()
     })
 }
 
@@ -76,15 +66,10 @@ pub fn trusted() -> RootCertStore {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    for c in &extra_roots().der {
+    for c in extra_roots() {
         let _ = roots.add(c.clone());
     }
     roots
-}
-
-/// `SSL_CERT_FILE`'s certificates, for a reqwest client builder (which adds the built-in ones).
-pub fn for_reqwest() -> &'static [reqwest::Certificate] {
-    &extra_roots().reqwest
 }
 
 #[cfg(test)]

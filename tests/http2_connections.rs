@@ -199,46 +199,8 @@ fn a_burst_to_a_new_https_origin_shares_a_few_http2_connections() {
 /// An HTTP/1.1 server over TLS (ALPN `alpn`) answering every request with a completion, over
 /// keep-alive connections. Stopped when dropped.
 fn http1_server(alpn: &[&[u8]]) -> common::tls::Server {
-    common::tls::serve(alpn, |tls| async move {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-        let mut tls = tokio::io::BufReader::new(tls);
-        loop {
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if tls.read_line(&mut line).await.unwrap_or(0) == 0 {
-                    return;
-                }
-                if line == "\r\n" {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            if tls.read_exact(&mut body).await.is_err() {
-                return;
-            }
-            let answer = json!({"id": "chatcmpl-h1", "object": "chat.completion", "created": 1,
-                "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
-                "message": {"role": "assistant", "content": "over HTTP/1.1"}}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
-            .to_string();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                answer.len()
-            );
-            let w = tls.get_mut();
-            if w.write_all(head.as_bytes()).await.is_err()
-                || w.write_all(answer.as_bytes()).await.is_err()
-                || w.flush().await.is_err()
-            {
-                return;
-            }
-        }
+    common::tls::serve(alpn, |tls| {
+        common::tls::answer_completions(tls, "over HTTP/1.1", || async {})
     })
 }
 

@@ -91,3 +91,54 @@ where
         thread: Some(thread),
     }
 }
+
+/// Answers every request on an HTTP/1.1 keep-alive connection (`tls`) with a completion saying
+/// `content`, until the client closes it; `before_each` runs (and is awaited) before each
+/// answer, once the request has been read.
+pub async fn answer_completions<S, F, Fut>(tls: S, content: &str, mut before_each: F)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let mut tls = tokio::io::BufReader::new(tls);
+    loop {
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if tls.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if tls.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        before_each().await;
+        let answer = serde_json::json!({"id": "chatcmpl-h1", "object": "chat.completion",
+            "created": 1, "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
+        .to_string();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            answer.len()
+        );
+        let w = tls.get_mut();
+        if w.write_all(head.as_bytes()).await.is_err()
+            || w.write_all(answer.as_bytes()).await.is_err()
+            || w.flush().await.is_err()
+        {
+            return;
+        }
+    }
+}
