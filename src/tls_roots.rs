@@ -9,9 +9,9 @@ use tokio_rustls::rustls::RootCertStore;
 
 /// The certificates of the PEM bundle `SSL_CERT_FILE` names, trusted besides the built-in Web
 /// PKI roots (a TLS-inspecting proxy, a model server with a private CA). Read once, when the
-/// first client is built; a file that cannot be used is logged and leaves the built-in roots,
-/// and so is a certificate in it that is no trust anchor (it would stop every client from
-/// being built).
+/// first client is built (`tls_config`); a file that cannot be used is logged and leaves the
+/// built-in roots, and so is a certificate in it that is no trust anchor (the root store would
+/// not take it: the warning says which one, instead of it being dropped unseen).
 fn extra_roots() -> &'static [CertificateDer<'static>] {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
