@@ -20,12 +20,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::client_pool::ClientPool;
+use crate::http1::Http1;
 use crate::http2_origins::Origins;
 
 struct CallerRuntime {
     rt: tokio::runtime::Runtime,
     /// Only ever used on `rt`: its pooled connections are tasks of `rt`.
     http: reqwest::Client,
+    /// The same for plain-HTTP origins (`http1`): its idle connections are registered with `rt`.
+    plain: Http1,
     /// When it was last given back.
     idle_since: Instant,
 }
@@ -42,8 +45,15 @@ const MAX_IDLE: usize = 256;
 const IDLE_LIMIT: Duration = Duration::from_secs(90);
 
 thread_local! {
-    /// The client of the runtime this thread is driving right now, if any.
-    static DRIVING: RefCell<Option<reqwest::Client>> = const { RefCell::new(None) };
+    /// The clients of the runtime this thread is driving right now, if any.
+    static DRIVING: RefCell<Option<Driving>> = const { RefCell::new(None) };
+}
+
+/// A caller runtime's clients, as the thread driving it sees them.
+#[derive(Clone)]
+struct Driving {
+    http: reqwest::Client,
+    plain: Http1,
 }
 
 fn pool() -> std::sync::MutexGuard<'static, Vec<CallerRuntime>> {
@@ -77,6 +87,7 @@ impl Lease {
                 .build()
                 .expect("llmr: a caller runtime could not start"),
             http: crate::global::new_http_client(),
+            plain: Http1::default(),
             // New: no connections to catch up on.
             idle_since: Instant::now(),
         });
@@ -96,7 +107,12 @@ impl Lease {
     /// back as `Err` (and the runtime is not given back).
     pub fn block_on<F: Future>(&self, fut: F) -> std::thread::Result<F::Output> {
         let c = self.runtime.as_ref().expect("present until dropped");
-        let previous = DRIVING.with(|d| d.replace(Some(c.http.clone())));
+        let previous = DRIVING.with(|d| {
+            d.replace(Some(Driving {
+                http: c.http.clone(),
+                plain: c.plain.clone(),
+            }))
+        });
         let _restore = Restore(Some(previous));
         let first = self.catch_up_first.replace(false);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -172,7 +188,7 @@ pub fn close_idle() {
     close(all);
 }
 
-struct Restore(Option<Option<reqwest::Client>>);
+struct Restore(Option<Option<Driving>>);
 
 impl Drop for Restore {
     fn drop(&mut self) {
@@ -211,6 +227,8 @@ struct Clients {
     http2: OnceLock<ClientPool>,
     /// None: a proxy is configured (the probe would not go through it).
     origins: Option<Origins>,
+    /// Requests to plain-HTTP origins ([`crate::http1`]).
+    plain: Http1,
 }
 
 impl Http {
@@ -221,7 +239,22 @@ impl Http {
             any: ClientPool::new(shared, crate::global::new_http_client),
             http2: OnceLock::new(),
             origins: (!crate::global::https_proxy_set()).then(Origins::default),
+            plain: Http1::default(),
         }))
+    }
+
+    /// The HTTP/1.1 client for a chat request to `url`, if it goes out there (plain HTTP, no
+    /// proxy; see [`crate::http1`]): the caller runtime's own during a blocking call, else the
+    /// shared runtime's.
+    pub fn plain_http1(&self, url: &reqwest::Url) -> Option<Http1> {
+        if !crate::http1::serves(url) {
+            return None;
+        }
+        let own = DRIVING
+            .try_with(|d| d.borrow().as_ref().map(|d| d.plain.clone()))
+            .ok()
+            .flatten();
+        Some(own.unwrap_or_else(|| self.0.plain.clone()))
     }
 
     /// A request to build; send it with [`Http::send`] (which picks the client).
@@ -243,7 +276,10 @@ impl Http {
         &self,
         request: reqwest::Request,
     ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + '_ {
-        let own = DRIVING.try_with(|d| d.borrow().clone()).ok().flatten();
+        let own = DRIVING
+            .try_with(|d| d.borrow().as_ref().map(|d| d.http.clone()))
+            .ok()
+            .flatten();
         async move {
             if let Some(own) = own {
                 return own.execute(request).await;

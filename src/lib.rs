@@ -10,6 +10,7 @@
 //! - [`config`]: config JSON → deployments and settings;
 //! - [`router`]: groups, selection, state, the retry/failover/fallback loop;
 //! - [`providers`]: wire formats (OpenAI-compatible, Anthropic, MOCK) and the HTTP driver;
+//! - [`http1`]: llmr's own HTTP/1.1 client for plain-HTTP origins (HTTPS goes through reqwest);
 //! - [`types`]: the OpenAI-shaped request/response/chunk types;
 //! - [`errors`], [`overflow`]: statuses and context-overflow classification;
 //! - [`model_info`]: the embedded model table (windows, output caps, prices);
@@ -27,6 +28,7 @@ pub mod errors;
 mod fault;
 pub mod ffi;
 pub mod global;
+pub mod http1;
 pub mod http2_origins;
 pub mod inflight;
 pub(crate) mod json_scan;
@@ -52,6 +54,7 @@ pub use errors::{Error, Status};
 /// of their corpora (`tests/fuzz_corpus.rs`). Every other parser is reachable through its module.
 #[doc(hidden)]
 pub mod fuzzing {
+    pub use crate::http1::fuzzing as http1;
     pub use crate::providers::replicate::fuzzing as replicate;
 }
 

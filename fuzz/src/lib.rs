@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("cohere", cohere),
     ("bedrock", bedrock),
     ("replicate", replicate),
+    ("http1", http1),
 ];
 
 /// Statuses the error mode picks from: the ones the classification treats apart.
@@ -350,6 +351,21 @@ fn sse_events(pieces: &[&[u8]]) -> Vec<SseEvent> {
     }
     events.extend(d.finish());
     events
+}
+
+/// An HTTP/1.1 answer (head, then body in any framing) read by llmr's client over
+/// fuzzer-chosen read boundaries: the same status and body as over one piece, or an error in
+/// both; never a panic.
+pub fn http1(data: &[u8]) {
+    use llmr::fuzzing::http1::read_answer;
+    let pieces = split(data);
+    let whole: Vec<u8> = pieces.concat();
+    let (apart, together) = (read_answer(&pieces), read_answer(&[&whole]));
+    assert_eq!(
+        apart.as_ref().ok(),
+        together.as_ref().ok(),
+        "the read boundaries changed the answer: {apart:?} / {together:?}"
+    );
 }
 
 /// The event-stream decoder over fuzzer-chosen pieces: the same messages and the same verdict as

@@ -62,24 +62,35 @@ impl HttpClient {
             auth.authorize(url, &body, &mut headers).await?;
             runtime_credential = headers.get(reqwest::header::AUTHORIZATION).cloned();
         }
-        let sent = match &self.parsed {
-            // The request built whole: its headers are this map, moved in (`RequestBuilder`
-            // would copy them into a second one).
+        let resp = match &self.parsed {
             Some((u, su)) => {
-                let mut r = reqwest::Request::new(
-                    reqwest::Method::POST,
-                    if stream { su } else { u }.clone(),
-                );
-                *r.headers_mut() = headers;
-                *r.body_mut() = Some(body.into());
-                self.http.execute(r).await
+                let url = if stream { su } else { u };
+                match self.http.plain_http1(url) {
+                    Some(h1) => h1
+                        .post(url, &headers, &body)
+                        .await
+                        .map_err(|e| plain_transport_error(&e, &self.ep))?,
+                    // The request built whole: its headers are this map, moved in
+                    // (`RequestBuilder` would copy them into a second one).
+                    None => {
+                        let mut r = reqwest::Request::new(reqwest::Method::POST, url.clone());
+                        *r.headers_mut() = headers;
+                        *r.body_mut() = Some(body.into());
+                        self.http
+                            .execute(r)
+                            .await
+                            .map_err(|e| transport_error(e, &self.ep))?
+                    }
+                }
             }
             None => {
                 let r = self.http.request(reqwest::Method::POST, url);
-                self.http.send(r.headers(headers).body(body)).await
+                self.http
+                    .send(r.headers(headers).body(body))
+                    .await
+                    .map_err(|e| transport_error(e, &self.ep))?
             }
         };
-        let resp = sent.map_err(|e| transport_error(e, &self.ep))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -351,8 +362,33 @@ pub(crate) fn transport_error(e: reqwest::Error, ep: &Endpoint) -> Error {
     } else {
         "request failed for"
     };
+    transport_failure(status, what, std::error::Error::source(&e), ep)
+}
+
+/// The same for a request llmr's HTTP/1.1 client sent ([`crate::http1`]).
+fn plain_transport_error(e: &crate::http1::SendError, ep: &Endpoint) -> Error {
+    let status = if e.is_timeout() {
+        Status::Timeout
+    } else {
+        Status::Upstream
+    };
+    let what = if e.is_connect() {
+        "could not connect to"
+    } else {
+        "request failed for"
+    };
+    transport_failure(status, what, Some(e), ep)
+}
+
+/// "{what} deployment {id}: {cause}: {its cause}…"
+fn transport_failure(
+    status: Status,
+    what: &str,
+    cause: Option<&dyn std::error::Error>,
+    ep: &Endpoint,
+) -> Error {
     let mut detail = String::new();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    let mut src = cause;
     while let Some(s) = src {
         detail.push_str(": ");
         detail.push_str(&s.to_string());
