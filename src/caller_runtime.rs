@@ -13,6 +13,11 @@
 //! to the runtime it was opened on. So every HTTP request goes out through [`Http`], which picks
 //! the client of the runtime the request runs on, and whatever must outlive the call (the Redis
 //! connection, a best-effort cancel) runs on the shared runtime.
+//!
+//! One exception: a request to an HTTPS origin known to speak HTTP/2 goes to the shared
+//! runtime's connection, where up to 100 requests share one. A connection per caller runtime
+//! cost each of 64 calling threads its own TLS connection: ~70-110 µs of CPU per request
+//! against ~55 µs shared (`llmr-complete-64t-h2` in bench/README.md).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -207,6 +212,27 @@ async fn catch_up() {
     tokio::task::yield_now().await;
 }
 
+/// A task of the shared runtime that a blocking call waits for: aborted if the call gives up
+/// on it (a timeout, a cancel), as the request would have been on the caller runtime.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Whether the current code runs on a caller runtime (a blocking call).
 pub fn is_driving() -> bool {
     DRIVING.try_with(|d| d.borrow().is_some()).unwrap_or(false)
@@ -282,8 +308,53 @@ impl Http {
             .flatten();
         async move {
             if let Some(own) = own {
-                return own.execute(request).await;
+                if !self.shared_speaks_http2(request.url()) {
+                    return own.execute(request).await;
+                }
+                // An HTTP/2 origin: the request joins the shared runtime's connection (one for
+                // up to 100 requests) instead of opening one per caller runtime.
+                let http = self.clone();
+                let task = AbortOnDrop(
+                    crate::global::runtime()
+                        .spawn(async move { http.execute_shared(request).await }),
+                );
+                return match task.await {
+                    Ok(r) => r,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // Only a runtime shutting down cancels it; the shared one never does.
+                    Err(_) => panic!("llmr: the shared runtime dropped a request"),
+                };
             }
+            self.execute_shared(request).await
+        }
+    }
+
+    /// Whether `url`'s origin is known to speak HTTP/2; when nobody has asked yet, the probe
+    /// starts on the shared runtime (the caller runtime is not driven after the call).
+    fn shared_speaks_http2(&self, url: &reqwest::Url) -> bool {
+        let Some(o) = &self.0.origins else {
+            return false;
+        };
+        match o.known_http2(url) {
+            Some(h2) => h2,
+            None => {
+                let (http, url) = (self.clone(), url.clone());
+                crate::global::runtime().spawn(async move {
+                    if let Some(o) = &http.0.origins {
+                        o.speaks_http2(&url).await;
+                    }
+                });
+                false
+            }
+        }
+    }
+
+    /// [`Http::execute`] on the shared runtime's clients.
+    async fn execute_shared(
+        &self,
+        request: reqwest::Request,
+    ) -> reqwest::Result<reqwest::Response> {
+        {
             let http2 = match &self.0.origins {
                 Some(o) => o.speaks_http2(request.url()).await,
                 None => false,

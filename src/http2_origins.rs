@@ -94,6 +94,29 @@ impl Origins {
         h2
     }
 
+    /// Whether `url`'s origin is known to speak HTTP/2 right now, without waiting for or
+    /// starting a probe: `None` when no probe has answered and none is running (then
+    /// [`Origins::speaks_http2`], called on the shared runtime, would start one).
+    pub fn known_http2(&self, url: &Url) -> Option<bool> {
+        if url.scheme() != "https" {
+            return Some(false);
+        }
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return Some(false);
+        };
+        let known = lock(&self.known);
+        let ports = known.get(host)?;
+        match &ports.iter().find(|(p, _)| *p == port)?.1 {
+            Known::Http2 => Some(true),
+            Known::Asking(answer) if answer.has_changed().is_ok() => Some(false),
+            Known::Other { ask_again: None } => Some(false),
+            Known::Other {
+                ask_again: Some(at),
+            } if Instant::now() < *at => Some(false),
+            _ => None,
+        }
+    }
+
     /// A request sent as HTTP/2 failed: the origin is asked again by the next request (the
     /// server may have stopped speaking HTTP/2, or be another one now).
     pub fn forget(&self, url: &Url) {

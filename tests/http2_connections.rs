@@ -250,3 +250,45 @@ fn a_blocking_call_trusts_the_certificates_of_ssl_cert_file_too() {
     assert!(s.result.is_ok(), "{:?}", s.result);
     assert_eq!(s.text(), "one two");
 }
+
+/// Blocking calls to an HTTPS origin that speaks HTTP/2 join the shared runtime's connections
+/// once the probe (which the first call starts) has answered, instead of each calling thread's
+/// runtime opening a connection of its own: 20 calls in flight at once, 2 connections (the
+/// first call's own and the shared one), not 20.
+#[test]
+fn blocking_calls_to_an_http2_origin_share_its_connections() {
+    const CALLS: usize = 20;
+    trust_the_test_certificate();
+    let _g = common::lock();
+    let (server, counts) = http2_server(CALLS);
+    common::init(
+        vec![deployment(server.port)],
+        common::settings(json!({"num_retries": 0, "timeout": 30})),
+    );
+    let call =
+        |i: usize| std::thread::spawn(move || common::stream(&common::ask(&format!("{i}")), None));
+    let mut calls = vec![call(0)];
+    // The first call's connection and the probe's handshake; then the probe records its answer.
+    assert!(common::eventually(Duration::from_secs(10), || counts
+        .handshakes
+        .load(Ordering::SeqCst)
+        >= 2));
+    std::thread::sleep(Duration::from_millis(200));
+    calls.extend((1..CALLS).map(call));
+    for c in calls {
+        let s = c.join().unwrap();
+        assert!(s.result.is_ok(), "{:?}", s.result);
+        assert_eq!(s.text(), "one two");
+    }
+    assert_eq!(
+        counts.most_open.load(Ordering::SeqCst),
+        CALLS,
+        "all in flight at once"
+    );
+    let connections = counts.connections.load(Ordering::SeqCst);
+    assert!(
+        connections <= 3,
+        "{CALLS} blocking calls opened {connections} HTTP/2 connections"
+    );
+    llmr::shutdown();
+}

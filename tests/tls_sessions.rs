@@ -24,12 +24,17 @@ fn a_new_client_resumes_the_tls_session_of_an_earlier_connection() {
     let requests = Arc::new(AtomicUsize::new(0));
     let (seen, asked) = (handshakes.clone(), requests.clone());
     let server = common::tls::serve(&[b"http/1.1"], move |tls| {
-        seen.lock().unwrap().push(tls.get_ref().1.handshake_kind());
-        let asked = asked.clone();
+        // Counted when the connection carries its first request: llmr also asks a new HTTPS
+        // origin whether it speaks HTTP/2, on a connection of its own (a handshake, no request).
+        let mut kind = Some(tls.get_ref().1.handshake_kind());
+        let (seen, asked) = (seen.clone(), asked.clone());
         // Answers are held until the third request has come (or 10 s passed): the second and
         // third are two blocking calls in flight together, so the second needs a caller
         // runtime (and a client, and a connection) of its own.
         common::tls::answer_completions(tls, "over TLS", move || {
+            if let Some(k) = kind.take() {
+                seen.lock().unwrap().push(k);
+            }
             let asked = asked.clone();
             async move {
                 let until = Instant::now() + Duration::from_secs(10);
@@ -64,10 +69,10 @@ fn a_new_client_resumes_the_tls_session_of_an_earlier_connection() {
 
     assert_eq!(requests.load(Ordering::SeqCst), 3);
     // Only the first connection paid for a full handshake (the pooled one is normally reused,
-    // so there are two; a third would have resumed as well).
+    // so there are two; a third would have resumed as well). The first may itself resume the
+    // session of the probe's connection, when that one was quicker.
     let kinds = handshakes.lock().unwrap().clone();
     assert!(kinds.len() >= 2, "handshakes: {kinds:?}");
-    assert_eq!(kinds[0], Some(HandshakeKind::Full), "handshakes: {kinds:?}");
     assert!(
         kinds[1..]
             .iter()
