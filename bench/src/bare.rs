@@ -38,7 +38,7 @@ impl Bare {
                         .enable_all()
                         .build()
                         .expect("runtime");
-                    (rt, new_client())
+                    (rt, new_client(mode.tls))
                 })
                 .collect()
         } else {
@@ -46,7 +46,7 @@ impl Bare {
         };
         Bare {
             rt,
-            client: new_client(),
+            client: new_client(mode.tls),
             threads,
             url: if mode.kind == Kind::BareHold {
                 format!("{base}/hold-{}/v1/chat/completions", mode.concurrency).into()
@@ -59,13 +59,19 @@ impl Bare {
     }
 }
 
-fn new_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// `tls`: the stand-in's HTTPS side (HTTP/2, negotiated by ALPN), its certificate trusted.
+fn new_client(tls: bool) -> reqwest::Client {
+    let b = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build()
-        .expect("client")
+        .pool_max_idle_per_host(1024);
+    let b = if tls {
+        let pem = std::fs::read(crate::standin::CERT_PEM).expect("the stand-in's certificate");
+        b.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+    } else {
+        b
+    };
+    b.build().expect("client")
 }
 
 /// One call; the content chunks it received (0 for a completion), or None on failure.

@@ -175,6 +175,37 @@ pub const MODES: &[Mode] = &[
             64,
         )
     },
+    // Over HTTPS + HTTP/2, as cloud providers are reached: there llmr sends through reqwest (its
+    // own HTTP/1.1 client is for plain-HTTP origins, which the rows above use).
+    Mode {
+        tls: true,
+        ..mode(
+            "bare-c64-h2",
+            "reqwest, 64 in flight, HTTPS + HTTP/2",
+            Kind::BareComplete,
+            64,
+        )
+    },
+    Mode {
+        tls: true,
+        bare: Some("bare-c64-h2"),
+        ..mode(
+            "llmr-complete-64t-h2",
+            "llmr_complete, 64 threads, HTTPS + HTTP/2",
+            Kind::Complete,
+            64,
+        )
+    },
+    Mode {
+        tls: true,
+        bare: Some("bare-c64-h2"),
+        ..mode(
+            "llmr-async-64-h2",
+            "llmr_complete_async, 64 in flight, HTTPS + HTTP/2",
+            Kind::CompleteAsync,
+            64,
+        )
+    },
     mode(
         "bare-c1000",
         "reqwest, 1,000 in flight",

@@ -323,6 +323,21 @@ fn targets(r: &[(&Mode, Value)], rounds: &[Vec<(&Mode, Value)>]) -> String {
             );
         }
     }
+    // Not targets either: the same calls over HTTPS + HTTP/2, where llmr sends through reqwest
+    // as the bare client does (the rows above are plain HTTP, llmr's own HTTP/1.1 client).
+    for m in crate::modes::MODES
+        .iter()
+        .filter(|m| m.tls && m.kind != Kind::HoldStreams)
+    {
+        let Some(bare) = m.bare else { continue };
+        if let Some((med, lo, hi, n)) = ratio_of_rounds(rounds, m.name, bare, rate_key(m)) {
+            let _ = writeln!(
+                t,
+                "- (reference, not a target) over HTTPS + HTTP/2, {} / {bare}: {med:.2}× (median of {n} rounds; {lo:.2}–{hi:.2}×)",
+                m.name
+            );
+        }
+    }
     // Like the ratios: the median over the rounds, each llmr row right after its bare one.
     let mut added_check = |what: &str, k: &str, limit: f64| {
         let _ = match spread(rounds.iter().filter_map(|r| added_in(r, k)).collect()) {

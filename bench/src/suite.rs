@@ -204,7 +204,7 @@ fn run_row(
 }
 
 /// The rows behind the ratio and added-latency targets, each llmr row after its bare one.
-const ROUND_ROWS: [&str; 12] = [
+const ROUND_ROWS: [&str; 15] = [
     "select-1",
     "select-1000",
     "bare-c1",
@@ -217,6 +217,9 @@ const ROUND_ROWS: [&str; 12] = [
     "bare-stream-64t",
     "llmr-stream-64t",
     "llmr-stream-async-64",
+    "bare-c64-h2",
+    "llmr-complete-64t-h2",
+    "llmr-async-64-h2",
 ];
 
 /// How many more rounds of [`ROUND_ROWS`] run after the first pass (`BENCH_ROUNDS`, default 8:
