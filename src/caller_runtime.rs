@@ -92,7 +92,7 @@ impl Lease {
                 .build()
                 .expect("llmr: a caller runtime could not start"),
             http: crate::global::new_http_client(),
-            plain: Http1::default(),
+            plain: Http1::alone(),
             // New: no connections to catch up on.
             idle_since: Instant::now(),
         });

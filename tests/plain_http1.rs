@@ -23,23 +23,37 @@ struct Server {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// An answer: the pieces written (with a pause between them), and whether the server closes
-/// the connection after it.
+/// An answer: the pieces written (with a pause between them, and `wait` before the first),
+/// and whether the server closes the connection after it.
 struct Answer {
     pieces: Vec<Vec<u8>>,
     close: bool,
+    wait: Duration,
 }
 
 fn answer(text: &str) -> Answer {
     Answer {
         pieces: vec![text.as_bytes().to_vec()],
         close: false,
+        wait: Duration::ZERO,
     }
 }
 
 impl Server {
     async fn start(answer: impl Fn(usize) -> Answer + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Server::on(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            usize::MAX,
+            answer,
+        )
+    }
+
+    /// On `listener`, accepting at most `accept` connections.
+    fn on(
+        listener: TcpListener,
+        accept: usize,
+        answer: impl Fn(usize) -> Answer + Send + Sync + 'static,
+    ) -> Server {
         let url = Url::parse(&format!(
             "http://{}/v1/chat/completions",
             listener.local_addr().unwrap()
@@ -51,6 +65,10 @@ impl Server {
         let (c, r) = (connections.clone(), requests.clone());
         let task = tokio::spawn(async move {
             loop {
+                if c.load(Ordering::SeqCst) == accept {
+                    // Listening still, accepting no more.
+                    std::future::pending::<()>().await;
+                }
                 let Ok((io, _)) = listener.accept().await else {
                     return;
                 };
@@ -120,6 +138,7 @@ async fn serve(
             .push(String::from_utf8_lossy(&request).to_string());
         let a = answer(n);
         n += 1;
+        tokio::time::sleep(a.wait).await;
         for (i, p) in a.pieces.iter().enumerate() {
             if i > 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -182,16 +201,19 @@ async fn every_framing_is_read_to_its_end() {
                 .map(|b| vec![b])
                 .collect(),
             close: false,
+            wait: Duration::ZERO,
         },
         // Content-Length, head and body apart
         Answer {
             pieces: vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n".to_vec(), b"hello".to_vec()],
             close: false,
+            wait: Duration::ZERO,
         },
         // until the server closes
         Answer {
             pieces: vec![b"HTTP/1.1 200 OK\r\n\r\nto the end".to_vec()],
             close: true,
+            wait: Duration::ZERO,
         },
         // 100 Continue first; no body
         answer("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"),
@@ -226,6 +248,7 @@ async fn a_body_cut_short_is_an_error_and_its_connection_is_gone() {
         let s = Server::start(move |_| Answer {
             pieces: vec![cut.as_bytes().to_vec()],
             close: true,
+            wait: Duration::ZERO,
         })
         .await;
         let c = Http1::default();
@@ -242,6 +265,7 @@ async fn a_server_that_closes_an_idle_connection_costs_no_request() {
     let s = Server::start(|n| Answer {
         pieces: vec![OK_LENGTH.as_bytes().to_vec()],
         close: n == 0,
+        wait: Duration::ZERO,
     })
     .await;
     let c = Http1::default();
@@ -289,6 +313,7 @@ async fn a_stream_dropped_before_its_end_closes_its_connection() {
             b"0\r\n\r\n".to_vec(),
         ],
         close: false,
+        wait: Duration::ZERO,
     })
     .await;
     let c = Http1::default();
@@ -307,6 +332,7 @@ async fn what_is_not_http_is_refused_with_a_reason() {
     let s = Server::start(|_| Answer {
         pieces: vec![b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec()],
         close: true,
+        wait: Duration::ZERO,
     })
     .await;
     let e = Http1::default()
@@ -348,5 +374,49 @@ async fn a_reader_that_stops_at_the_last_data_still_frees_the_connection() {
             drop(body);
         }
         assert_eq!(s.connections(), 1, "{wire:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_for_a_connect_takes_a_connection_freed_meanwhile() {
+    // A server that takes one connection, ever, and answers its first request after 300 ms;
+    // its accept queue (room for 2) is then filled, so that a second connect hangs (the kernel
+    // drops its SYNs). The second request must go out on the first connection once that one's
+    // answer is in, as hyper's pool would send it, not wait on its own connect.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s = Server::on(listener, 1, |n| Answer {
+        wait: if n == 0 {
+            Duration::from_millis(300)
+        } else {
+            Duration::ZERO
+        },
+        ..answer(OK_LENGTH)
+    });
+    let c = Http1::default();
+    let first = {
+        let (c, url) = (c.clone(), s.url.clone());
+        tokio::spawn(async move {
+            let resp = c.post(&url, &headers(), b"{}").await.unwrap();
+            resp.bytes().await.unwrap()
+        })
+    };
+    while s.connections() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let fillers: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(TcpStream::connect(addr)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = tokio::time::timeout(Duration::from_secs(10), post(&c, &s))
+        .await
+        .expect("answered on the freed connection, not left waiting on its own connect");
+    assert_eq!(second.unwrap(), (200, "hello".into()));
+    assert_eq!(&first.await.unwrap()[..], b"hello");
+    assert_eq!(s.connections(), 1);
+    for f in fillers {
+        f.abort();
     }
 }

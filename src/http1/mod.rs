@@ -107,17 +107,15 @@ impl Http1 {
         let origin = pool::Origin::of(url).ok_or(SendError::Protocol("no host"))?;
         let request = request_head::write(url, headers, body);
         // A pooled connection passed its check when it was taken, but the server may still have
-        // closed it since; a write that fails on one goes out again on a new connection (nothing
-        // reached the server). Once written, the request is not sent twice: a POST is not
-        // idempotent, and the router decides what to retry.
-        let (mut io, reused) = match self.take(&origin) {
-            Some(io) => (io, true),
-            None => (connect(&origin).await?, false),
+        // closed it since (and one another request gave back was not checked): a write that
+        // fails goes out again on a new connection (nothing reached the server). Once written,
+        // the request is not sent twice: a POST is not idempotent, and the router decides what
+        // to retry.
+        let mut io = match self.take(&origin) {
+            Some(io) => io,
+            None => self.open(&origin).await?,
         };
-        if let Err(e) = io.write_all(&request).await {
-            if !reused {
-                return Err(SendError::Io(e));
-            }
+        if io.write_all(&request).await.is_err() {
             io = connect(&origin).await?;
             io.write_all(&request).await.map_err(SendError::Io)?;
         }

@@ -1,12 +1,13 @@
 //! Idle connections, per origin, of one runtime.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use reqwest::Url;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 /// As reqwest's clients are set (`global::client_builder`).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -21,9 +22,22 @@ pub struct Http1(Arc<Pool>);
 
 #[derive(Default)]
 struct Pool {
-    idle: Mutex<HashMap<Origin, Vec<Idle>>>,
+    origins: Mutex<HashMap<Origin, Conns>>,
     /// A task checks the idle connections while there are any.
     reaping: AtomicBool,
+    /// A caller runtime's client (one request at a time): connects are not raced against
+    /// connections given back, which never come while its only request waits.
+    alone: bool,
+}
+
+/// One origin's connections that no request holds.
+#[derive(Default)]
+struct Conns {
+    /// Oldest first.
+    idle: Vec<Idle>,
+    /// Requests waiting for a connection while one is being opened for each, first come
+    /// first served: a connection given back goes to the first still waiting.
+    waiting: VecDeque<oneshot::Sender<TcpStream>>,
 }
 
 struct Idle {
@@ -61,16 +75,24 @@ impl Origin {
 }
 
 impl Http1 {
-    fn idle(&self) -> MutexGuard<'_, HashMap<Origin, Vec<Idle>>> {
-        self.0.idle.lock().unwrap_or_else(|p| p.into_inner())
+    /// The client of a caller runtime (see [`Pool::alone`]).
+    pub fn alone() -> Http1 {
+        Http1(Arc::new(Pool {
+            alone: true,
+            ..Pool::default()
+        }))
+    }
+
+    fn origins(&self) -> MutexGuard<'_, HashMap<Origin, Conns>> {
+        self.0.origins.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The newest idle connection to `origin` that is still open, if any.
     pub(super) fn take(&self, origin: &Origin) -> Option<TcpStream> {
         let mut closed = Vec::new();
         let found = {
-            let mut idle = self.idle();
-            let list = idle.get_mut(origin)?;
+            let mut origins = self.origins();
+            let list = &mut origins.get_mut(origin)?.idle;
             let mut found = None;
             while let Some(c) = list.pop() {
                 if c.since.elapsed() >= IDLE_TIMEOUT {
@@ -92,14 +114,60 @@ impl Http1 {
         found
     }
 
-    /// A connection whose answer was read to its end, for the next request to `origin`.
-    pub(super) fn give_back(&self, origin: Origin, io: TcpStream) {
-        let mut idle = self.idle();
-        let list = idle.entry(origin).or_default();
-        if list.len() >= MAX_IDLE_PER_ORIGIN {
-            list.remove(0);
+    /// A new connection to `origin`, or a connection another request gives back before it is
+    /// open, whichever comes first (as hyper's pool does: a connect the listener is slow to
+    /// take — a full accept queue costs a second — does not hold up a request that could go out
+    /// on a connection freed meanwhile). The connect goes on regardless; a connection the
+    /// request did not need goes to the next one waiting, or to the idle ones.
+    pub(super) async fn open(&self, origin: &Origin) -> Result<TcpStream, super::SendError> {
+        if self.0.alone || tokio::runtime::Handle::try_current().is_err() {
+            return super::connect(origin).await;
         }
-        list.push(Idle {
+        let (tx, mut given) = oneshot::channel();
+        self.origins()
+            .entry(origin.clone())
+            .or_default()
+            .waiting
+            .push_back(tx);
+        let (pool, target) = (self.clone(), origin.clone());
+        let (own_tx, own) = oneshot::channel();
+        tokio::spawn(async move {
+            match own_tx.send(super::connect(&target).await) {
+                Ok(()) | Err(Err(_)) => {}
+                // Served by another connection (or gone) meanwhile.
+                Err(Ok(io)) => pool.give_back(target, io),
+            }
+        });
+        tokio::select! {
+            biased;
+            io = &mut given => io.map_err(|_| super::SendError::Protocol("connection pool dropped")),
+            opened = own => {
+                // A connection given back at the same moment goes on to the next request.
+                given.close();
+                if let Ok(io) = given.try_recv() {
+                    self.give_back(origin.clone(), io);
+                }
+                opened.unwrap_or(Err(super::SendError::Protocol("connect task dropped")))
+            }
+        }
+    }
+
+    /// A connection whose answer was read to its end (or one opened for a request that no longer
+    /// needs it), for the next request to `origin`: the first one waiting, else the idle ones.
+    pub(super) fn give_back(&self, origin: Origin, mut io: TcpStream) {
+        let mut origins = self.origins();
+        let conns = origins.entry(origin).or_default();
+        while let Some(waiter) = conns.waiting.pop_front() {
+            match waiter.send(io) {
+                Ok(()) => return,
+                // It stopped waiting (served by another connection, or gone).
+                Err(back) => io = back,
+            }
+        }
+        if conns.idle.len() >= MAX_IDLE_PER_ORIGIN {
+            conns.idle.remove(0);
+        }
+        conns.idle.push(Idle {
             io,
             since: Instant::now(),
         });
@@ -111,7 +179,7 @@ impl Http1 {
 
     /// Idle connections kept, all origins.
     pub fn idle_count(&self) -> usize {
-        self.idle().values().map(Vec::len).sum()
+        self.origins().values().map(|c| c.idle.len()).sum()
     }
 }
 
@@ -127,16 +195,17 @@ fn start_reaper(pool: Weak<Pool>) {
             tokio::time::sleep(REAP_EVERY).await;
             let Some(p) = pool.upgrade() else { return };
             let mut closed = Vec::new();
-            let mut idle = p.idle.lock().unwrap_or_else(|e| e.into_inner());
-            idle.retain(|_, list| {
-                let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(list)
+            let mut origins = p.origins.lock().unwrap_or_else(|e| e.into_inner());
+            origins.retain(|_, conns| {
+                let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut conns.idle)
                     .into_iter()
                     .partition(|c| c.since.elapsed() < IDLE_TIMEOUT && still_open(&c.io));
-                *list = keep;
+                conns.idle = keep;
                 closed.extend(gone);
-                !list.is_empty()
+                conns.waiting.retain(|w| !w.is_closed());
+                !conns.idle.is_empty() || !conns.waiting.is_empty()
             });
-            if idle.is_empty() {
+            if origins.values().all(|c| c.idle.is_empty()) {
                 p.reaping.store(false, Ordering::Release);
                 return;
             }
