@@ -420,3 +420,18 @@ async fn a_request_waiting_for_a_connect_takes_a_connection_freed_meanwhile() {
         f.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_closes_every_connection_leaves_nothing_behind() {
+    let s = Server::start(|_| {
+        answer("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 5\r\n\r\nhello")
+    })
+    .await;
+    let c = Http1::default();
+    for _ in 0..50 {
+        assert_eq!(post(&c, &s).await.unwrap(), (200, "hello".into()));
+    }
+    assert_eq!(s.connections(), 50);
+    assert_eq!(c.idle_count(), 0);
+    assert!(c.waiting_count() <= 1, "{} places left", c.waiting_count());
+}

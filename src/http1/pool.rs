@@ -124,11 +124,14 @@ impl Http1 {
             return super::connect(origin).await;
         }
         let (tx, mut given) = oneshot::channel();
-        self.origins()
-            .entry(origin.clone())
-            .or_default()
-            .waiting
-            .push_back(tx);
+        {
+            let mut origins = self.origins();
+            let waiting = &mut origins.entry(origin.clone()).or_default().waiting;
+            // Requests served by their own connect leave their place behind; with a server
+            // that closes every connection nothing is ever given back to clear them.
+            waiting.retain(|w| !w.is_closed());
+            waiting.push_back(tx);
+        }
         let (pool, target) = (self.clone(), origin.clone());
         let (own_tx, own) = oneshot::channel();
         tokio::spawn(async move {
@@ -180,6 +183,12 @@ impl Http1 {
     /// Idle connections kept, all origins.
     pub fn idle_count(&self) -> usize {
         self.origins().values().map(|c| c.idle.len()).sum()
+    }
+
+    /// Places kept for requests waiting for a connection, all origins (those whose request
+    /// has gone included, until they are cleared).
+    pub fn waiting_count(&self) -> usize {
+        self.origins().values().map(|c| c.waiting.len()).sum()
     }
 }
 
