@@ -350,11 +350,6 @@ pub(crate) fn idle_error(ep: &Endpoint, idle: Duration) -> Error {
 /// A failure below HTTP: connect, reset, TLS, a body cut short. The URL is left out of the
 /// message (some providers put credentials in URLs).
 pub(crate) fn transport_error(e: reqwest::Error, ep: &Endpoint) -> Error {
-    let status = if e.is_timeout() {
-        Status::Timeout
-    } else {
-        Status::Upstream
-    };
     let what = if e.is_connect() {
         "could not connect to"
     } else if e.is_body() || e.is_decode() {
@@ -362,31 +357,32 @@ pub(crate) fn transport_error(e: reqwest::Error, ep: &Endpoint) -> Error {
     } else {
         "request failed for"
     };
-    transport_failure(status, what, std::error::Error::source(&e), ep)
+    transport_failure(e.is_timeout(), what, std::error::Error::source(&e), ep)
 }
 
-/// The same for a request llmr's HTTP/1.1 client sent ([`crate::http1`]).
+/// The same for a request llmr's HTTP/1.1 client sent ([`crate::http1`]); a body cut short
+/// comes through reqwest's body, as [`transport_error`].
 fn plain_transport_error(e: &crate::http1::SendError, ep: &Endpoint) -> Error {
-    let status = if e.is_timeout() {
-        Status::Timeout
-    } else {
-        Status::Upstream
-    };
     let what = if e.is_connect() {
         "could not connect to"
     } else {
         "request failed for"
     };
-    transport_failure(status, what, Some(e), ep)
+    transport_failure(e.is_timeout(), what, Some(e), ep)
 }
 
 /// "{what} deployment {id}: {cause}: {its cause}…"
 fn transport_failure(
-    status: Status,
+    timed_out: bool,
     what: &str,
     cause: Option<&dyn std::error::Error>,
     ep: &Endpoint,
 ) -> Error {
+    let status = if timed_out {
+        Status::Timeout
+    } else {
+        Status::Upstream
+    };
     let mut detail = String::new();
     let mut src = cause;
     while let Some(s) = src {
