@@ -58,23 +58,41 @@ pub fn new_http2_client() -> reqwest::Client {
         .expect("llmr: the HTTP client could not be built")
 }
 
+/// The connection settings of both HTTP clients: reqwest's ([`client_builder`]) and llmr's own
+/// HTTP/1.1 one for plain-HTTP origins ([`crate::http1`]).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub const POOL_MAX_IDLE_PER_ORIGIN: usize = 1024;
+pub const USER_AGENT: &str = concat!("llmr/", env!("CARGO_PKG_VERSION"));
+
 /// Everything but TLS, whose settings every client shares (`tls_config`).
 fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         // Provider APIs do not redirect chat calls; following one could carry keys to another host.
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(30))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .user_agent(concat!("llmr/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_ORIGIN)
+        .user_agent(USER_AGENT)
 }
 
-/// Whether HTTPS requests go through a proxy (reqwest reads these variables): then whether an
-/// origin speaks HTTP/2 is not probed (the probe would connect directly).
+/// Whether HTTPS requests go through a proxy: then whether an origin speaks HTTP/2 is not
+/// probed (the probe would connect directly).
 pub fn https_proxy_set() -> bool {
-    ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-        .iter()
+    proxy_set("https")
+}
+
+/// Whether reqwest sends requests of `scheme` ("http" or "https") through a proxy: it reads
+/// these variables.
+pub fn proxy_set(scheme: &str) -> bool {
+    let own = if scheme == "https" {
+        ["HTTPS_PROXY", "https_proxy"]
+    } else {
+        ["HTTP_PROXY", "http_proxy"]
+    };
+    own.iter()
+        .chain(&["ALL_PROXY", "all_proxy"])
         .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()))
 }
 

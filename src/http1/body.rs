@@ -98,14 +98,8 @@ impl Framing {
         match self {
             Framing::Empty => Ok(Piece::End),
             Framing::Length(0) => Ok(Piece::End),
-            Framing::Length(rest) => {
-                if buf.is_empty() {
-                    return Ok(Piece::NeedMore);
-                }
-                let n = (*rest).min(buf.len() as u64) as usize;
-                *rest -= n as u64;
-                Ok(Piece::Data(buf.split_to(n).freeze()))
-            }
+            Framing::Length(_) if buf.is_empty() => Ok(Piece::NeedMore),
+            Framing::Length(rest) => Ok(Piece::Data(take(rest, buf))),
             Framing::UntilClose if buf.is_empty() => Ok(Piece::NeedMore),
             Framing::UntilClose => Ok(Piece::Data(buf.split().freeze())),
             Framing::Chunked(state) => state.next(buf),
@@ -144,9 +138,7 @@ impl Chunked {
                 if buf.is_empty() {
                     return Ok(Piece::NeedMore);
                 }
-                let n = (*rest).min(buf.len() as u64) as usize;
-                *rest -= n as u64;
-                let data = buf.split_to(n).freeze();
+                let data = take(rest, buf);
                 if *rest == 0 {
                     *self = Chunked::DataEnd;
                     // What follows may already be here: the body's end, so that the connection
@@ -216,6 +208,13 @@ impl Chunked {
             }
         }
     }
+}
+
+/// As much of the `rest` bytes still to come as `buf` holds.
+fn take(rest: &mut u64, buf: &mut BytesMut) -> Bytes {
+    let n = (*rest).min(buf.len() as u64) as usize;
+    *rest -= n as u64;
+    buf.split_to(n).freeze()
 }
 
 /// A line (CRLF, or a bare LF, ended) taken from `buf`, without its end.

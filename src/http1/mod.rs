@@ -26,7 +26,6 @@ mod request_head;
 mod response_head;
 
 use std::io;
-use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use reqwest::ResponseBuilderExt;
@@ -37,7 +36,7 @@ use tokio::net::TcpStream;
 use body::{AnswerBody, Framing};
 pub use pool::Http1;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::global::CONNECT_TIMEOUT;
 
 /// Why a request got no answer. Its text never holds the URL (some carry credentials).
 #[derive(Debug)]
@@ -84,15 +83,11 @@ pub fn serves(url: &Url) -> bool {
     url.scheme() == "http" && url.host_str().is_some() && !http_proxy_set()
 }
 
-/// Whether an HTTP proxy is configured (reqwest reads these variables). Read once: reqwest reads
-/// them when a client is built, and the clients are built once.
+/// Whether an HTTP proxy is configured. Read once: reqwest reads the variables when a client is
+/// built, and the clients are built once.
 fn http_proxy_set() -> bool {
     static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SET.get_or_init(|| {
-        ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()))
-    })
+    *SET.get_or_init(|| crate::global::proxy_set("http"))
 }
 
 impl Http1 {

@@ -9,9 +9,7 @@ use reqwest::Url;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-/// As reqwest's clients are set (`global::client_builder`).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-const MAX_IDLE_PER_ORIGIN: usize = 1024;
+use crate::global::{POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_ORIGIN};
 /// How often idle connections are checked for a close from the server or their age, so that
 /// a closed one does not linger as a socket in CLOSE_WAIT until the next request.
 const REAP_EVERY: Duration = Duration::from_secs(10);
@@ -95,7 +93,7 @@ impl Http1 {
             let list = &mut origins.get_mut(origin)?.idle;
             let mut found = None;
             while let Some(c) = list.pop() {
-                if c.since.elapsed() >= IDLE_TIMEOUT {
+                if c.since.elapsed() >= POOL_IDLE_TIMEOUT {
                     // The rest are older still.
                     closed.push(c);
                     closed.append(list);
@@ -167,7 +165,7 @@ impl Http1 {
                 Err(back) => io = back,
             }
         }
-        if conns.idle.len() >= MAX_IDLE_PER_ORIGIN {
+        if conns.idle.len() >= POOL_MAX_IDLE_PER_ORIGIN {
             conns.idle.remove(0);
         }
         conns.idle.push(Idle {
@@ -208,7 +206,7 @@ fn start_reaper(pool: Weak<Pool>) {
             origins.retain(|_, conns| {
                 let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut conns.idle)
                     .into_iter()
-                    .partition(|c| c.since.elapsed() < IDLE_TIMEOUT && still_open(&c.io));
+                    .partition(|c| c.since.elapsed() < POOL_IDLE_TIMEOUT && still_open(&c.io));
                 conns.idle = keep;
                 closed.extend(gone);
                 conns.waiting.retain(|w| !w.is_closed());

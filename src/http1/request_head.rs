@@ -5,7 +5,7 @@ use reqwest::header::{
 };
 use reqwest::Url;
 
-const USER_AGENT_VALUE: &str = concat!("llmr/", env!("CARGO_PKG_VERSION"));
+use crate::global::USER_AGENT as USER_AGENT_VALUE;
 
 /// The request for `url` with `headers` and `body`. `Host`, `User-Agent` and `Accept` are added
 /// when `headers` lack them (as reqwest adds them); the framing is always this body's
