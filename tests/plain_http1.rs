@@ -435,3 +435,161 @@ async fn a_server_that_closes_every_connection_leaves_nothing_behind() {
     assert_eq!(c.idle_count(), 0);
     assert!(c.waiting_count() <= 1, "{} places left", c.waiting_count());
 }
+
+/// What a server does with a request whose body it does not want (`early_server`).
+#[derive(Clone, Copy, Debug)]
+enum Early {
+    /// Answers 413 after the request's head and closes without reading the body (as Go's
+    /// net/http does past 256 KiB): the rest of the write fails.
+    RefuseAndClose,
+    /// Answers 413 and neither reads nor closes: the write can never finish.
+    RefuseAndStall,
+    /// Answers 413, waits, then reads the body to its end and serves the next request: the
+    /// client must not send another request on a connection whose body it stopped sending
+    /// (the server would read it as the rest of the body, and never answer).
+    RefuseThenRead,
+    /// Sends a 200 head at once, then reads the whole body, then the answer's body.
+    HeadThenRead,
+}
+
+const TOO_LARGE: &str = "HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\n\
+    content-length: 40\r\n\r\n{\"error\":{\"message\":\"prompt too large\"}}";
+
+/// A server that reads each request's head and then does what `how` says; it counts
+/// connections and the body bytes it read.
+async fn early_server(how: Early) -> (Url, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!(
+        "http://{}/v1/chat",
+        listener.local_addr().unwrap()
+    ))
+    .unwrap();
+    let (connections, body_read) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (c, b) = (connections.clone(), body_read.clone());
+    tokio::spawn(async move {
+        while let Ok((io, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve_early(io, how, b.clone()));
+        }
+    });
+    (url, connections, body_read)
+}
+
+async fn serve_early(mut io: TcpStream, how: Early, body_read: Arc<AtomicUsize>) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        buf.drain(..head_end);
+        match how {
+            Early::RefuseAndClose => {
+                let _ = io.write_all(TOO_LARGE.as_bytes()).await;
+                return;
+            }
+            Early::RefuseAndStall => {
+                let _ = io.write_all(TOO_LARGE.as_bytes()).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                return;
+            }
+            Early::RefuseThenRead => {
+                let _ = io.write_all(TOO_LARGE.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Early::HeadThenRead => {
+                let _ = io
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+                    .await;
+            }
+        }
+        // The body, to its end; what came past it is the next request's.
+        while buf.len() < length {
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..length);
+        body_read.fetch_add(length, Ordering::SeqCst);
+        if matches!(how, Early::HeadThenRead) && io.write_all(b"hello").await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_given_before_the_request_was_read_is_the_answer() {
+    // 32 MiB: more than the sockets' buffers hold, so the server's choice shows in the write.
+    let big = vec![b'a'; 32 << 20];
+    for how in [
+        Early::RefuseAndClose,
+        Early::RefuseAndStall,
+        Early::RefuseThenRead,
+        Early::HeadThenRead,
+    ] {
+        let (url, connections, body_read) = early_server(how).await;
+        let client = Http1::default();
+        let post = |body: Vec<u8>| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let resp = tokio::time::timeout(
+                    Duration::from_secs(20),
+                    client.post(&url, &headers(), &body),
+                )
+                .await
+                .map_err(|_| "no answer in 20 s".to_string())?
+                .map_err(|e| e.to_string())?;
+                let status = resp.status().as_u16();
+                let text = resp.text().await.map_err(|e| format!("{e:?}"))?;
+                Ok::<_, String>((status, text))
+            }
+        };
+        let got = post(big.clone()).await;
+        match how {
+            Early::HeadThenRead => {
+                assert_eq!(got, Ok((200, "hello".to_string())), "{how:?}");
+                assert_eq!(body_read.load(Ordering::SeqCst), big.len(), "{how:?}");
+            }
+            _ => assert_eq!(
+                got,
+                Ok((
+                    413,
+                    "{\"error\":{\"message\":\"prompt too large\"}}".to_string()
+                )),
+                "{how:?}"
+            ),
+        }
+        if matches!(how, Early::RefuseThenRead | Early::HeadThenRead) {
+            // The next request: on the same connection only when the first went out whole.
+            let again = post(b"{}".to_vec()).await;
+            let expect_connections = if matches!(how, Early::HeadThenRead) {
+                1
+            } else {
+                2
+            };
+            let status = if matches!(how, Early::HeadThenRead) {
+                200
+            } else {
+                413
+            };
+            assert_eq!(again.map(|(s, _)| s), Ok(status), "{how:?}");
+            assert_eq!(
+                connections.load(Ordering::SeqCst),
+                expect_connections,
+                "{how:?}"
+            );
+        }
+    }
+}

@@ -12,7 +12,8 @@
 //! most 1,024 per origin, the newest reused first, each checked for a close the server sent
 //! while it was idle), `Host`, `User-Agent`, `Accept: */*` and `Content-Length`, a 30 s connect
 //! timeout with `TCP_NODELAY`, and every framing an answer may have (`Content-Length`,
-//! `chunked`, until the server closes; 1xx answers skipped). The answer comes back as a
+//! `chunked`, until the server closes; 1xx answers skipped), and an answer the server gives
+//! before it has read the whole request (see `request_send`). The answer comes back as a
 //! `reqwest::Response`, so everything after the send is the same code for both clients.
 //! Not here: TLS and HTTP/2 (HTTPS keeps going through reqwest) and proxies (with an HTTP proxy
 //! set, every request goes through reqwest, which honours it and `NO_PROXY`).
@@ -23,6 +24,7 @@
 mod body;
 mod pool;
 mod request_head;
+mod request_send;
 mod response_head;
 
 use std::io;
@@ -30,7 +32,6 @@ use std::io;
 use reqwest::header::HeaderMap;
 use reqwest::ResponseBuilderExt;
 use reqwest::Url;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use body::{AnswerBody, Framing};
@@ -103,21 +104,28 @@ impl Http1 {
         let request = request_head::write(url, headers, body);
         // A pooled connection passed its check when it was taken, but the server may still have
         // closed it since (and one another request gave back was not checked): a write that
-        // fails goes out again on a new connection (nothing reached the server). Once written,
+        // fails with no answer to read goes out again on a new connection. Once written,
         // the request is not sent twice: a POST is not idempotent, and the router decides what
         // to retry.
         let mut io = match self.take(&origin) {
             Some(io) => io,
             None => self.open(&origin).await?,
         };
-        if io.write_all(&request).await.is_err() {
-            io = connect(&origin).await?;
-            io.write_all(&request).await.map_err(SendError::Io)?;
-        }
+        let sent = match request_send::send(&io, &request).await {
+            Ok(sent) => sent,
+            Err(SendError::Io(_)) => {
+                io = connect(&origin).await?;
+                request_send::send(&io, &request).await?
+            }
+            Err(e) => return Err(e),
+        };
         drop(request);
-        let (head, buf) = response_head::read(&mut io).await?;
+        let (head, buf) = match sent.early {
+            Some(head) => (head, sent.buf),
+            None => response_head::read_on(&io, sent.buf).await?,
+        };
         let (framing, reusable) = Framing::of(&head)?;
-        let keep_alive = head.keep_alive && reusable;
+        let keep_alive = head.keep_alive && reusable && sent.whole;
         let answer = AnswerBody::new(io, buf, framing, keep_alive.then(|| (self.clone(), origin)));
         // The URL given: reqwest parses a placeholder one for an answer that has none.
         let mut b = http::Response::builder()

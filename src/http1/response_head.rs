@@ -3,13 +3,12 @@
 use bytes::{Buf, BytesMut};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 use reqwest::{StatusCode, Version};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::SendError;
 
 /// A head larger than this is not an answer (hyper's limit is about as large).
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(super) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// As hyper's default.
 const MAX_HEADERS: usize = 100;
 /// The read buffer a connection starts with: an answer's head and a stream's chunks fit.
@@ -24,10 +23,12 @@ pub(super) struct Head {
     pub keep_alive: bool,
 }
 
-/// Reads until a final answer's head is in (1xx answers are skipped). Returns it and the
-/// buffer, which holds whatever of the body came with it.
-pub(super) async fn read(io: &mut TcpStream) -> Result<(Head, BytesMut), SendError> {
-    let mut buf = BytesMut::with_capacity(FIRST_READ);
+/// Reads until a final answer's head is in (1xx answers are skipped), after what `buf` holds
+/// of it already. Returns it and the buffer, which holds whatever of the body came with it.
+pub(super) async fn read_on(
+    io: &TcpStream,
+    mut buf: BytesMut,
+) -> Result<(Head, BytesMut), SendError> {
     loop {
         if let Some(head) = parse(&mut buf)? {
             return Ok((head, buf));
@@ -36,7 +37,7 @@ pub(super) async fn read(io: &mut TcpStream) -> Result<(Head, BytesMut), SendErr
             return Err(SendError::Protocol("head larger than 64 KiB"));
         }
         buf.reserve(FIRST_READ);
-        let n = io.read_buf(&mut buf).await.map_err(SendError::Io)?;
+        let n = read_buf(io, &mut buf).await.map_err(SendError::Io)?;
         if n == 0 {
             return Err(SendError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -46,6 +47,18 @@ pub(super) async fn read(io: &mut TcpStream) -> Result<(Head, BytesMut), SendErr
                     "the server closed the connection in the middle of the answer's head"
                 },
             )));
+        }
+    }
+}
+
+/// One read into `buf`'s spare room, through a shared reference (the request may still be
+/// going out on the same connection).
+async fn read_buf(io: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    loop {
+        io.readable().await?;
+        match io.try_read_buf(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
         }
     }
 }
