@@ -439,8 +439,9 @@ async fn a_server_that_closes_every_connection_leaves_nothing_behind() {
 /// What a server does with a request whose body it does not want (`early_server`).
 #[derive(Clone, Copy, Debug)]
 enum Early {
-    /// Answers 413 after the request's head and closes without reading the body (as Go's
-    /// net/http does past 256 KiB): the rest of the write fails.
+    /// Answers 413 after the request's head and closes without reading the body, as Go's
+    /// net/http does past 256 KiB: its side shut at once, the connection closed 500 ms later
+    /// (a reset then, with the body unread): the rest of the write fails.
     RefuseAndClose,
     /// Answers 413 and neither reads nor closes: the write can never finish.
     RefuseAndStall,
@@ -497,6 +498,8 @@ async fn serve_early(mut io: TcpStream, how: Early, body_read: Arc<AtomicUsize>)
         match how {
             Early::RefuseAndClose => {
                 let _ = io.write_all(TOO_LARGE.as_bytes()).await;
+                let _ = io.shutdown().await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 return;
             }
             Early::RefuseAndStall => {

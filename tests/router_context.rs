@@ -367,3 +367,79 @@ fn overflows_are_told_apart_by_status_and_body() {
     assert_eq!(status(&e), "bad_request", "{e}");
     assert_eq!(s.count("b"), 0);
 }
+
+/// A server that refuses every request with `answer` as soon as its head is in and closes the
+/// connection without reading the body, as Go's net/http does past 256 KiB: its side shut, then
+/// closed 500 ms later (so that the answer is not lost to the reset the unread body causes).
+/// Returns its base URL and the requests it refused.
+fn refusing_server(answer: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = refused.clone();
+    std::thread::spawn(move || {
+        // Bounded: the test makes two requests.
+        for io in listener.incoming().take(4) {
+            let Ok(mut io) = io else { return };
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match io.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&chunk[..n]),
+                }
+            }
+            r.fetch_add(1, Ordering::SeqCst);
+            let _ = write!(
+                io,
+                "HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            let _ = io.shutdown(std::net::Shutdown::Write);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            // Dropped with the body unread: the kernel resets the connection.
+        }
+    });
+    (base, refused)
+}
+
+#[test]
+fn an_overflow_answered_before_the_prompt_was_read_still_falls_back() {
+    let _g = lock();
+    let s = StandIn::start();
+    let (refusing, refused) = refusing_server(openai_overflow_body());
+    // Windows large enough for the pre-call check to let a 12 MiB prompt through.
+    init(
+        vec![
+            openai(
+                "a",
+                &refusing,
+                window(json!({"weight": FIRST}), 100_000_000),
+            ),
+            openai(
+                "b",
+                &s.base("ok"),
+                window(json!({"weight": LAST}), 200_000_000),
+            ),
+        ],
+        settings(json!({})),
+    );
+    // More than loopback sockets buffer (~10 MB): the answer comes while it is being sent (and
+    // `b` echoes it back in one stream event, under the 16 MiB an event may have).
+    let prompt = ask(&"x".repeat(12 << 20));
+    let resp = complete(&prompt).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(served_by(&resp), "b");
+    assert_eq!(resp["llmr"]["fallbacks"], json!(["context_window:a"]));
+    assert_eq!(stats_of("a")["failures"]["context_overflow"], 1);
+
+    // The same from a stream.
+    let st = stream(&prompt, None);
+    let resp = st.result.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(served_by(resp), "b");
+    assert_eq!(resp["llmr"]["fallbacks"], json!(["context_window:a"]));
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 2);
+    llmr::shutdown();
+}
