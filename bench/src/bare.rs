@@ -19,6 +19,10 @@ pub struct Bare {
     /// For a row on OS threads: one single-threaded runtime and client per thread, kept across
     /// batches (as llmr's caller runtimes are, src/caller_runtime.rs).
     threads: Vec<(tokio::runtime::Runtime, reqwest::Client)>,
+    /// A row on OS threads over HTTPS + HTTP/2: each call is spawned on the shared runtime and
+    /// its client (one connection for all), the thread waiting for it — as llmr's blocking
+    /// calls to an HTTP/2 origin go (src/caller_runtime.rs, `Http::execute`).
+    threads_share_h2: bool,
     url: Arc<str>,
     stream: bool,
     concurrency: usize,
@@ -48,6 +52,7 @@ impl Bare {
             rt,
             client: new_client(mode.tls),
             threads,
+            threads_share_h2: mode.os_threads && mode.tls,
             url: if mode.kind == Kind::BareHold {
                 format!("{base}/hold-{}/v1/chat/completions", mode.concurrency).into()
             } else {
@@ -176,6 +181,8 @@ impl Bare {
         let next = AtomicUsize::new(0);
         let per = n / self.threads.len() + 64;
         let (url, stream) = (&*self.url, self.stream);
+        let shared = (self.rt.handle(), &self.client, &self.url);
+        let share = self.threads_share_h2;
         std::thread::scope(|s| {
             let workers: Vec<_> = self
                 .threads
@@ -186,7 +193,16 @@ impl Bare {
                         let mut b = Batch::with_capacity(per);
                         while next.fetch_add(1, Ordering::Relaxed) < n {
                             let t = Instant::now();
-                            b.record(t, rt.block_on(call(client, url, stream)));
+                            let got = if share {
+                                let (client, url) = (shared.1.clone(), shared.2.clone());
+                                let task = shared
+                                    .0
+                                    .spawn(async move { call(&client, &url, stream).await });
+                                rt.block_on(task).ok().flatten()
+                            } else {
+                                rt.block_on(call(client, url, stream))
+                            };
+                            b.record(t, got);
                         }
                         b
                     })

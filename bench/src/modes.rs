@@ -188,7 +188,18 @@ pub const MODES: &[Mode] = &[
     },
     Mode {
         tls: true,
+        os_threads: true,
+        ..mode(
+            "bare-64t-h2",
+            "reqwest, 64 OS threads waiting for calls on a shared runtime, HTTPS + HTTP/2",
+            Kind::BareComplete,
+            64,
+        )
+    },
+    Mode {
+        tls: true,
         bare: Some("bare-c64-h2"),
+        threads_bare: Some("bare-64t-h2"),
         ..mode(
             "llmr-complete-64t-h2",
             "llmr_complete, 64 threads, HTTPS + HTTP/2",

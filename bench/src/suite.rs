@@ -204,7 +204,7 @@ fn run_row(
 }
 
 /// The rows behind the ratio and added-latency targets, each llmr row after its bare one.
-const ROUND_ROWS: [&str; 15] = [
+const ROUND_ROWS: [&str; 16] = [
     "select-1",
     "select-1000",
     "bare-c1",
@@ -218,6 +218,7 @@ const ROUND_ROWS: [&str; 15] = [
     "llmr-stream-64t",
     "llmr-stream-async-64",
     "bare-c64-h2",
+    "bare-64t-h2",
     "llmr-complete-64t-h2",
     "llmr-async-64-h2",
 ];
