@@ -638,3 +638,21 @@ fn oversize_bodies_are_cut_off_at_the_limit() {
     );
     assert!(st.elapsed < Duration::from_secs(30), "{:?}", st.elapsed);
 }
+
+#[test]
+fn an_http_api_base_on_an_https_port_says_so() {
+    let _g = lock();
+    // A TLS server (rustls) answers a plain-text request with an alert: an api_base written
+    // http:// for a provider that speaks only HTTPS.
+    let server = common::tls::serve(&[b"http/1.1"], |_tls| async {});
+    let base = format!("http://127.0.0.1:{}/v1", server.port);
+    init(
+        vec![openai("a", &base, json!({}))],
+        settings(json!({"num_retries": 0})),
+    );
+    let e = complete(&ask("hi")).unwrap_err();
+    assert_eq!(status(&e), "upstream", "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("answered in TLS") && msg.contains("https://"), "{msg}");
+    llmr::shutdown();
+}

@@ -74,6 +74,13 @@ pub(super) fn parse(buf: &mut BytesMut) -> Result<Option<Head>, SendError> {
             Err(httparse::Error::TooManyHeaders) => {
                 return Err(SendError::Protocol("more than 100 headers"))
             }
+            // A TLS alert (content type 21, version 3.x): the port speaks HTTPS, and the usual
+            // cause is an `api_base` written with http://.
+            Err(_) if buf.starts_with(&[0x15, 0x03]) => {
+                return Err(SendError::Protocol(
+                    "the server answered in TLS (an https:// api_base?)",
+                ))
+            }
             Err(_) => return Err(SendError::Protocol("malformed status line or header")),
         };
         let code = r.code.unwrap_or(0);
@@ -174,6 +181,17 @@ mod tests {
         assert!(!close("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n"));
         assert!(close("HTTP/1.0 200 OK\r\n\r\n"));
         assert!(!close("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_tls_alert_says_the_server_wants_https() {
+        // rustls's answer to a plain-text request: a fatal decode_error alert.
+        let mut buf = BytesMut::from(&[0x15u8, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32][..]);
+        let e = parse(&mut buf).err().expect("an error");
+        assert!(e.to_string().contains("https://"), "{e}");
+        let mut buf = BytesMut::from(&b"\x00\x01garbage\r\n\r\n"[..]);
+        let e = parse(&mut buf).err().expect("an error");
+        assert!(!e.to_string().contains("https://"), "{e}");
     }
 
     #[test]
