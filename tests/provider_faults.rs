@@ -653,6 +653,9 @@ fn an_http_api_base_on_an_https_port_says_so() {
     let e = complete(&ask("hi")).unwrap_err();
     assert_eq!(status(&e), "upstream", "{e}");
     let msg = e["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("answered in TLS") && msg.contains("https://"), "{msg}");
+    assert!(
+        msg.contains("answered in TLS") && msg.contains("https://"),
+        "{msg}"
+    );
     llmr::shutdown();
 }
