@@ -227,12 +227,12 @@ impl Router {
                 refused: &refused,
                 stream,
             };
-            let candidates = self.index.candidates(g, &self.deployments, stream, now);
+            let mut candidates = |n| self.index.candidates(g, &self.deployments, stream, now, n);
             let i = match select(
                 self.settings.routing_strategy,
                 &self.deployments,
                 members,
-                &candidates,
+                &mut candidates,
                 &needs,
                 now,
             )

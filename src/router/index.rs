@@ -47,10 +47,6 @@ impl Candidates {
             self.len += 1;
         }
     }
-
-    fn is_full(&self) -> bool {
-        self.len == CANDIDATES
-    }
 }
 
 /// Held by one deployment's live state: says "my score may have changed" to the index.
@@ -159,17 +155,25 @@ impl Tree {
         Some(p - self.base)
     }
 
-    /// The best `CANDIDATES` members, best first; the tree is left as it was.
-    fn best(&mut self) -> Candidates {
+    /// The best `n` members (at most [`CANDIDATES`]), best first; the tree is left as it was.
+    /// Each but the last is hidden while the next is picked: the best alone costs one walk
+    /// down, no update.
+    fn best(&mut self, n: usize) -> Candidates {
+        let n = n.min(CANDIDATES);
         let mut out = Candidates::default();
         let mut taken = [(0, EMPTY); CANDIDATES];
-        while !out.is_full() {
+        let mut hidden = 0;
+        while out.len < n {
             let Some(leaf) = self.pick() else { break };
-            taken[out.len] = (leaf, self.nodes[self.base + leaf]);
             out.push(self.members[leaf]);
+            if out.len == n {
+                break;
+            }
+            taken[hidden] = (leaf, self.nodes[self.base + leaf]);
+            hidden += 1;
             self.set(leaf, EMPTY);
         }
-        for &(leaf, node) in taken[..out.len].iter().rev() {
+        for &(leaf, node) in taken[..hidden].iter().rev() {
             self.set(leaf, node);
         }
         out
@@ -199,15 +203,17 @@ impl Shares {
         }
     }
 
-    /// `CANDIDATES` independent draws, each member with probability proportional to its share:
-    /// the first that can take the request is a weighted draw among those that can.
-    fn draw(&self) -> Candidates {
+    /// `n` (at most [`CANDIDATES`]) independent draws, each member with probability
+    /// proportional to its share: the first that can take the request is a weighted draw among
+    /// those that can.
+    fn draw(&self, n: usize) -> Candidates {
+        let n = n.min(CANDIDATES);
         let mut out = Candidates::default();
         let total = self.cumulative.last().copied().unwrap_or(0.0);
         if !(total.is_finite() && total > 0.0) {
             return out;
         }
-        while !out.is_full() {
+        while out.len < n {
             let x = fastrand::f64() * total;
             let j = self.cumulative.partition_point(|&c| c <= x);
             out.push(self.members[j.min(self.members.len() - 1)]);
@@ -292,21 +298,22 @@ impl ScoreIndex {
         }
     }
 
-    /// The best candidates of group `g` for a request (`stream`: latency routing ranks by time
-    /// to first chunk), best first, ties in random order. Cooling deployments are left out
-    /// (simple-shuffle's draws are checked by the caller).
+    /// The best `n` (at most [`CANDIDATES`]) candidates of group `g` for a request (`stream`:
+    /// latency routing ranks by time to first chunk), best first, ties in random order. Cooling
+    /// deployments are left out (simple-shuffle's draws are checked by the caller).
     pub fn candidates(
         &self,
         g: usize,
         deployments: &[Deployment],
         stream: bool,
         now: u64,
+        n: usize,
     ) -> Candidates {
         if self.strategy == RoutingStrategy::SimpleShuffle {
             return self
                 .shares
                 .get(g)
-                .map_or_else(Candidates::default, Shares::draw);
+                .map_or_else(Candidates::default, |s| s.draw(n));
         }
         let mut t = lock(&self.trees);
         t.catch_up(self.strategy, &self.changes, deployments, now);
@@ -314,7 +321,7 @@ impl ScoreIndex {
         t.groups
             .get_mut(g)
             .and_then(|rankings| rankings.get_mut(ranking))
-            .map_or_else(Candidates::default, Tree::best)
+            .map_or_else(Candidates::default, |tree| tree.best(n))
     }
 }
 
@@ -450,13 +457,18 @@ mod tests {
             tree.put(j, (0, s));
         }
         let before = tree.nodes.clone();
-        assert_eq!(tree.best().as_slice(), &[11, 13, 15, 12]);
+        assert_eq!(tree.best(CANDIDATES).as_slice(), &[11, 13, 15, 12]);
+        assert_eq!(tree.nodes, before);
+        // Fewer: the same order, cut short; more than CANDIDATES: CANDIDATES.
+        assert_eq!(tree.best(1).as_slice(), &[11]);
+        assert_eq!(tree.best(2).as_slice(), &[11, 13]);
+        assert_eq!(tree.best(9).as_slice(), &[11, 13, 15, 12]);
         assert_eq!(tree.nodes, before);
         tree.put(1, NONE);
         tree.put(3, NONE);
         tree.put(5, NONE);
         tree.put(2, NONE);
-        assert_eq!(tree.best().as_slice(), &[10, 14], "only two left");
+        assert_eq!(tree.best(CANDIDATES).as_slice(), &[10, 14], "only two left");
     }
 
     #[test]
@@ -477,7 +489,7 @@ mod tests {
         };
         let mut count = [0u32; 3];
         for _ in 0..1_000 {
-            for i in shares.draw().as_slice() {
+            for i in shares.draw(CANDIDATES).as_slice() {
                 count[i - 7] += 1;
             }
         }
@@ -488,6 +500,6 @@ mod tests {
             members: vec![1],
             cumulative: vec![0.0],
         };
-        assert_eq!(none.draw().as_slice(), &[] as &[usize]);
+        assert_eq!(none.draw(CANDIDATES).as_slice(), &[] as &[usize]);
     }
 }

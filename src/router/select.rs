@@ -7,7 +7,7 @@
 use crate::config::RoutingStrategy;
 
 use super::deployment::Deployment;
-use super::index::Candidates;
+use super::index::{Candidates, CANDIDATES};
 
 /// The outcome of a selection.
 #[derive(Debug, PartialEq)]
@@ -39,35 +39,32 @@ pub struct Needs<'a> {
     pub stream: bool,
 }
 
-/// Picks a deployment of `members` for one attempt: the first of the index's `candidates` that
-/// can take the request, else the best of a scan of the whole group.
+/// Picks a deployment of `members` for one attempt: the first of the index's candidates
+/// (`candidates(n)`: the best `n`, see [`super::index::ScoreIndex::candidates`]) that can take
+/// the request, else the best of a scan of the whole group.
 pub async fn select(
     strategy: RoutingStrategy,
     deployments: &[Deployment],
     members: &[usize],
-    candidates: &Candidates,
+    candidates: &mut (dyn FnMut(usize) -> Candidates + Send),
     needs: &Needs<'_>,
     now: u64,
 ) -> Selection {
     // 0. The index's best (or weighted draws): the first of them that fits, is not cooling and
-    // has not failed or refused this request is what the scan below would choose.
+    // has not failed or refused this request is what the scan below would choose. The best
+    // alone first — it is usually taken, and finding it costs the index no update —, then the
+    // next best.
     let mut at_limit = Candidates::default();
     let mut soonest_free = f64::INFINITY;
-    for &i in candidates.as_slice() {
-        let d = &deployments[i];
-        if at_limit.contains(i)
-            || !fits(d, needs)
-            || d.state.is_cooling(now)
-            || needs.failed.contains(&i)
-            || needs.refused.contains(&i)
-        {
-            continue;
+    let first = candidates(1);
+    if let Some(&best) = first.as_slice().first() {
+        let (limit, free) = (&mut at_limit, &mut soonest_free);
+        if take(deployments, best, needs, now, limit, free).await {
+            return Selection::Picked(best);
         }
-        match reserve(d, needs.tokens, now).await {
-            Ok(()) => return Selection::Picked(i),
-            Err(secs) => {
-                soonest_free = soonest_free.min(secs);
-                at_limit.push(i);
+        for &i in candidates(CANDIDATES).as_slice() {
+            if i != best && take(deployments, i, needs, now, limit, free).await {
+                return Selection::Picked(i);
             }
         }
     }
@@ -81,6 +78,36 @@ pub async fn select(
         now,
     )
     .await
+}
+
+/// Whether candidate `i` takes the request: it fits, is not cooling, has not failed or refused
+/// it, and its rpm/tpm are now reserved. One at its limit is noted in `at_limit`, with when its
+/// window frees up.
+async fn take(
+    deployments: &[Deployment],
+    i: usize,
+    needs: &Needs<'_>,
+    now: u64,
+    at_limit: &mut Candidates,
+    soonest_free: &mut f64,
+) -> bool {
+    let d = &deployments[i];
+    if at_limit.contains(i)
+        || !fits(d, needs)
+        || d.state.is_cooling(now)
+        || needs.failed.contains(&i)
+        || needs.refused.contains(&i)
+    {
+        return false;
+    }
+    match reserve(d, needs.tokens, now).await {
+        Ok(()) => true,
+        Err(secs) => {
+            *soonest_free = soonest_free.min(secs);
+            at_limit.push(i);
+            false
+        }
+    }
 }
 
 /// Every member scored: for what the index's candidates cannot settle (all of them cooling,
