@@ -27,40 +27,31 @@ pub(super) struct Sent {
 /// read, so a request on a connection from the pool may go out again on a new one.
 pub(super) async fn send(io: &TcpStream, request: &[u8]) -> Result<Sent, SendError> {
     let mut buf = BytesMut::new();
+    let mut early = None;
     // Most requests fit the socket's buffer: one write, nothing to watch.
     let mut at = match io.try_write(request) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-        Err(e) => return answer_after_failed_write(io, buf, e).await,
+        Err(e) => return failed(io, early, buf, e).await,
     };
+    // Watching for the answer until its head is in (or the server has closed its side).
     let mut watching = true;
     while at < request.len() {
         tokio::select! {
             biased;
             ready = io.writable() => {
-                if let Err(e) = ready {
-                    return answer_after_failed_write(io, buf, e).await;
-                }
-                match io.try_write(&request[at..]) {
-                    Ok(0) => {
-                        let e = io::Error::from(io::ErrorKind::WriteZero);
-                        return answer_after_failed_write(io, buf, e).await;
-                    }
+                match ready.and_then(|()| io.try_write(&request[at..])) {
+                    Ok(0) => return failed(io, early, buf, io::ErrorKind::WriteZero.into()).await,
                     Ok(n) => at += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return answer_after_failed_write(io, buf, e).await,
+                    Err(e) => return failed(io, early, buf, e).await,
                 }
             }
             ready = io.readable(), if watching => {
-                if ready.is_err() {
-                    // The write will fail too, and tell why.
-                    watching = false;
-                    continue;
-                }
                 if buf.capacity() == buf.len() {
                     buf.reserve(FIRST_READ);
                 }
-                match io.try_read_buf(&mut buf) {
+                match ready.and_then(|()| io.try_read_buf(&mut buf)) {
                     Ok(0) => watching = false,
                     Ok(_) => {
                         if let Some(head) = response_head::parse(&mut buf)? {
@@ -68,51 +59,41 @@ pub(super) async fn send(io: &TcpStream, request: &[u8]) -> Result<Sent, SendErr
                                 // Refused without reading the rest: stop sending it.
                                 return Ok(Sent { early: Some(head), buf, whole: false });
                             }
-                            // A server that answers before reading the body and then reads
-                            // it: the body goes on, the answer waits in the buffer.
-                            let whole = finish_write(io, &request[at..]).await;
-                            return Ok(Sent { early: Some(head), buf, whole });
-                        }
-                        if buf.len() >= response_head::MAX_HEAD_BYTES {
+                            // A server that answers before it reads the body, then reads it:
+                            // the body goes on, the answer waits in the buffer.
+                            early = Some(head);
+                            watching = false;
+                        } else if buf.len() >= response_head::MAX_HEAD_BYTES {
                             return Err(SendError::Protocol("head larger than 64 KiB"));
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // The write will fail too, and tell why.
                     Err(_) => watching = false,
                 }
             }
         }
     }
     Ok(Sent {
-        early: None,
+        early,
         buf,
         whole: true,
     })
 }
 
-/// The rest of a request whose answer's head is already in; whether it all went out.
-async fn finish_write(io: &TcpStream, mut rest: &[u8]) -> bool {
-    while !rest.is_empty() {
-        if io.writable().await.is_err() {
-            return false;
-        }
-        match io.try_write(rest) {
-            Ok(0) => return false,
-            Ok(n) => rest = &rest[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// The answer a server sent before it stopped reading, if one is there; else the write's error.
-async fn answer_after_failed_write(
+/// The write failed: the answer the server sent before it stopped reading, if one is there;
+/// else the write's error.
+async fn failed(
     io: &TcpStream,
+    early: Option<Head>,
     buf: BytesMut,
     write_error: io::Error,
 ) -> Result<Sent, SendError> {
-    match response_head::read_on(io, buf).await {
+    let answer = match early {
+        Some(head) => Ok((head, buf)),
+        None => response_head::read_on(io, buf).await,
+    };
+    match answer {
         Ok((head, buf)) => Ok(Sent {
             early: Some(head),
             buf,
