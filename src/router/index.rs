@@ -24,10 +24,11 @@ use super::state::MINUTE_MS;
 /// How many candidates a selection takes from the index before it falls back to a scan.
 pub const CANDIDATES: usize = 4;
 
-/// Up to [`CANDIDATES`] deployments, best first.
+/// Up to [`CANDIDATES`] deployments, best first, as the index gives them; one more as a
+/// selection's list of those at their limits (the best, then up to [`CANDIDATES`] others).
 #[derive(Default)]
 pub struct Candidates {
-    ids: [usize; CANDIDATES],
+    ids: [usize; CANDIDATES + 1],
     len: usize,
 }
 
@@ -42,7 +43,7 @@ impl Candidates {
 
     /// Adds one; a full list stays as it is.
     pub fn push(&mut self, i: usize) {
-        if self.len < CANDIDATES {
+        if self.len < self.ids.len() {
             self.ids[self.len] = i;
             self.len += 1;
         }
