@@ -17,7 +17,11 @@
 //! One exception: a request to an HTTPS origin known to speak HTTP/2 goes to the shared
 //! runtime's connection, where up to 100 requests share one. A connection per caller runtime
 //! cost each of 64 calling threads its own TLS connection: ~70-110 µs of CPU per request
-//! against ~55 µs shared (`llmr-complete-64t-h2` in bench/README.md).
+//! against ~55 µs shared (`llmr-complete-64t-h2` in bench/README.md). A non-streaming exchange
+//! with such an origin runs whole (request, answer read and parsed) as a task of the shared
+//! runtime ([`on_shared`]): handing over only the request and reading the answer's body on the
+//! calling thread woke that thread again for the body (~12% more completions per second from
+//! 64 threads, bench/README.md session 23).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -233,6 +237,17 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+/// Runs `fut` as a task of the shared runtime and waits for it; aborted if the wait is given up
+/// (a timeout, a cancel), as it would have been on the caller runtime.
+pub async fn on_shared<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+    match AbortOnDrop(crate::global::runtime().spawn(fut)).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only a runtime shutting down cancels it; the shared one never does.
+        Err(_) => panic!("llmr: the shared runtime dropped a request"),
+    }
+}
+
 /// Whether the current code runs on a caller runtime (a blocking call).
 pub fn is_driving() -> bool {
     DRIVING.try_with(|d| d.borrow().is_some()).unwrap_or(false)
@@ -314,19 +329,17 @@ impl Http {
                 // An HTTP/2 origin: the request joins the shared runtime's connection (one for
                 // up to 100 requests) instead of opening one per caller runtime.
                 let http = self.clone();
-                let task = AbortOnDrop(
-                    crate::global::runtime()
-                        .spawn(async move { http.execute_shared(request).await }),
-                );
-                return match task.await {
-                    Ok(r) => r,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    // Only a runtime shutting down cancels it; the shared one never does.
-                    Err(_) => panic!("llmr: the shared runtime dropped a request"),
-                };
+                return on_shared(async move { http.execute_shared(request).await }).await;
             }
             self.execute_shared(request).await
         }
+    }
+
+    /// Whether this is a blocking call and `url`'s origin is known to speak HTTP/2: then a
+    /// whole exchange (request, answer read and parsed) is best run [`on_shared`], where the
+    /// connection is, instead of handing the request over and the answer back piece by piece.
+    pub fn blocking_to_http2(&self, url: &reqwest::Url) -> bool {
+        is_driving() && self.shared_speaks_http2(url)
     }
 
     /// Whether `url`'s origin is known to speak HTTP/2; when nobody has asked yet, the probe

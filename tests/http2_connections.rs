@@ -50,12 +50,27 @@ struct Counts {
     opened: AtomicUsize,
     open_now: AtomicUsize,
     most_open: AtomicUsize,
+    /// Streams the client reset while the server held them (a request given up).
+    resets: AtomicUsize,
+}
+
+/// How the server answers.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// An OpenAI-style SSE stream: the first chunk at once, the rest after the hold.
+    Sse,
+    /// One `chat.completion` JSON after the hold.
+    Json,
 }
 
 /// An HTTP/2-only TLS server on 127.0.0.1 answering every request with an OpenAI-style SSE
 /// stream: the first chunk at once, the rest when `hold_for` streams have been opened (or
 /// after `HOLD`). Stopped when dropped.
 fn http2_server(hold_for: usize) -> (common::tls::Server, Arc<Counts>) {
+    http2_server_answering(hold_for, Answer::Sse)
+}
+
+fn http2_server_answering(hold_for: usize, kind: Answer) -> (common::tls::Server, Arc<Counts>) {
     let counts = Arc::new(Counts::default());
     let c = counts.clone();
     let server = common::tls::serve(&[b"h2"], move |tls| {
@@ -71,7 +86,10 @@ fn http2_server(hold_for: usize) -> (common::tls::Server, Arc<Counts>) {
             };
             c.connections.fetch_add(1, Ordering::SeqCst);
             while let Some(Ok((_req, respond))) = conn.accept().await {
-                tokio::spawn(answer(respond, c.clone(), hold_for));
+                match kind {
+                    Answer::Sse => tokio::spawn(answer(respond, c.clone(), hold_for)),
+                    Answer::Json => tokio::spawn(answer_json(respond, c.clone(), hold_for)),
+                };
             }
         }
     });
@@ -110,6 +128,46 @@ async fn answer(mut respond: h2::server::SendResponse<Bytes>, c: Arc<Counts>, ho
         sse(json!({}), Some("stop"))
     );
     let _ = body.send_data(Bytes::from(rest), true);
+    c.open_now.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// One `chat.completion` once `hold_for` streams have been opened (or after `HOLD`; a stream
+/// past the first `hold_for` is held that long); a stream the client resets meanwhile is
+/// counted and not answered.
+async fn answer_json(
+    mut respond: h2::server::SendResponse<Bytes>,
+    c: Arc<Counts>,
+    hold_for: usize,
+) {
+    let now = c.open_now.fetch_add(1, Ordering::SeqCst) + 1;
+    c.most_open.fetch_max(now, Ordering::SeqCst);
+    let number = c.opened.fetch_add(1, Ordering::SeqCst) + 1;
+    let until = Instant::now() + HOLD;
+    while (number > hold_for || c.opened.load(Ordering::SeqCst) < hold_for)
+        && Instant::now() < until
+    {
+        let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));
+        if tokio::time::timeout(Duration::from_millis(5), reset)
+            .await
+            .is_ok()
+        {
+            c.resets.fetch_add(1, Ordering::SeqCst);
+            c.open_now.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+    }
+    let answer = json!({"id": "chatcmpl-h2", "object": "chat.completion", "created": 1,
+        "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
+        "message": {"role": "assistant", "content": "one two"}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}});
+    let head = http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    if let Ok(mut body) = respond.send_response(head, false) {
+        let _ = body.send_data(Bytes::from(answer.to_string()), true);
+    }
     c.open_now.fetch_sub(1, Ordering::SeqCst);
 }
 
@@ -290,5 +348,64 @@ fn blocking_calls_to_an_http2_origin_share_its_connections() {
         connections <= 3,
         "{CALLS} blocking calls opened {connections} HTTP/2 connections"
     );
+    llmr::shutdown();
+}
+
+/// Blocking completions to an HTTP/2 origin run whole on the shared runtime, where its
+/// connection is: 20 in flight at once from 20 threads share it. One given up (its timeout)
+/// resets its stream and gives its place on the client back, instead of holding one of the
+/// connection's 100 streams until the server answers.
+#[test]
+fn blocking_completions_to_an_http2_origin_share_it_and_one_timed_out_lets_go() {
+    const CALLS: usize = 20;
+    trust_the_test_certificate();
+    let _g = common::lock();
+    let (server, counts) = http2_server_answering(CALLS, Answer::Json);
+    common::init(
+        vec![deployment(server.port)],
+        common::settings(json!({"num_retries": 0, "timeout": 30})),
+    );
+    let call =
+        |i: usize| std::thread::spawn(move || common::complete(&common::ask(&format!("{i}"))));
+    let mut calls = vec![call(0)];
+    assert!(common::eventually(Duration::from_secs(10), || counts
+        .handshakes
+        .load(Ordering::SeqCst)
+        >= 2));
+    std::thread::sleep(Duration::from_millis(200));
+    calls.extend((1..CALLS).map(call));
+    for c in calls {
+        let resp = c.join().unwrap().expect("the completion succeeds");
+        assert_eq!(common::content(&resp), "one two");
+    }
+    assert_eq!(
+        counts.most_open.load(Ordering::SeqCst),
+        CALLS,
+        "all in flight at once"
+    );
+    let connections = counts.connections.load(Ordering::SeqCst);
+    assert!(
+        connections <= 3,
+        "{CALLS} blocking completions opened {connections} HTTP/2 connections"
+    );
+
+    // Held past its timeout (the server waits for more streams than will come).
+    let mut held = common::ask("held");
+    held["timeout"] = json!(1);
+    let t = Instant::now();
+    let e = common::complete(&held).expect_err("the server holds it past the timeout");
+    assert_eq!(common::status(&e), "timeout", "{e}");
+    assert!(t.elapsed() < HOLD, "{:?}", t.elapsed());
+    assert!(
+        common::eventually(Duration::from_secs(5), || counts
+            .resets
+            .load(Ordering::SeqCst)
+            == 1),
+        "the timed-out request's stream is reset"
+    );
+    assert!(common::eventually(
+        Duration::from_secs(5),
+        || llmr::global::http_client().in_flight() == 0
+    ));
     llmr::shutdown();
 }

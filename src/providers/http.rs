@@ -21,6 +21,9 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Largest error body read: enough for any real error message.
 pub(crate) const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
+/// Cheap to clone (shared parts): a blocking call's exchange with an HTTP/2 origin runs as a
+/// task of its own on the shared runtime.
+#[derive(Clone)]
 pub struct HttpClient {
     wire: &'static dyn WireFormat,
     ep: Arc<Endpoint>,
@@ -28,7 +31,7 @@ pub struct HttpClient {
     /// `ep.url` and `ep.stream_url` parsed once: parsing them (IDNA host processing) was ~17%
     /// of a loopback completion's instructions. `None` when they do not parse: then the string
     /// goes to reqwest per request, which reports the error as before.
-    parsed: Option<(reqwest::Url, reqwest::Url)>,
+    parsed: Option<Arc<(reqwest::Url, reqwest::Url)>>,
 }
 
 impl HttpClient {
@@ -39,7 +42,8 @@ impl HttpClient {
     ) -> HttpClient {
         let parsed = reqwest::Url::parse(&ep.url)
             .ok()
-            .zip(reqwest::Url::parse(&ep.stream_url).ok());
+            .zip(reqwest::Url::parse(&ep.stream_url).ok())
+            .map(Arc::new);
         HttpClient {
             wire,
             ep: Arc::new(ep),
@@ -62,7 +66,7 @@ impl HttpClient {
             auth.authorize(url, &body, &mut headers).await?;
             runtime_credential = headers.get(reqwest::header::AUTHORIZATION).cloned();
         }
-        let resp = match &self.parsed {
+        let resp = match self.parsed.as_deref() {
             Some((u, su)) => {
                 let url = if stream { su } else { u };
                 match self.http.plain_http1(url) {
@@ -166,6 +170,17 @@ pub(crate) async fn error_answer(
     e.with_provider(&ep.provider)
 }
 
+impl HttpClient {
+    /// A non-streaming request sent and its answer read and parsed.
+    async fn exchange(&self, body: Vec<u8>) -> Result<ChatResponse, Error> {
+        let resp = self.send(body, false).await?;
+        let bytes = read_body(resp, MAX_BODY_BYTES, &self.ep, false).await?;
+        self.wire
+            .parse_response(&self.ep, &bytes)
+            .map_err(|e| e.with_provider(&self.ep.provider))
+    }
+}
+
 impl ChatClient for HttpClient {
     fn complete<'a>(
         &'a self,
@@ -175,11 +190,14 @@ impl ChatClient for HttpClient {
         Box::pin(async move {
             let body = self.wire.request_body(&self.ep, req, false)?;
             let exchange = async {
-                let resp = self.send(body, false).await?;
-                let bytes = read_body(resp, MAX_BODY_BYTES, &self.ep, false).await?;
-                self.wire
-                    .parse_response(&self.ep, &bytes)
-                    .map_err(|e| e.with_provider(&self.ep.provider))
+                match self.parsed.as_deref() {
+                    Some((u, _)) if self.http.blocking_to_http2(u) => {
+                        let me = self.clone();
+                        crate::caller_runtime::on_shared(async move { me.exchange(body).await })
+                            .await
+                    }
+                    _ => self.exchange(body).await,
+                }
             };
             match tokio::time::timeout(timeout, exchange).await {
                 Ok(r) => r,
