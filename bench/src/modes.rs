@@ -217,6 +217,46 @@ pub const MODES: &[Mode] = &[
             64,
         )
     },
+    Mode {
+        tls: true,
+        ..mode(
+            "bare-stream-c64-h2",
+            "reqwest SSE, 64 in flight, HTTPS + HTTP/2",
+            Kind::BareStream,
+            64,
+        )
+    },
+    Mode {
+        tls: true,
+        os_threads: true,
+        ..mode(
+            "bare-stream-64t-h2",
+            "reqwest SSE, 64 OS threads waiting for streams on a shared runtime, HTTPS + HTTP/2",
+            Kind::BareStream,
+            64,
+        )
+    },
+    Mode {
+        tls: true,
+        bare: Some("bare-stream-c64-h2"),
+        threads_bare: Some("bare-stream-64t-h2"),
+        ..mode(
+            "llmr-stream-64t-h2",
+            "llmr_stream, 64 threads, HTTPS + HTTP/2",
+            Kind::Stream,
+            64,
+        )
+    },
+    Mode {
+        tls: true,
+        bare: Some("bare-stream-c64-h2"),
+        ..mode(
+            "llmr-stream-async-64-h2",
+            "llmr_stream_async, 64 in flight, HTTPS + HTTP/2",
+            Kind::StreamAsync,
+            64,
+        )
+    },
     mode(
         "bare-c1000",
         "reqwest, 1,000 in flight",

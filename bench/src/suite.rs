@@ -204,7 +204,7 @@ fn run_row(
 }
 
 /// The rows behind the ratio and added-latency targets, each llmr row after its bare one.
-const ROUND_ROWS: [&str; 16] = [
+const ROUND_ROWS: [&str; 20] = [
     "select-1",
     "select-1000",
     "bare-c1",
@@ -221,10 +221,14 @@ const ROUND_ROWS: [&str; 16] = [
     "bare-64t-h2",
     "llmr-complete-64t-h2",
     "llmr-async-64-h2",
+    "bare-stream-c64-h2",
+    "bare-stream-64t-h2",
+    "llmr-stream-64t-h2",
+    "llmr-stream-async-64-h2",
 ];
 
 /// How many more rounds of [`ROUND_ROWS`] run after the first pass (`BENCH_ROUNDS`, default 8:
-/// a round takes ~10 s, and with 5 rounds one slow spell of this VM still moved a median).
+/// a round takes ~12 s, and with 5 rounds one slow spell of this VM still moved a median).
 fn extra_rounds() -> usize {
     std::env::var("BENCH_ROUNDS")
         .ok()
