@@ -52,6 +52,15 @@ impl HttpClient {
         }
     }
 
+    /// A non-streaming request sent and its answer read and parsed.
+    async fn exchange(&self, body: Vec<u8>) -> Result<ChatResponse, Error> {
+        let resp = self.send(body, false).await?;
+        let bytes = read_body(resp, MAX_BODY_BYTES, &self.ep, false).await?;
+        self.wire
+            .parse_response(&self.ep, &bytes)
+            .map_err(|e| e.with_provider(&self.ep.provider))
+    }
+
     async fn send(&self, body: Vec<u8>, stream: bool) -> Result<reqwest::Response, Error> {
         let url = if stream {
             &self.ep.stream_url
@@ -168,17 +177,6 @@ pub(crate) async fn error_answer(
         e.retry_after = header_hint.or_else(|| retry_hint_in_text(&e.message));
     }
     e.with_provider(&ep.provider)
-}
-
-impl HttpClient {
-    /// A non-streaming request sent and its answer read and parsed.
-    async fn exchange(&self, body: Vec<u8>) -> Result<ChatResponse, Error> {
-        let resp = self.send(body, false).await?;
-        let bytes = read_body(resp, MAX_BODY_BYTES, &self.ep, false).await?;
-        self.wire
-            .parse_response(&self.ep, &bytes)
-            .map_err(|e| e.with_provider(&self.ep.provider))
-    }
 }
 
 impl ChatClient for HttpClient {
