@@ -323,32 +323,49 @@ fn blocking_calls_to_an_http2_origin_share_its_connections() {
         vec![deployment(server.port)],
         common::settings(json!({"num_retries": 0, "timeout": 30})),
     );
-    let call =
-        |i: usize| std::thread::spawn(move || common::stream(&common::ask(&format!("{i}")), None));
-    let mut calls = vec![call(0)];
-    // The first call's connection and the probe's handshake; then the probe records its answer.
+    in_flight_together_on_few_connections(
+        CALLS,
+        &counts,
+        |i| common::stream(&common::ask(&format!("{i}")), None),
+        |s| {
+            assert!(s.result.is_ok(), "{:?}", s.result);
+            assert_eq!(s.text(), "one two");
+        },
+    );
+    llmr::shutdown();
+}
+
+/// Runs `calls` blocking calls from as many threads against a server that holds each until all
+/// are open: the first alone, until the probe it starts has answered, then the rest. Checks
+/// each outcome with `check`, that all were in flight at once, and that they opened at most 3
+/// HTTP/2 connections (the first call's own and the shared one), not one per thread.
+fn in_flight_together_on_few_connections<T: Send + 'static>(
+    calls: usize,
+    counts: &Counts,
+    call: impl Fn(usize) -> T + Send + Copy + 'static,
+    check: impl Fn(T),
+) {
+    let start = |i: usize| std::thread::spawn(move || call(i));
+    let mut running = vec![start(0)];
     assert!(common::eventually(Duration::from_secs(10), || counts
         .handshakes
         .load(Ordering::SeqCst)
         >= 2));
     std::thread::sleep(Duration::from_millis(200));
-    calls.extend((1..CALLS).map(call));
-    for c in calls {
-        let s = c.join().unwrap();
-        assert!(s.result.is_ok(), "{:?}", s.result);
-        assert_eq!(s.text(), "one two");
+    running.extend((1..calls).map(start));
+    for r in running {
+        check(r.join().unwrap());
     }
     assert_eq!(
         counts.most_open.load(Ordering::SeqCst),
-        CALLS,
+        calls,
         "all in flight at once"
     );
     let connections = counts.connections.load(Ordering::SeqCst);
     assert!(
         connections <= 3,
-        "{CALLS} blocking calls opened {connections} HTTP/2 connections"
+        "{calls} blocking calls opened {connections} HTTP/2 connections"
     );
-    llmr::shutdown();
 }
 
 /// Blocking completions to an HTTP/2 origin run whole on the shared runtime, where its
@@ -365,28 +382,14 @@ fn blocking_completions_to_an_http2_origin_share_it_and_one_timed_out_lets_go() 
         vec![deployment(server.port)],
         common::settings(json!({"num_retries": 0, "timeout": 30})),
     );
-    let call =
-        |i: usize| std::thread::spawn(move || common::complete(&common::ask(&format!("{i}"))));
-    let mut calls = vec![call(0)];
-    assert!(common::eventually(Duration::from_secs(10), || counts
-        .handshakes
-        .load(Ordering::SeqCst)
-        >= 2));
-    std::thread::sleep(Duration::from_millis(200));
-    calls.extend((1..CALLS).map(call));
-    for c in calls {
-        let resp = c.join().unwrap().expect("the completion succeeds");
-        assert_eq!(common::content(&resp), "one two");
-    }
-    assert_eq!(
-        counts.most_open.load(Ordering::SeqCst),
+    in_flight_together_on_few_connections(
         CALLS,
-        "all in flight at once"
-    );
-    let connections = counts.connections.load(Ordering::SeqCst);
-    assert!(
-        connections <= 3,
-        "{CALLS} blocking completions opened {connections} HTTP/2 connections"
+        &counts,
+        |i| common::complete(&common::ask(&format!("{i}"))),
+        |r| {
+            let resp = r.expect("the completion succeeds");
+            assert_eq!(common::content(&resp), "one two");
+        },
     );
 
     // Held past its timeout (the server waits for more streams than will come).
